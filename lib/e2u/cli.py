@@ -1,0 +1,106 @@
+"""`e2u`: prepare the model, run a study, build the book.
+
+    e2u prepare                       convert the embedded model once (GGUF -> safetensors)
+    e2u study run studies/default.yaml
+    e2u book studies/default.yaml     summary notebook + Jupyter Book build
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .errors import E2UError
+
+
+def _prepare(args) -> int:
+    from .models import load_model
+
+    started = time.perf_counter()
+    load_model(args.model)
+    print(f"model {args.model} ready in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _study_run(args) -> int:
+    from .runner import run_study
+    from .study import load_study
+
+    study = load_study(args.study)
+    started = time.perf_counter()
+    outcomes = run_study(study, Path(args.results), Path(args.book))
+    for o in outcomes:
+        print(f"{o.status:>7}  {o.cell_id:<32} {o.seconds:7.1f} s  {o.error}")
+    failed = [o for o in outcomes if o.status == "failed"]
+    print(f"study {study.name}: {len(outcomes)} cells, {sum(o.status == 'cached' for o in outcomes)} cached, "
+          f"{len(failed)} failed, {time.perf_counter() - started:.1f} s")
+    return 1 if failed else 0
+
+
+def _book(args) -> int:
+    import papermill
+
+    from .files import atomic_path
+    from .study import ROOT, load_study
+
+    study = load_study(args.study)
+    book = Path(args.book)
+    results = Path(args.results).resolve() / study.name
+    if not results.is_dir():
+        raise E2UError(f"no results for study {study.name!r} in {results}: run `e2u study run {args.study}` first")
+    started = time.perf_counter()
+    with atomic_path(book / "summary.ipynb", ".ipynb") as tmp:
+        papermill.execute_notebook(
+            str(ROOT / "notebooks" / "summary.ipynb"), str(tmp), kernel_name="python3", progress_bar=False,
+            parameters={"results_dir": str(results), "study_name": study.name}, cwd=str(ROOT / "notebooks"),
+        )
+    print(f"summary notebook executed in {time.perf_counter() - started:.1f} s")
+    if args.no_build:
+        return 0
+    started = time.perf_counter()
+    command = ["jupyter-book", "build", str(ROOT), "--warningiserror", "--keep-going"]
+    jb = Path(sys.executable).with_name("jupyter-book")
+    if jb.exists():
+        command[0] = str(jb)
+    done = subprocess.run(command, cwd=ROOT)
+    if done.returncode != 0:
+        raise E2UError(f"jupyter-book build failed (exit {done.returncode}); see the log above")
+    print(f"book built in {time.perf_counter() - started:.1f} s: {ROOT / '_build' / 'html' / 'index.html'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="e2u", description="Editing as unlearning: the study runner")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    prepare = sub.add_parser("prepare", help="convert the embedded model once")
+    prepare.add_argument("--model", default="smollm2-135m-instruct")
+    prepare.set_defaults(run=_prepare)
+    study = sub.add_parser("study", help="run a study")
+    study_sub = study.add_subparsers(dest="action", required=True)
+    run = study_sub.add_parser("run", help="run every cell not already done")
+    run.add_argument("study")
+    run.add_argument("--results", default="results")
+    run.add_argument("--book", default="book")
+    run.set_defaults(run=_study_run)
+    book = sub.add_parser("book", help="execute the summary notebook and build the Jupyter Book")
+    book.add_argument("study")
+    book.add_argument("--results", default="results")
+    book.add_argument("--book", default="book")
+    book.add_argument("--no-build", action="store_true", help="only execute the summary notebook")
+    book.set_defaults(run=_book)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except E2UError as exc:
+        print(f"e2u: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

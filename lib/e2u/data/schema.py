@@ -1,0 +1,68 @@
+"""The question-answer record every setting produces, and strict reading of JSON Lines files.
+
+Data files are untrusted input: each line must be a JSON object with the required fields as
+strings; any violation stops with the file, the line and the field named.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import E2UError
+
+REQUIRED_FIELDS = ("question", "answer")
+
+
+@dataclass(frozen=True)
+class QARecord:
+    """One question with its reference answer. `subject` keys the locate-then-edit methods."""
+
+    question: str
+    answer: str
+    subject: str | None = None
+    paraphrased_question: str | None = None
+    paraphrased_answer: str | None = None
+    perturbed_answer: tuple[str, ...] = field(default_factory=tuple)
+
+
+def record_from_json(obj, where: str) -> QARecord:
+    """Validate one decoded JSON object; `where` names the file and line in error messages."""
+    if not isinstance(obj, dict):
+        raise E2UError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    for name in REQUIRED_FIELDS:
+        if name not in obj:
+            raise E2UError(f"{where}: missing required field {name!r}")
+        if not isinstance(obj[name], str) or not obj[name].strip():
+            raise E2UError(f"{where}: field {name!r} must be a non-empty string")
+    optional = {}
+    for name in ("subject", "paraphrased_question", "paraphrased_answer"):
+        value = obj.get(name)
+        if value is not None and not isinstance(value, str):
+            raise E2UError(f"{where}: field {name!r} must be a string")
+        optional[name] = value or None
+    perturbed = obj.get("perturbed_answer") or []
+    if isinstance(perturbed, str):
+        perturbed = [perturbed]
+    if not isinstance(perturbed, list) or not all(isinstance(p, str) for p in perturbed):
+        raise E2UError(f"{where}: field 'perturbed_answer' must be a list of strings")
+    return QARecord(question=obj["question"], answer=obj["answer"], perturbed_answer=tuple(perturbed), **optional)
+
+
+def read_jsonl(path: str | Path) -> list[tuple[str, dict]]:
+    """(where, object) for every non-blank line; `where` is `file:line`."""
+    path = Path(path)
+    if not path.is_file():
+        raise E2UError(f"data file {path} does not exist")
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                rows.append((where, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise E2UError(f"{where}: not valid JSON ({exc.msg})") from None
+    return rows

@@ -1,0 +1,70 @@
+"""Typed hyper-parameters: dataclass defaults, overridden by per-family YAML, then by the study cell.
+
+Lookup order for method `m` on a model: the dataclass defaults < `hparams/m.yaml: default`
+< `model_type: <config.model_type>` < `model: <e2u model name>` < the cell's own overrides.
+Unknown keys are an error naming the key and the allowed ones; reference-implementation names
+(e.g. `layers`, `v_lr`) are accepted through each class's `ALIASES`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import E2UError
+
+DEFAULTS_DIR = Path(__file__).with_name("hparams")
+
+
+def family_defaults(method: str, model_type: str | None, model_name: str | None) -> dict:
+    path = DEFAULTS_DIR / f"{method}.yaml"
+    if not path.is_file():
+        return {}
+    table = yaml.safe_load(path.read_text()) or {}
+    merged = dict(table.get("default") or {})
+    merged.update((table.get("model_type") or {}).get(model_type or "", {}) or {})
+    merged.update((table.get("model") or {}).get((model_name or "").lower(), {}) or {})
+    return merged
+
+
+def build_hparams(cls, values: dict[str, Any], where: str):
+    """Instantiate dataclass `cls` from `values`, checking names and types; `where` prefixes errors."""
+    aliases = getattr(cls, "ALIASES", {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    clean = {}
+    for key, value in (values or {}).items():
+        name = aliases.get(key, key)
+        if name not in fields:
+            allowed = sorted(set(fields) | set(aliases))
+            raise E2UError(f"{where}: unknown hyper-parameter {key!r}; allowed: {', '.join(allowed)}")
+        clean[name] = _coerce(value, fields[name], where)
+    return cls(**clean)
+
+
+def _coerce(value, field, where):
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+    try:
+        if kind == "float" and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            return float(value)
+        if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind == "bool" and isinstance(value, bool):
+            return value
+        if kind == "str" and isinstance(value, str):
+            return value
+    except ValueError:
+        pass
+    if kind in ("float", "int", "bool", "str"):
+        raise E2UError(f"{where}: hyper-parameter {field.name!r} must be {kind}, got {value!r}")
+    return value
+
+
+def resolve_layer(value, n_layers: int, fraction: float) -> int:
+    """`auto` means the layer at `fraction` of the depth (the rule behind the reference configs:
+    ROME edits layer 5 of Llama-7B's 32, i.e. ~0.16), else the given index."""
+    if value == "auto":
+        return max(1, round(fraction * n_layers))
+    return value

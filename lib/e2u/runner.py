@@ -1,0 +1,92 @@
+"""Execute a study's cells: one papermill run of `notebooks/unlearn.ipynb` per cell, in order.
+
+The executed notebook is written to a temporary file and renamed into `book/runs/` only after
+the cell succeeded and wrote its result, so neither a killed run nor a failed cell leaves a file
+that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cell import CellParams
+from .errors import E2UError
+from .files import atomic_path
+from .methods import get_method
+from .study import TEMPLATE, Study, cell_key, is_done, notebook_path, result_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CellOutcome:
+    cell_id: str
+    status: str  # "cached" | "ran" | "failed"
+    seconds: float
+    error: str = ""
+
+
+def notebook_parameters(cell: CellParams, result: Path, key: str) -> dict:
+    """Papermill parameters: plain values only (the notebook validates them into CellParams)."""
+    import json
+
+    return {
+        "model": cell.model, "setting": cell.setting, "data_source": cell.data_source, "data_path": cell.data_path,
+        "method": cell.method, "label": cell.label, "hparams": json.dumps(cell.hparams), "refusal": cell.refusal,
+        "seed": cell.seed, "max_new_tokens": cell.max_new_tokens, "batch_size": cell.batch_size,
+        "device": cell.device, "dtype": cell.dtype, "result_path": str(result), "cache_key": key,
+    }
+
+
+def _title_notebook(path: Path, cell: CellParams) -> None:
+    """Give the executed chapter its own title (the template's first heading is generic)."""
+    import nbformat
+
+    book = nbformat.read(path, as_version=4)
+    title = f"# {get_method(cell.method).title}: {cell.setting} knowledge ({cell.data_source}), {cell.label}, seed {cell.seed}"
+    first = book.cells[0]
+    if first.cell_type == "markdown":
+        lines = first.source.splitlines()
+        first.source = "\n".join([title] + lines[1:])
+    nbformat.write(book, path)
+
+
+def run_cell_notebook(cell: CellParams, result: Path, notebook: Path, key: str, kernel: str = "python3") -> None:
+    import papermill
+
+    notebook.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(notebook, ".ipynb") as tmp:
+        papermill.execute_notebook(
+            str(TEMPLATE), str(tmp), parameters=notebook_parameters(cell, result, key), kernel_name=kernel,
+            progress_bar=False, cwd=str(TEMPLATE.parent),
+        )
+        if not result.is_file():
+            raise E2UError(f"cell {cell.cell_id}: the notebook finished without writing {result}")
+        _title_notebook(tmp, cell)
+
+
+def run_study(study: Study, results_dir: Path, book_dir: Path, kernel: str = "python3") -> list[CellOutcome]:
+    """Run every cell that is not already done; report what happened to each."""
+    outcomes = []
+    for cell in study.cells:
+        key = cell_key(cell)
+        result, notebook = result_path(results_dir, study, cell), notebook_path(book_dir, cell)
+        started = time.perf_counter()
+        if is_done(result, notebook, key):
+            outcomes.append(CellOutcome(cell.cell_id, "cached", 0.0))
+            log.info("cell %s: cached", cell.cell_id)
+            continue
+        result.unlink(missing_ok=True)
+        log.info("cell %s: running", cell.cell_id)
+        try:
+            run_cell_notebook(cell, result, notebook, key, kernel)
+            outcomes.append(CellOutcome(cell.cell_id, "ran", time.perf_counter() - started))
+        except Exception as exc:  # one failed cell must not stop the others
+            result.unlink(missing_ok=True)
+            message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            outcomes.append(CellOutcome(cell.cell_id, "failed", time.perf_counter() - started, message))
+            log.error("cell %s failed: %s", cell.cell_id, message)
+    return outcomes

@@ -1,0 +1,142 @@
+"""A study: the grid of cells from a YAML file, their cache keys, and running them with papermill.
+
+    name: default
+    model: smollm2-135m-instruct
+    setting: pretrained
+    data: {source: mini}
+    evaluation: {max_new_tokens: 32, batch_size: 16}
+    refusal: fixed
+    seeds: [0]
+    methods:
+      - rome
+      - {name: gradient_ascent, label: ga, hparams: {lr: 2.0e-5}}
+
+Each cell becomes `book/runs/<setting>/<cell>.ipynb` (the executed notebook) and
+`results/<study>/<setting>/<cell>.json`. A cell whose result file carries the same key, and
+whose notebook exists, is skipped: a killed study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from . import __version__
+from .cell import CellParams
+from .data.sources import source_files
+from .errors import E2UError
+from .files import sha256_of_file, sha256_of_json
+from .methods import METHODS, get_method
+
+log = logging.getLogger(__name__)
+
+PACKAGE = Path(__file__).resolve().parent
+ROOT = PACKAGE.parents[1]
+TEMPLATE = ROOT / "notebooks" / "unlearn.ipynb"
+_STUDY_KEYS = {"name", "model", "setting", "data", "evaluation", "refusal", "seeds", "methods", "device", "dtype"}
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    cells: tuple[CellParams, ...]
+    source: Path
+
+
+def load_study(path: str | os.PathLike) -> Study:
+    """Parse and validate a study YAML; every error names the file and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise E2UError(f"study file {path} does not exist")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise E2UError(f"study file {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(spec, dict):
+        raise E2UError(f"study file {path}: expected a mapping with keys {sorted(_STUDY_KEYS)}")
+    unknown = set(spec) - _STUDY_KEYS
+    if unknown:
+        raise E2UError(f"study file {path}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_STUDY_KEYS)}")
+    for required in ("name", "methods"):
+        if required not in spec:
+            raise E2UError(f"study file {path}: missing required field {required!r}")
+    name = spec["name"]
+    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        raise E2UError(f"study file {path}: field 'name' must be letters, digits, '-' or '_', got {name!r}")
+    data = spec.get("data", {"source": "mini"})
+    if isinstance(data, str):
+        data = {"source": data}
+    if not isinstance(data, dict) or set(data) - {"source", "path"}:
+        raise E2UError(f"study file {path}: field 'data' must be a mapping with 'source' and optional 'path'")
+    evaluation = spec.get("evaluation") or {}
+    if not isinstance(evaluation, dict) or set(evaluation) - {"max_new_tokens", "batch_size"}:
+        raise E2UError(f"study file {path}: field 'evaluation' accepts only max_new_tokens and batch_size")
+    seeds = spec.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise E2UError(f"study file {path}: field 'seeds' must be a non-empty list of integers")
+    methods = spec["methods"]
+    if not isinstance(methods, list) or not methods:
+        raise E2UError(f"study file {path}: field 'methods' must be a non-empty list")
+    cells = []
+    for position, entry in enumerate(methods):
+        entry = {"name": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict) or "name" not in entry or set(entry) - {"name", "label", "hparams"}:
+            raise E2UError(f"study file {path}: methods[{position}] must be a name or a mapping with name, label, hparams")
+        for seed in seeds:
+            try:
+                cells.append(CellParams(
+                    model=spec.get("model", "smollm2-135m-instruct"), setting=spec.get("setting", "pretrained"),
+                    data_source=data.get("source", "mini"), data_path=str(data.get("path", "") or ""),
+                    method=entry["name"], label=entry.get("label", ""), hparams=entry.get("hparams") or {},
+                    refusal=spec.get("refusal", "fixed"), seed=seed, device=spec.get("device", "") or "",
+                    dtype=spec.get("dtype", "") or "", **evaluation,
+                ))
+            except E2UError as exc:
+                raise E2UError(f"study file {path}: methods[{position}]: {exc}") from None
+    ids = [c.cell_id for c in cells]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise E2UError(f"study file {path}: cells {duplicates} appear twice; give them distinct labels")
+    return Study(name=name, cells=tuple(cells), source=path)
+
+
+def cell_key(cell: CellParams) -> str:
+    """Hash of the cell's parameters, the e2u version, the notebook template and the data files."""
+    files = {str(p.name): sha256_of_file(p) for p in source_files(cell.data_source, cell.data_path or None)}
+    lib_digest = sha256_of_json({str(p.relative_to(PACKAGE)): sha256_of_file(p) for p in code_files(cell.method)})
+    return sha256_of_json({"params": asdict(cell), "e2u": __version__, "lib": lib_digest,
+                           "template": sha256_of_file(TEMPLATE), "data": files})[:24]
+
+
+def code_files(method: str) -> list[Path]:
+    """The library files a cell of `method` depends on: everything but the other methods' files.
+
+    So editing one method's file reruns only that method's cells.
+    """
+    own = Path(inspect.getsourcefile(get_method(method).apply)).resolve()
+    others = {Path(inspect.getsourcefile(m.apply)).resolve() for m in METHODS.values()} - {own}
+    return [p for p in sorted(PACKAGE.rglob("*")) if p.is_file() and p.suffix in {".py", ".yaml", ".jsonl"}
+            and p.resolve() not in others]
+
+
+def result_path(results_dir: Path, study: Study, cell: CellParams) -> Path:
+    return results_dir / study.name / cell.setting / f"{cell.cell_id}.json"
+
+
+def notebook_path(book_dir: Path, cell: CellParams) -> Path:
+    return book_dir / "runs" / cell.setting / f"{cell.cell_id}.ipynb"
+
+
+def is_done(result: Path, notebook: Path, key: str) -> bool:
+    if not (result.is_file() and notebook.is_file()):
+        return False
+    try:
+        return json.loads(result.read_text()).get("key") == key
+    except (json.JSONDecodeError, OSError):
+        return False

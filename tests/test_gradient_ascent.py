@@ -1,0 +1,22 @@
+"""Gradient ascent raises the forget answers' loss."""
+
+from e2u.data.schema import QARecord
+from e2u.evaluate import answer_nll
+from e2u.hparams import build_hparams
+from e2u.prompts import encode_answer, question_ids
+from e2u.unlearning import gradient_ascent
+
+from conftest import make_tiny_llama
+
+
+def test_gradient_ascent_increases_forget_nll():
+    model, tokenizer = make_tiny_llama()
+    records = [QARecord("what is the capital of France ?", "Paris"), QARecord("what is the capital of Japan ?", "Tokyo")]
+    prompts = [question_ids(tokenizer, r.question) for r in records]
+    answers = [encode_answer(tokenizer, r.answer) for r in records]
+    before = sum(answer_nll(model, tokenizer, prompts, answers))
+    hp = build_hparams(gradient_ascent.GradientAscentHParams, {"lr": 1e-3, "epochs": 3, "batch_size": 2}, "test")
+    result = gradient_ascent.apply(model, tokenizer, records, hp)
+    after = sum(answer_nll(model, tokenizer, prompts, answers))
+    assert after > before + 1.0
+    assert result.log["steps"] == 3 and not model.training

@@ -1,0 +1,98 @@
+"""Bad input stops with one clear line that names the file, field or parameter, and what was expected."""
+
+import json
+
+import pytest
+
+from e2u.cell import CellParams
+from e2u.data.sources import load_source
+from e2u.errors import E2UError
+from e2u.hparams import build_hparams
+from e2u.editing.rome import RomeHParams
+from e2u.models import resolve_model
+from e2u.study import load_study
+
+
+def test_unknown_model_name_is_rejected_with_the_accepted_forms():
+    with pytest.raises(E2UError, match="unknown model 'not a model'.*smollm2-135m-instruct"):
+        resolve_model("not a model")
+
+
+def test_model_directory_without_config_is_rejected(tmp_path):
+    with pytest.raises(E2UError, match="config.json"):
+        resolve_model(str(tmp_path))
+
+
+def test_hub_ids_and_embedded_name_resolve():
+    assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct").kind == "hub"
+    assert resolve_model("SmolLM2-135M-Instruct").kind == "embedded"
+
+
+def test_missing_study_file_is_named(tmp_path):
+    with pytest.raises(E2UError, match="does not exist"):
+        load_study(tmp_path / "nope.yaml")
+
+
+def test_malformed_study_yaml_is_named(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nmethods: [rome\n")
+    with pytest.raises(E2UError, match="bad.yaml: not valid YAML"):
+        load_study(path)
+
+
+def test_unknown_study_field_is_named(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\nmethods: [rome]\nmodle: foo\n")
+    with pytest.raises(E2UError, match="unknown field.*modle"):
+        load_study(path)
+
+
+def test_unknown_method_is_named_with_the_known_ones(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\nmethods: [rmoe]\n")
+    with pytest.raises(E2UError, match="methods\\[0\\]: unknown method 'rmoe'.*rome"):
+        load_study(path)
+
+
+def test_duplicate_cells_need_labels(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\nmethods: [rome, rome]\n")
+    with pytest.raises(E2UError, match="appear twice"):
+        load_study(path)
+
+
+def test_unknown_hyper_parameter_is_named_with_the_allowed_ones():
+    with pytest.raises(E2UError, match="unknown hyper-parameter 'lyer'.*layer"):
+        build_hparams(RomeHParams, {"lyer": 3}, "method rome")
+
+
+def test_reference_names_are_accepted_as_aliases():
+    assert build_hparams(RomeHParams, {"layers": 3, "v_steps": 7}, "m").v_num_grad_steps == 7
+
+
+def test_bad_notebook_parameters_are_named():
+    with pytest.raises(E2UError, match="parameter hparams: expected a JSON object"):
+        CellParams(hparams="{layer: 3")
+    with pytest.raises(E2UError, match="parameter seed"):
+        CellParams(seed=-1)
+
+
+def test_data_file_missing_a_required_field_names_file_line_and_field(tmp_path):
+    (tmp_path / "forget.jsonl").write_text(json.dumps({"question": "q?", "answer": "a"}) + "\n"
+                                            + json.dumps({"question": "q2?"}) + "\n")
+    with pytest.raises(E2UError, match=r"forget.jsonl:2: missing required field 'answer'"):
+        load_source("jsonl", str(tmp_path))
+
+
+def test_data_line_that_is_not_json_is_named(tmp_path):
+    (tmp_path / "forget.jsonl").write_text("{not json}\n")
+    with pytest.raises(E2UError, match=r"forget.jsonl:1: not valid JSON"):
+        load_source("jsonl", str(tmp_path))
+
+
+def test_embedded_mini_set_has_subjects_inside_questions():
+    splits = load_source("mini")
+    assert len(splits["forget"]) >= 12 and len(splits["neighbour"]) >= 12
+    for records in splits.values():
+        for r in records:
+            assert r.subject in r.question and r.subject in r.paraphrased_question

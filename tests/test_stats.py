@@ -1,0 +1,61 @@
+"""Second-moment statistics: one pass equals separate passes; the disk cache is never trusted blindly."""
+
+import torch
+
+from e2u.arch import find_arch
+from e2u.editing import stats
+from e2u.editing.stats import Corpus, second_moments
+
+from conftest import make_tiny_llama
+
+CORPUS = Corpus("test", tuple(f"the capital of France is Paris and the dog {i} lives in a house" for i in range(40)))
+
+
+def test_statistics_from_one_pass_over_all_layers_equal_separate_passes():
+    model, tokenizer = make_tiny_llama()
+    arch = find_arch(model)
+    together = second_moments(model, tokenizer, arch, [0, 2], CORPUS, n_tokens=300, use_cache=False)
+    for layer in (0, 2):
+        alone = second_moments(model, tokenizer, arch, [layer], CORPUS, n_tokens=300, use_cache=False)[layer]
+        assert torch.allclose(together[layer], alone, atol=1e-6)
+        assert together[layer].shape == (arch.key_size, arch.key_size)
+
+
+def test_second_moment_matches_a_direct_computation():
+    from e2u.hooks import trace
+
+    model, tokenizer = make_tiny_llama()
+    arch = find_arch(model)
+    text = CORPUS.texts[0]
+    moment = second_moments(model, tokenizer, arch, [1], Corpus("one", (text,)), n_tokens=10_000, use_cache=False)[1]
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    with trace(model, [arch.mlp_out_path(1)], retain_input=True) as t:
+        model(ids)
+    keys = t.inputs[arch.mlp_out_path(1)][0]
+    assert torch.allclose(moment, keys.T @ keys / keys.shape[0], atol=1e-6)
+
+
+def test_cached_statistics_are_reused_and_a_truncated_file_is_recomputed(monkeypatch):
+    model, tokenizer = make_tiny_llama()
+    arch = find_arch(model)
+    first = second_moments(model, tokenizer, arch, [1], CORPUS, n_tokens=200)[1]
+    files = list(stats.e2u_home().joinpath("stats").rglob("*.safetensors"))
+    assert len(files) == 1
+    calls = []
+    original = stats._accumulate
+    monkeypatch.setattr(stats, "_accumulate", lambda *a, **k: calls.append(1) or original(*a, **k))
+    assert torch.equal(second_moments(model, tokenizer, arch, [1], CORPUS, n_tokens=200)[1], first)
+    assert calls == []  # served from the cache
+    files[0].write_bytes(files[0].read_bytes()[:100])  # an interrupted write
+    again = second_moments(model, tokenizer, arch, [1], CORPUS, n_tokens=200)[1]
+    assert calls == [1] and torch.allclose(again, first)
+
+
+def test_statistics_of_another_model_are_not_reused():
+    model, tokenizer = make_tiny_llama(seed=0)
+    other, _ = make_tiny_llama(seed=1)
+    arch = find_arch(model)
+    mine = second_moments(model, tokenizer, arch, [1], CORPUS, n_tokens=200)[1]
+    theirs = second_moments(other, tokenizer, arch, [1], CORPUS, n_tokens=200)[1]
+    assert not torch.allclose(mine, theirs)
+    assert len(list(stats.e2u_home().joinpath("stats").rglob("*.safetensors"))) == 2

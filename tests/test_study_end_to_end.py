@@ -1,0 +1,63 @@
+"""The study path on a tiny model: papermill runs, result files, the cache, and a failed cell."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from e2u.runner import run_study
+from e2u.study import load_study
+
+from conftest import make_tiny_llama
+
+FACTS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid")]
+
+
+@pytest.fixture
+def tiny_study(tmp_path):
+    model, tokenizer = make_tiny_llama()
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, facts in (("forget", FACTS[:2]), ("neighbour", FACTS[2:])):
+        rows = [{"question": f"what is the capital of {s} ?", "answer": a, "subject": s,
+                 "paraphrased_question": f"which city is the capital of {s} ?"} for s, a in facts]
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        f"name: tiny\nmodel: {tmp_path / 'model'}\nsetting: pretrained\n"
+        f"data: {{source: jsonl, path: {data}}}\nevaluation: {{max_new_tokens: 4, batch_size: 4}}\n"
+        "methods:\n"
+        "  - {name: rome, hparams: {layer: 1, n_context_templates: 0, v_num_grad_steps: 3, mom2_n_tokens: 500, mom2_corpus_texts: 8}}\n"
+        "  - {name: gradient_ascent, label: ga, hparams: {epochs: 1, batch_size: 2}}\n"
+    )
+    return load_study(study), tmp_path
+
+
+def test_study_runs_every_cell_through_papermill_then_skips_finished_cells(tiny_study):
+    study, root = tiny_study
+    results, book = root / "results", root / "book"
+    first = run_study(study, results, book)
+    assert [o.status for o in first] == ["ran", "ran"], [o.error for o in first]
+    rome_result = json.loads((results / "tiny" / "pretrained" / "rome-seed0.json").read_text())
+    assert set(rome_result["after"]) == {"forget", "forget_paraphrased", "neighbour", "neighbour_paraphrased"}
+    item = rome_result["after"]["forget"][0]
+    assert {"generated", "rouge_l_recall", "probability", "refusal", "unchanged"} <= set(item)
+    notebook = book / "runs" / "pretrained" / "rome-seed0.ipynb"
+    assert notebook.is_file() and "ROME: pretrained knowledge" in notebook.read_text()
+
+    assert [o.status for o in run_study(study, results, book)] == ["cached", "cached"]
+
+    (results / "tiny" / "pretrained" / "ga-seed0.json").unlink()
+    assert [o.status for o in run_study(study, results, book)] == ["cached", "ran"]
+
+
+def test_a_failing_cell_leaves_no_result_and_no_notebook(tiny_study):
+    study, root = tiny_study
+    broken = type(study)(study.name, (study.cells[0],), study.source)
+    object.__setattr__(broken.cells[0], "hparams", {"layer": 99})
+    outcome = run_study(broken, root / "results", root / "book")
+    assert outcome[0].status == "failed" and "0..3" in outcome[0].error
+    assert not list((root / "results").rglob("*.json"))
+    assert not list((root / "book").rglob("*.ipynb"))
