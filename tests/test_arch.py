@@ -91,15 +91,6 @@ EXPECTED = {
 NAMES = list(CONFIGS)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest and immune to a busy machine's oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @functools.lru_cache(maxsize=None)
 def build(name: str):
     """A tiny random model; 1-d parameters (norm scales, biases) are perturbed so that a norm

@@ -20,7 +20,7 @@ from . import __version__
 from .data.sources import load_source
 from .errors import E2UError
 from .evaluate import evaluate_dataset, summarise
-from .files import atomic_path, e2u_home, sha256_of_json, write_json_atomic
+from .files import e2u_home, sha256_of_json, write_json_atomic
 from .methods import get_method, method_hparams, run_method
 from .models import load_model, model_fingerprint
 

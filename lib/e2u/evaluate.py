@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
 
 from . import metrics
 from .prompts import encode_answer, question_ids

@@ -159,7 +159,8 @@ def model_fingerprint(model: torch.nn.Module) -> str:
 
     Two models with the same fingerprint are treated as the same model by every on-disk cache.
     """
-    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    config = {k: v for k, v in model.config.to_dict().items() if k not in ("_name_or_path", "name_or_path")}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
             flat = tensor.reshape(-1)

@@ -71,6 +71,7 @@ def run_cell_notebook(cell: CellParams, result: Path, notebook: Path, key: str, 
 def run_study(study: Study, results_dir: Path, book_dir: Path, kernel: str = "python3") -> list[CellOutcome]:
     """Run every cell that is not already done; report what happened to each."""
     outcomes = []
+    results_dir, book_dir = Path(results_dir).resolve(), Path(book_dir).resolve()  # the kernel runs elsewhere
     for cell in study.cells:
         key = cell_key(cell)
         result, notebook = result_path(results_dir, study, cell), notebook_path(book_dir, cell)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
 
 from ..arch import Arch
 from ..files import atomic_path, e2u_home
@@ -69,7 +69,7 @@ def model_samples_corpus(model, tokenizer, n_texts: int = 64, length: int = 128,
     tokenizer.padding_side = "left"
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for start in tqdm(range(0, n_texts, 16), desc="sample corpus", leave=False):
+        for start in tqdm(range(0, n_texts, 16), desc="sample corpus", leave=False, disable=None):
             batch = tokenizer(prompts[start : start + 16], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=length, do_sample=True, top_k=50, pad_token_id=tokenizer.pad_token_id)
             texts += tokenizer.batch_decode(out, skip_special_tokens=False)
@@ -145,7 +145,7 @@ def _accumulate(model, tokenizer, arch, layers, corpus, n_tokens, max_length, dt
     docs = [tokenizer(t, add_special_tokens=False)["input_ids"][:max_length] for t in corpus.texts]
     docs = [d for d in docs if d]
     seen = 0
-    bar = tqdm(total=n_tokens, desc=f"second moments, layers {layers}", leave=False)
+    bar = tqdm(total=n_tokens, desc=f"second moments, layers {layers}", leave=False, disable=None)
     index = 0
     while seen < n_tokens and index < len(docs):
         batch = []

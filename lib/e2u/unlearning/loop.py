@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
 
 from ..prompts import encode_answer, question_ids
 from ..result import EditResult
@@ -62,7 +62,7 @@ def train_on_forget(
     started = time.perf_counter()
     model.train()
     steps = hp.epochs * ((len(pairs) + hp.batch_size - 1) // hp.batch_size)
-    with tqdm(total=steps, desc=name, leave=False) as bar:
+    with tqdm(total=steps, desc=name, leave=False, disable=None) as bar:
         for _ in range(hp.epochs):
             rng.shuffle(order)
             for start in range(0, len(order), hp.batch_size):
