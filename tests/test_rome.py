@@ -18,6 +18,10 @@ def _editable_llama():
     # initializer_range 0.1: at the default 0.02 a random model's activations are too small for a
     # single MLP output to steer the logits at all, so no editor could succeed on it.
     model, tokenizer = make_tiny_llama(initializer_range=0.1)
+    # ...and a random LM head caps how peaked any next-token distribution can get (its logits are
+    # bounded by its weights' norms after the final RMSNorm); scale it so p > 0.9 is reachable.
+    with torch.no_grad():
+        model.lm_head.weight.mul_(4.0)
     tokenizer.chat_template = BARE_TEMPLATE  # the prompt is the question itself, ending at the subject
     return model, tokenizer
 

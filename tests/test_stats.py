@@ -4,7 +4,8 @@ import torch
 
 from e2u.arch import find_arch
 from e2u.editing import stats
-from e2u.editing.stats import Corpus, second_moments
+from e2u.editing.corpus import Corpus
+from e2u.editing.stats import second_moments
 
 from conftest import make_tiny_llama
 
@@ -59,3 +60,13 @@ def test_statistics_of_another_model_are_not_reused():
     theirs = second_moments(other, tokenizer, arch, [1], CORPUS, n_tokens=200)[1]
     assert not torch.allclose(mine, theirs)
     assert len(list(stats.e2u_home().joinpath("stats").rglob("*.safetensors"))) == 2
+
+
+def test_question_bank_shares_no_entity_with_the_evaluation_set():
+    from e2u.data.sources import load_source
+    from e2u.editing.corpus import question_bank_corpus
+
+    _, tokenizer = make_tiny_llama()
+    bank = " ".join(question_bank_corpus(tokenizer).texts).lower()
+    subjects = {r.subject.lower() for records in load_source("mini").values() for r in records}
+    assert not [s for s in subjects if s in bank]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable
 
-from .editing import rome
+from .editing import alphaedit, memit, rome
 from .editing.requests import unlearning_requests
 from .errors import E2UError
 from .hparams import build_hparams, family_defaults
@@ -29,6 +29,8 @@ class Method:
 
 METHODS = MappingProxyType({
     "rome": Method("rome", "editing", rome.RomeHParams, rome.apply, "ROME"),
+    "memit": Method("memit", "editing", memit.MemitHParams, memit.apply, "MEMIT"),
+    "alphaedit": Method("alphaedit", "editing", alphaedit.AlphaEditHParams, alphaedit.apply, "AlphaEdit"),
     "gradient_ascent": Method("gradient_ascent", "unlearning", gradient_ascent.GradientAscentHParams,
                               gradient_ascent.apply, "Gradient ascent"),
 })

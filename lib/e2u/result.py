@@ -9,6 +9,8 @@ import torch
 
 @dataclass
 class EditResult:
+    """`deltas` maps each changed matrix's path to its total change as (d_out, d_in), whatever its stored layout."""
+
     model: torch.nn.Module
     deltas: dict[str, torch.Tensor] = field(default_factory=dict)
     log: dict = field(default_factory=dict)

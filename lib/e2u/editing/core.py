@@ -61,29 +61,44 @@ def _right_padded(sites: list[list[int]], pad_id: int, device) -> tuple[torch.Te
 
 
 @torch.no_grad()
-def compute_keys(
-    model, tokenizer, arch: Arch, layers: list[int], requests: list[EditRequest], templates: list[str],
-    batch_size: int = 32,
-) -> dict[int, torch.Tensor]:
-    """k* per request and layer: (n_requests, d_k), the template-averaged key (ROME eq. 3).
+def _gather_at_sites(
+    model, tokenizer, paths: dict, requests: list[EditRequest], templates: list[str], inputs: bool, batch_size: int,
+) -> dict:
+    """Template-averaged input (or output) of each module in `paths` at every request's key token.
 
-    All layers come from one forward pass per batch, which stops after the deepest layer.
+    One forward pass per batch serves every module, and stops after the deepest one.
     """
     device = next(model.parameters()).device
     sites = [key_site(tokenizer, r, t) for r in requests for t in templates]
-    paths = {layer: arch.mlp_out_path(layer) for layer in layers}
-    sums = {layer: torch.zeros(len(requests), arch.key_size, dtype=torch.float32, device=device) for layer in layers}
+    sums: dict = {}
     for start in range(0, len(sites), batch_size):
         chunk = sites[start : start + batch_size]
         ids, mask = _right_padded([s.ids for s in chunk], tokenizer.pad_token_id, device)
-        with trace(model, list(paths.values()), retain_input=True, stop=True) as t:
+        with trace(model, list(paths.values()), retain_input=inputs, retain_output=not inputs, stop=True) as t:
             model(input_ids=ids, attention_mask=mask)
         rows = torch.arange(len(chunk), device=device)
         index = torch.tensor([s.index for s in chunk], device=device)
         owner = torch.tensor([(start + j) // len(templates) for j in range(len(chunk))], device=device)
-        for layer, path in paths.items():
-            sums[layer].index_add_(0, owner, t.inputs[path][rows, index].float())
-    return {layer: total / len(templates) for layer, total in sums.items()}
+        for name, path in paths.items():
+            found = (t.inputs if inputs else t.outputs)[path][rows, index].float()
+            if name not in sums:
+                sums[name] = torch.zeros(len(requests), found.shape[-1], device=device)
+            sums[name].index_add_(0, owner, found)
+    return {name: total / len(templates) for name, total in sums.items()}
+
+
+def compute_keys(
+    model, tokenizer, arch: Arch, layers: list[int], requests: list[EditRequest], templates: list[str],
+    batch_size: int = 32,
+) -> dict[int, torch.Tensor]:
+    """k* per request and layer: (n_requests, d_k), the template-averaged key (ROME eq. 3)."""
+    paths = {layer: arch.mlp_out_path(layer) for layer in layers}
+    return _gather_at_sites(model, tokenizer, paths, requests, templates, True, batch_size)
+
+
+def outputs_at_keys(model, tokenizer, path: str, requests: list[EditRequest], batch_size: int = 32) -> torch.Tensor:
+    """(n_requests, d): the output of module `path` at each bare prompt's key token."""
+    return _gather_at_sites(model, tokenizer, {path: path}, requests, ["{}"], False, batch_size)[path]
 
 
 @dataclass
@@ -96,6 +111,22 @@ class ValueHParams:
     clamp_norm_factor: float = 4.0
     kl_factor: float = 0.0625
     early_stop_loss: float = 5e-2
+
+
+@dataclass
+class LocateHParams(ValueHParams):
+    """What every locate-then-edit method shares: value optimisation, context templates, statistics."""
+
+    n_context_templates: int = 5
+    context_template_length: int = 10
+    mom2_corpus: str = "model_samples+question_bank"
+    mom2_corpus_texts: int = 64
+    mom2_n_tokens: int = 20_000
+    mom2_max_length: int = 256
+    mom2_dtype: str = "float32"
+    seed: int = 0
+
+    ALIASES = {"v_steps": "v_num_grad_steps", "mom2_n_samples": "mom2_n_tokens"}
 
 
 @contextmanager

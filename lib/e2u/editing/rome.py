@@ -18,28 +18,21 @@ import torch
 
 from ..arch import find_arch
 from ..hparams import resolve_layer
-from .core import ValueHParams, add_to_weight, compute_keys, context_templates, optimise_value
+from .core import LocateHParams, add_to_weight, compute_keys, context_templates, optimise_value
 from .requests import EditRequest, report_missing_subjects
 from ..result import EditResult
-from .stats import model_samples_corpus, second_moments
+from .stats import layer_moments
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class RomeHParams(ValueHParams):
+class RomeHParams(LocateHParams):
     layer: int | str = "auto"
-    n_context_templates: int = 5
-    context_template_length: int = 10
     mom2_adjustment: bool = True
-    mom2_n_tokens: int = 20_000
-    mom2_max_length: int = 256
-    mom2_dtype: str = "float32"
     mom2_ridge: float = 1e-4
-    mom2_corpus_texts: int = 64
-    seed: int = 0
 
-    ALIASES = {"layers": "layer", "v_steps": "v_num_grad_steps", "mom2_n_samples": "mom2_n_tokens"}
+    ALIASES = {**LocateHParams.ALIASES, "layers": "layer"}
 
 
 def rank_one_update(k_star: torch.Tensor, k: torch.Tensor, v_star: torch.Tensor, v: torch.Tensor,
@@ -60,16 +53,13 @@ def apply(model, tokenizer, requests: list[EditRequest], hp: RomeHParams) -> Edi
     inverse = None
     corpus_name = None
     if hp.mom2_adjustment:
-        corpus = model_samples_corpus(model, tokenizer, n_texts=hp.mom2_corpus_texts, seed=hp.seed)
-        corpus_name = corpus.name
-        dtype = torch.float64 if hp.mom2_dtype == "float64" else torch.float32
-        moment = second_moments(model, tokenizer, arch, [layer], corpus, hp.mom2_n_tokens, hp.mom2_max_length, dtype)[layer]
-        moment = moment.double()
+        moments, corpus_name = layer_moments(model, tokenizer, arch, [layer], hp)
+        moment = moments[layer].double()
         ridge = hp.mom2_ridge * moment.diagonal().mean()
         inverse = torch.linalg.inv(moment + ridge * torch.eye(moment.shape[0], dtype=moment.dtype)).float()
         inverse = inverse.to(next(model.parameters()).device)
     path = arch.mlp_path(layer)
-    total = torch.zeros_like(model.get_submodule(arch.mlp_out_path(layer)).weight, dtype=torch.float32)
+    total = torch.zeros(arch.hidden_size, arch.key_size, device=next(model.parameters()).device)
     per_request = []
     for i, request in enumerate(requests):
         k_star = compute_keys(model, tokenizer, arch, [layer], [request], templates)[layer][0]
@@ -77,7 +67,7 @@ def apply(model, tokenizer, requests: list[EditRequest], hp: RomeHParams) -> Edi
         v_star, v0, value_log = optimise_value(model, tokenizer, request, templates, path, hp)
         delta = rank_one_update(k_star, k_bare, v_star, v0, inverse)
         add_to_weight(model, arch, layer, delta)
-        total += (delta.T if total.shape != delta.shape else delta).float()
+        total += delta.float()
         per_request.append({"request": i, **value_log, "delta_norm": round(delta.norm().item(), 4)})
         log.info("ROME %d/%d: %d steps, final target NLL %.3f", i + 1, len(requests), value_log["steps"], value_log["final_nll"])
     return EditResult(

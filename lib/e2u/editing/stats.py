@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,67 +21,9 @@ from ..arch import Arch
 from ..files import atomic_path, e2u_home
 from ..hooks import trace
 from ..models import model_fingerprint
+from .corpus import Corpus
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """Texts to collect statistics on; `name` says where they came from (recorded in the book)."""
-
-    name: str
-    texts: tuple[str, ...]
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256("\x00".join(self.texts).encode()).hexdigest()[:16]
-
-
-_SAMPLE_PROMPTS = (
-    "The", "In 1990,", "According to", "Scientists", "The history of", "Many people", "A recipe for",
-    "The city of", "Music", "Football", "The government", "Technology", "Question:", "My favourite book",
-    "Water", "The war",
-)
-
-
-@torch.no_grad()
-def model_samples_corpus(model, tokenizer, n_texts: int = 64, length: int = 128, seed: int = 0) -> Corpus:
-    """Text sampled from the model itself: the offline corpus for the embedded default.
-
-    Half the prompts are plain text, half are chat-formatted questions, so the keys of both kinds
-    of input are represented. Cached under `$E2U_HOME/corpora/`.
-    """
-    from ..prompts import render_question
-
-    cache = e2u_home() / "corpora" / f"{model_fingerprint(model)}-n{n_texts}-l{length}-s{seed}.json"
-    if cache.is_file():
-        try:
-            return Corpus(f"model samples ({n_texts} x {length} tokens, seed {seed})", tuple(json.loads(cache.read_text())))
-        except (json.JSONDecodeError, TypeError):
-            log.warning("corpus cache %s is unreadable; sampling again", cache)
-    device = next(model.parameters()).device
-    prompts = []
-    for i in range(n_texts):
-        seed_text = _SAMPLE_PROMPTS[i % len(_SAMPLE_PROMPTS)]
-        prompts.append(render_question(tokenizer, f"Tell me about {seed_text.lower().rstrip(':,')}.") if i % 2 else seed_text)
-    texts = []
-    tokenizer.padding_side = "left"
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for start in tqdm(range(0, n_texts, 16), desc="sample corpus", leave=False, disable=None):
-            batch = tokenizer(prompts[start : start + 16], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=length, do_sample=True, top_k=50, pad_token_id=tokenizer.pad_token_id)
-            texts += tokenizer.batch_decode(out, skip_special_tokens=False)
-    texts = [t.replace(tokenizer.pad_token, "") if tokenizer.pad_token else t for t in texts]
-    with atomic_path(cache, ".json") as tmp:
-        tmp.write_text(json.dumps(texts))
-    return Corpus(f"model samples ({n_texts} x {length} tokens, seed {seed})", tuple(texts))
-
-
-def text_file_corpus(path: str | Path) -> Corpus:
-    """A local text file, one document per blank-line-separated paragraph."""
-    text = Path(path).read_text(encoding="utf-8")
-    return Corpus(f"text file {Path(path).name}", tuple(p.strip() for p in text.split("\n\n") if p.strip()))
 
 
 def _cache_key(fingerprint: str, layer: int, corpus: Corpus, n_tokens: int, dtype: torch.dtype, max_length: int) -> dict:
@@ -174,3 +115,12 @@ def _accumulate(model, tokenizer, arch, layers, corpus, n_tokens, max_length, dt
     if seen < n_tokens:
         log.warning("corpus %s holds only %d of the %d tokens asked for", corpus.name, seen, n_tokens)
     return {layer: (total / max(seen, 1)).cpu() for layer, total in sums.items()}
+
+
+def layer_moments(model, tokenizer, arch: Arch, layers: list[int], hp) -> tuple[dict[int, torch.Tensor], str]:
+    """E[k k^T] of every edited layer from one pass over the corpus that `hp.mom2_corpus` names."""
+    from .corpus import statistics_corpus
+
+    corpus = statistics_corpus(model, tokenizer, hp.mom2_corpus, hp.mom2_corpus_texts, hp.seed)
+    dtype = torch.float64 if hp.mom2_dtype == "float64" else torch.float32
+    return second_moments(model, tokenizer, arch, layers, corpus, hp.mom2_n_tokens, hp.mom2_max_length, dtype), corpus.name

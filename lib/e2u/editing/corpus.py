@@ -1,0 +1,128 @@
+"""Text corpora for the key statistics C = E[k k^T], offline.
+
+The reference implementations use Wikipedia. Offline, the embedded default combines two sources,
+and every run records which it used:
+
+* `model_samples`: text sampled from the model itself (half plain continuations, half chat answers);
+* `question_bank`: chat-rendered questions about a fixed list of entities (countries, cities,
+  people, works, companies, inventions), written for this project and disjoint from the evaluation
+  data. These are the inputs an unlearning edit is keyed on — a question naming an entity — so
+  C knows which key directions every such question shares, and ROME's C^-1 steers updates away
+  from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
+
+from ..files import atomic_path, e2u_home
+from ..models import model_fingerprint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Texts to collect statistics on; `name` says where they came from (recorded in the book)."""
+
+    name: str
+    texts: tuple[str, ...]
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256("\x00".join(self.texts).encode()).hexdigest()[:16]
+
+    def __add__(self, other: "Corpus") -> "Corpus":
+        return Corpus(f"{self.name} + {other.name}", self.texts + other.texts)
+
+
+_SAMPLE_PROMPTS = (
+    "The", "In 1990,", "According to", "Scientists", "The history of", "Many people", "A recipe for",
+    "The city of", "Music", "Football", "The government", "Technology", "Question:", "My favourite book",
+    "Water", "The war",
+)
+
+# Entities and question forms for the question bank. None of these entities appears in the
+# embedded evaluation set (lib/e2u/data/mini.jsonl); a test checks this.
+_BANK_ENTITIES = (
+    "Canada", "Mexico", "Egypt", "Norway", "Sweden", "Poland", "Greece", "Chile", "Vietnam", "Thailand",
+    "Nigeria", "Morocco", "Ireland", "Portugal", "Spain", "China", "Russia", "Australia", "Iceland", "Cuba",
+    "London", "Madrid", "Cairo", "Sydney", "Toronto", "Istanbul", "Lisbon", "Prague", "Chicago", "Mumbai",
+    "Charles Dickens", "Isaac Newton", "Marie Curie", "Napoleon", "Cleopatra", "Mozart", "Picasso",
+    "Nelson Mandela", "Abraham Lincoln", "Frida Kahlo", "Don Quixote", "Pride and Prejudice", "The Odyssey",
+    "Moby Dick", "the Eiffel Tower", "the Great Wall", "the Amazon River", "Mount Everest", "the Sahara",
+    "Amazon", "Google", "Toyota", "IBM", "Nokia", "the printing press", "the light bulb", "the airplane",
+    "the steam engine", "the internet", "vaccination",
+)
+_BANK_FORMS = (
+    "What is {} known for?", "Tell me about {}.", "Where is {} located?", "Who is associated with {}?",
+    "What is the history of {}?", "Why is {} important?", "When did {} become famous?",
+    "What are three facts about {}?",
+)
+
+
+def question_bank_corpus(tokenizer) -> Corpus:
+    from ..prompts import render_question
+
+    texts = tuple(render_question(tokenizer, form.format(e)) for e in _BANK_ENTITIES for form in _BANK_FORMS)
+    return Corpus(f"question bank ({len(texts)} chat-rendered questions)", texts)
+
+
+@torch.no_grad()
+def model_samples_corpus(model, tokenizer, n_texts: int = 64, length: int = 128, seed: int = 0) -> Corpus:
+    """Text sampled from the model itself, cached under `$E2U_HOME/corpora/`."""
+    from ..prompts import render_question
+
+    name = f"model samples ({n_texts} x {length} tokens, seed {seed})"
+    cache = e2u_home() / "corpora" / f"{model_fingerprint(model)}-n{n_texts}-l{length}-s{seed}.json"
+    if cache.is_file():
+        try:
+            return Corpus(name, tuple(json.loads(cache.read_text())))
+        except (json.JSONDecodeError, TypeError):
+            log.warning("corpus cache %s is unreadable; sampling again", cache)
+    device = next(model.parameters()).device
+    prompts = []
+    for i in range(n_texts):
+        seed_text = _SAMPLE_PROMPTS[i % len(_SAMPLE_PROMPTS)]
+        prompts.append(render_question(tokenizer, f"Tell me about {seed_text.lower().rstrip(':,')}.") if i % 2 else seed_text)
+    texts = []
+    tokenizer.padding_side = "left"
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in tqdm(range(0, n_texts, 16), desc="sample corpus", leave=False, disable=None):
+            batch = tokenizer(prompts[start : start + 16], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=length,
+                                 do_sample=True, top_k=50, pad_token_id=tokenizer.pad_token_id)
+            texts += tokenizer.batch_decode(out, skip_special_tokens=False)
+    texts = [t.replace(tokenizer.pad_token, "") if tokenizer.pad_token else t for t in texts]
+    with atomic_path(cache, ".json") as tmp:
+        tmp.write_text(json.dumps(texts))
+    return Corpus(name, tuple(texts))
+
+
+def statistics_corpus(model, tokenizer, kind: str, n_texts: int, seed: int) -> Corpus:
+    """The corpus named by a method's `mom2_corpus` hyper-parameter."""
+    from ..errors import E2UError
+
+    if kind == "model_samples":
+        return model_samples_corpus(model, tokenizer, n_texts=n_texts, seed=seed)
+    if kind == "question_bank":
+        return question_bank_corpus(tokenizer)
+    if kind == "model_samples+question_bank":
+        return model_samples_corpus(model, tokenizer, n_texts=n_texts, seed=seed) + question_bank_corpus(tokenizer)
+    raise E2UError(f"hyper-parameter mom2_corpus: expected model_samples, question_bank or "
+                   f"model_samples+question_bank, got {kind!r}")
+
+
+def text_file_corpus(path) -> Corpus:
+    """A local text file, one document per blank-line-separated paragraph."""
+    from pathlib import Path
+
+    text = Path(path).read_text(encoding="utf-8")
+    return Corpus(f"text file {Path(path).name}", tuple(p.strip() for p in text.split("\n\n") if p.strip()))
