@@ -58,6 +58,7 @@ def _book(args) -> int:
             str(ROOT / "notebooks" / "summary.ipynb"), str(tmp), kernel_name="python3", progress_bar=False,
             parameters={"results_dir": str(results), "study_name": study.name}, cwd=str(ROOT / "notebooks"),
         )
+        _hide_parameter_cells(tmp)
     print(f"summary notebook executed in {time.perf_counter() - started:.1f} s")
     if args.no_build:
         return 0
@@ -71,6 +72,18 @@ def _book(args) -> int:
         raise E2UError(f"jupyter-book build failed (exit {done.returncode}); see the log above")
     print(f"book built in {time.perf_counter() - started:.1f} s: {ROOT / '_build' / 'html' / 'index.html'}")
     return 0
+
+
+def _hide_parameter_cells(path: Path) -> None:
+    """The summary's parameters are machine paths: keep them in the notebook, out of the page."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if {"parameters", "injected-parameters"} & set(tags) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(notebook, path)
 
 
 def main(argv: list[str] | None = None) -> int:

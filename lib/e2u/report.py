@@ -98,16 +98,14 @@ def cost_table(result: dict) -> pd.DataFrame:
 
 
 def checks_markdown(results: list[dict], refusal_floor: float = 0.8, unchanged_floor: float = 0.8) -> str:
-    """Measured verdicts for the editors: forget refusals and untouched neighbours."""
+    """Measured verdicts for every cell: forget refusals and untouched neighbours."""
     lines = ["| cell | forget refusal rate | neighbour answers unchanged | verdict |", "|---|---|---|---|"]
     for r in results:
-        if r["params"]["method"] != "rome":
-            continue
         refused = r["summary"]["after"]["forget"]["refusal_rate"]
         unchanged = r["summary"]["unchanged"].get("neighbour", float("nan"))
         ok = refused >= refusal_floor and unchanged >= unchanged_floor
         lines.append(f"| {r['cell_id']} | {refused:.0%} (floor {refusal_floor:.0%}) | {unchanged:.0%} "
                      f"(floor {unchanged_floor:.0%}) | {'holds' if ok else 'does not hold'} |")
     if len(lines) == 2:
-        return "No ROME cell in these results."
+        return "No results."
     return "\n".join(lines)

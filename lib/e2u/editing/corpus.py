@@ -95,8 +95,8 @@ def model_samples_corpus(model, tokenizer, n_texts: int = 64, length: int = 128,
     tokenizer.padding_side = "left"
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for start in tqdm(range(0, n_texts, 16), desc="sample corpus", leave=False, disable=None):
-            batch = tokenizer(prompts[start : start + 16], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        for start in tqdm(range(0, n_texts, 64), desc="sample corpus", leave=False, disable=None):
+            batch = tokenizer(prompts[start : start + 64], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=length,
                                  do_sample=True, top_k=50, pad_token_id=tokenizer.pad_token_id)
             texts += tokenizer.batch_decode(out, skip_special_tokens=False)
