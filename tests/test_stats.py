@@ -70,3 +70,21 @@ def test_question_bank_shares_no_entity_with_the_evaluation_set():
     bank = " ".join(question_bank_corpus(tokenizer).texts).lower()
     subjects = {r.subject.lower() for records in load_source("mini").values() for r in records}
     assert not [s for s in subjects if s in bank]
+
+
+def test_statistics_interrupted_while_saving_leave_no_file_a_later_run_would_trust(monkeypatch):
+    import safetensors.torch
+    import pytest
+
+    model, tokenizer = make_tiny_llama()
+    arch = find_arch(model)
+
+    def dies_halfway(tensors, path, metadata=None):
+        with open(path, "wb") as handle:
+            handle.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        second_moments(model, tokenizer, arch, [1], CORPUS, n_tokens=200)
+    assert not [p for p in stats.e2u_home().rglob("*") if p.is_file()]
