@@ -54,6 +54,8 @@ def alphaedit_update(keys, residual, projector, previous, alpha: float) -> torch
 
 
 class AlphaEditSolver:
+    needs_batch_keys = True
+
     def __init__(self, arch, layers, moments, hp: AlphaEditHParams):
         self.projectors, self.previous, self.log = {}, {}, {"kept_rank": {}, "key_size": arch.key_size}
         for layer in layers:

@@ -206,6 +206,7 @@ def optimise_value(
             with trace(model, [site_path], edit_output=add_delta):
                 hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
             # The LM head only where a loss reads it: the vocabulary projection is a fifth of the cost.
+            # (Base models end with their final norm; logit soft-capping, as in Gemma-2, is not applied.)
             logprobs = head(hidden[label_rows, label_cols]).float().log_softmax(-1)
             token_nll = -logprobs[:-1].gather(1, label_ids.unsqueeze(1)).squeeze(1)
             nll = (torch.zeros(n_rewrite, device=device).index_add(0, label_rows[:-1], token_nll) / per_row).mean()

@@ -30,6 +30,8 @@ def memit_update(keys: torch.Tensor, residual: torch.Tensor, moment: torch.Tenso
 
 
 class MemitSolver:
+    needs_batch_keys = False
+
     def __init__(self, arch, layers, moments, weight: float):
         self.moments = {layer: m.double() for layer, m in moments.items()}
         self.weight = weight

@@ -7,7 +7,7 @@ For each batch of requests:
        K_l  = template-averaged keys at l                       (d_k x n)
        R    = Z - current block outputs at the last edited layer (d x n)
        dW_l = solver(l, K_l, R / layers left)                    (d x d_k), applied at once;
-  3. the solver sees the batch's final keys (AlphaEdit accumulates them for the next batch).
+  3. a solver that keeps history sees the batch's final keys (AlphaEdit accumulates them).
 The solver is the only difference between the methods.
 """
 
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 
 class LayerSolver(Protocol):
+    needs_batch_keys: bool  # whether after_batch wants the batch's keys on the edited model
+
     def update(self, layer: int, keys: torch.Tensor, residual: torch.Tensor) -> torch.Tensor: ...
 
     def after_batch(self, layer: int, keys: torch.Tensor) -> None: ...
@@ -88,8 +90,10 @@ def edit_in_batches(model, tokenizer, requests: list[EditRequest], hp, solver_fo
             delta = solver.update(layer, keys, residual)
             add_to_weight(model, arch, layer, delta.float())
             totals[layer] += delta.float()
-        for layer in layers:
-            solver.after_batch(layer, compute_keys(model, tokenizer, arch, [layer], batch, templates)[layer].T.double())
+        if solver.needs_batch_keys:  # AlphaEdit's running K_p K_p^T; one pass serves every layer
+            final_keys = compute_keys(model, tokenizer, arch, layers, batch, templates)
+            for layer in layers:
+                solver.after_batch(layer, final_keys[layer].T.double())
         final = outputs_at_keys(model, tokenizer, z_site, batch).T
         batches.append({"requests": len(batch), "residual_left": round(((targets - final).norm() / targets.norm()).item(), 4)})
         log.info("%s: batch of %d edited, relative residual %.3f", name, len(batch), batches[-1]["residual_left"])
