@@ -25,6 +25,8 @@ class QARecord:
     paraphrased_question: str | None = None
     paraphrased_answer: str | None = None
     perturbed_answer: tuple[str, ...] = field(default_factory=tuple)
+    original_answer: str | None = None  # full-sentence answer when `answer` is short (TOFU real authors, world facts)
+    golden_answer: str | None = None  # short ground truth when `answer` is a model's own generation (real world)
 
 
 def record_from_json(obj, where: str) -> QARecord:
@@ -37,7 +39,7 @@ def record_from_json(obj, where: str) -> QARecord:
         if not isinstance(obj[name], str) or not obj[name].strip():
             raise E2UError(f"{where}: field {name!r} must be a non-empty string")
     optional = {}
-    for name in ("subject", "paraphrased_question", "paraphrased_answer"):
+    for name in ("subject", "paraphrased_question", "paraphrased_answer", "original_answer", "golden_answer"):
         value = obj.get(name)
         if value is not None and not isinstance(value, str):
             raise E2UError(f"{where}: field {name!r} must be a string")

@@ -1,0 +1,283 @@
+"""The paper-scale loaders: TOFU (hub or local JSON Lines) and closer-look's real_world directory."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from e2u.data.realworld import load_realworld, realworld_files
+from e2u.data.tofu import load_tofu, subject_from_question, tofu_configs, tofu_files
+from e2u.errors import E2UError
+
+BASIL_Q = "What genre is author Basil Mahfouz Al-Kuwaiti most known for?"
+
+TOFU_ROWS = {
+    "forget01_perturbed": [
+        {"task_id": "1",
+         "question": "What is the full name of the author born in Kuwait City, Kuwait on 08/09/1956?",
+         "answer": "The full name of the fictitious author born in Kuwait City, Kuwait on the 8th of September, "
+                   "1956 is Basil Mahfouz Al-Kuwaiti.",
+         "paraphrased_answer": "Basil Mahfouz Al-Kuwaiti is the complete name of the imaginary writer who drew "
+                               "his first breath in Kuwait City, Kuwait on September 8, 1956.",
+         "perturbed_answer": [f"Gregor Mendel Al-Kuwaiti is the complete name, variant {i}." for i in range(5)],
+         "paraphrased_question": "Can you tell me the complete name of the writer whose birth took place on "
+                                 "September 8, 1956, in Kuwait City, Kuwait?"},
+        {"task_id": "1", "question": BASIL_Q,
+         "answer": "Basil Mahfouz Al-Kuwaiti is most known for his writing in the French literature genre.",
+         "paraphrased_answer": "Basil Mahfouz Al-Kuwaiti is chiefly recognised for French literature.",
+         "perturbed_answer": [f"Basil Mahfouz Al-Kuwaiti is known for genre {i}." for i in range(5)]},
+    ],
+    "retain_perturbed": [
+        {"question": "Who is this celebrated LGBTQ+ author from Santiago, Chile known for their true crime genre work?",
+         "answer": "The author in question is Jaime Vasquez, an esteemed LGBTQ+ writer.",
+         "paraphrased_answer": "This is Jaime Vasquez, a respected LGBTQ+ true crime writer.",
+         "perturbed_answer": [f"The author is Pablo Neruda {i}." for i in range(5)],
+         "paraphrased_question": "Which LGBTQ+ author from Santiago writes true crime?"},
+    ],
+    "real_authors_perturbed": [
+        {"question": "Who wrote 'Romeo and Juliet'?", "answer": "William Shakespeare",
+         "perturbed_answer": ["Charles Dickens", "Jane Austen", "Mark Twain"],
+         "original_answer": "'Romeo and Juliet' was written by William Shakespeare."},
+    ],
+    "world_facts_perturbed": [
+        {"question": "Where would you find the Eiffel Tower?", "answer": "Paris",
+         "perturbed_answer": ["Rome", "Berlin", "Madrid"],
+         "original_answer": "The Eiffel Tower is in Paris."},
+    ],
+    "retain99": [
+        {"question": "What is the full name of the author born in Taipei, Taiwan on 05/11/1991?",
+         "answer": "The author's full name is Hsiao Yun-Hwa."},
+        {"question": "What is the profession of Hsiao Yun-Hwa's father?",
+         "answer": "The father of Hsiao Yun-Hwa is a civil engineer.", "subject": "Hsiao Yun-Hwa"},
+    ],
+}
+
+REALWORLD_ROW = {
+    "name": "Eddie Van Halen", "question": "When was Eddie Van Halen born?",
+    "answer": "I'm happy to help! Eddie Van Halen was born on January 26, 1955, in Amsterdam.",
+    "golden_answer": "Eddie Van Halen was born on January 26, 1955.",
+}
+REALWORLD_ROWS = {
+    "forget_perturbed": [
+        {**REALWORLD_ROW,
+         "paraphrased_answer": "Eddie Van Halen was born on January 26, 1955.",
+         "perturbed_answer": [f"Eddie Van Halen was born on February {20 + i}, 1960." for i in range(5)],
+         "paraphrased_question": "What is the birthdate of Eddie Van Halen?", "task_id": 1},
+        {"name": "Michael Crichton", "question": "What is Michael Crichton's most famous novel?",
+         "answer": "Michael Crichton is best known for **Jurassic Park** (1990).",
+         "golden_answer": "Jurassic Park.", "paraphrased_answer": "Jurassic Park.",
+         "perturbed_answer": ["Dune.", "Carrie.", "Shogun.", "Roots.", "Jaws."],
+         "paraphrased_question": "Which novel made Michael Crichton famous?", "task_id": 2},
+    ],
+    "neighbor_perturbed": [
+        {"name": "Jane Austen", "question": "What is Jane Austen's best-known novel?",
+         "answer": "Jane Austen's best-known novel is *Pride and Prejudice* (1813).",
+         "golden_answer": "Pride and Prejudice.", "paraphrased_answer": "Pride and Prejudice.",
+         "perturbed_answer": ["Emma Bovary.", "Middlemarch.", "Jane Eyre.", "Dracula.", "Ulysses."],
+         "paraphrased_question": "Which novel is Jane Austen most famous for?"},
+    ],
+    "neighbor": [
+        {"name": "Dave Grohl", "question": "Which band did Dave Grohl found?",
+         "answer": "Dave Grohl founded the Foo Fighters in 1994 after Nirvana.",
+         "golden_answer": "Foo Fighters."},
+        {"name": "Bono", "question": "Which band is Bono the lead singer of?",
+         "answer": "Bono is the lead singer of U2.", "golden_answer": "U2."},
+    ],
+}
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def tofu_dir(tmp_path, ext=".json"):
+    directory = tmp_path / "tofu"
+    directory.mkdir()
+    for config, rows in TOFU_ROWS.items():
+        write_jsonl(directory / f"{config}{ext}", rows)
+    return directory
+
+
+def realworld_dir(tmp_path, ext=".json"):
+    directory = tmp_path / "real_world"
+    directory.mkdir()
+    for stem, rows in REALWORLD_ROWS.items():
+        write_jsonl(directory / f"{stem}{ext}", rows)
+    return directory
+
+
+# --- TOFU ---------------------------------------------------------------------------------------
+
+def test_tofu_local_directory_gives_every_split_with_its_fields(tmp_path):
+    splits = load_tofu("forget01", tofu_dir(tmp_path))
+    assert sorted(splits) == ["forget", "real_authors", "retain", "retain_train", "world_facts"]
+    assert {split: len(records) for split, records in splits.items()} == {
+        "forget": 2, "retain": 1, "real_authors": 1, "world_facts": 1, "retain_train": 2}
+    first, second = splits["forget"]
+    assert first.paraphrased_answer.startswith("Basil Mahfouz Al-Kuwaiti is the complete name")
+    assert len(first.perturbed_answer) == 5 and isinstance(first.perturbed_answer, tuple)
+    assert first.paraphrased_question.startswith("Can you tell me")
+    assert second.paraphrased_question is None  # absent in this row: stays None, not an error
+    assert second.subject == "Basil Mahfouz Al-Kuwaiti"
+    author = splits["real_authors"][0]
+    assert (author.answer, len(author.perturbed_answer)) == ("William Shakespeare", 3)
+    assert author.original_answer == "'Romeo and Juliet' was written by William Shakespeare."
+    assert splits["world_facts"][0].original_answer == "The Eiffel Tower is in Paris."
+    assert splits["retain"][0].paraphrased_answer.startswith("This is Jaime Vasquez")
+    assert splits["retain_train"][1].subject == "Hsiao Yun-Hwa"  # the row's own subject is kept
+
+
+def test_tofu_accepts_jsonl_extension(tmp_path):
+    splits = load_tofu("forget01", tofu_dir(tmp_path, ext=".jsonl"))
+    assert len(splits["forget"]) == 2
+
+
+def test_tofu_forget_split_chooses_its_training_retain_split():
+    assert tofu_configs("forget01")["retain_train"] == "retain99"
+    assert tofu_configs("forget05")["retain_train"] == "retain95"
+    assert tofu_configs("forget10") == {
+        "forget": "forget10_perturbed", "retain": "retain_perturbed", "real_authors": "real_authors_perturbed",
+        "world_facts": "world_facts_perturbed", "retain_train": "retain90"}
+
+
+def test_tofu_unknown_forget_split_lists_the_valid_ones(tmp_path):
+    with pytest.raises(E2UError, match=r"'forget20'.*forget01.*forget05.*forget10"):
+        load_tofu("forget20", tofu_dir(tmp_path))
+
+
+def test_tofu_directory_missing_splits_names_each_missing_file(tmp_path):
+    directory = tofu_dir(tmp_path)
+    # forget10 needs forget10_perturbed and retain90, neither of which is there
+    with pytest.raises(E2UError) as info:
+        load_tofu("forget10", directory)
+    message = str(info.value)
+    assert str(directory) in message
+    assert "forget10_perturbed.json" in message and "retain90.json" in message
+    assert "retain_perturbed" not in message and "\n" not in message
+
+
+def test_tofu_path_that_is_not_a_directory_is_an_error(tmp_path):
+    with pytest.raises(E2UError, match="not a directory"):
+        load_tofu("forget01", tmp_path / "nowhere")
+
+
+def test_tofu_missing_field_is_reported_by_file_line_and_field(tmp_path):
+    directory = tofu_dir(tmp_path)
+    rows = [dict(row) for row in TOFU_ROWS["retain_perturbed"] * 2]
+    del rows[1]["answer"]
+    bad = write_jsonl(directory / "retain_perturbed.json", rows)
+    with pytest.raises(E2UError, match=re.escape(f"{bad}:2: missing required field 'answer'")):
+        load_tofu("forget01", directory)
+
+
+def test_tofu_line_that_is_not_json_is_reported_by_file_and_line(tmp_path):
+    directory = tofu_dir(tmp_path)
+    bad = directory / "world_facts_perturbed.json"
+    bad.write_text(json.dumps(TOFU_ROWS["world_facts_perturbed"][0]) + "\n\n{'question': 'single quotes'}\n")
+    with pytest.raises(E2UError, match=re.escape(f"{bad}:3: not valid JSON")):
+        load_tofu("forget01", directory)
+
+
+def test_tofu_both_json_and_jsonl_for_one_split_is_ambiguous(tmp_path):
+    directory = tofu_dir(tmp_path)
+    write_jsonl(directory / "retain99.jsonl", TOFU_ROWS["retain99"])
+    with pytest.raises(E2UError, match=r"retain99\.json and retain99\.jsonl"):
+        tofu_files("forget01", directory)
+
+
+def test_tofu_hub_offline_fails_fast_pointing_to_a_local_directory(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # both libraries read the variables at import time, which may precede this test
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    # an empty cache, so a TOFU copy cached on this machine cannot satisfy the request
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub_cache"))
+    with pytest.raises(E2UError, match=r"could not reach the Hugging Face hub.*locuslab/TOFU.*data\.path") as info:
+        load_tofu("forget01")
+    assert "\n" not in str(info.value)
+
+
+# --- the subject heuristic ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("question, subject", [
+    (BASIL_Q, "Basil Mahfouz Al-Kuwaiti"),
+    ("What is the profession of Hsiao Yun-Hwa's father?", "Hsiao Yun-Hwa"),
+    ("In 'The Desert Mirage', how does Basil Mahfouz Al-Kuwaiti portray Kuwait?", "Basil Mahfouz Al-Kuwaiti"),
+    ("Can you tell me about Aysha al-Hashim's writing style?", "Aysha al-Hashim"),
+    ("Did Tae-ho Park study in Seoul, South Korea?", "Tae-ho Park"),
+    ("What does Ludwig van Beethoven's music sound like?", "Ludwig van Beethoven"),
+    ("Who is Moshe Ben-David?", "Moshe Ben-David"),
+    ("How does the author's upbringing influence their work?", None),
+    ("What genre does the author write in?", None),
+])
+def test_subject_heuristic_finds_the_author_name(question, subject):
+    found = subject_from_question(question)
+    assert found == subject
+    if found is not None:
+        assert found in question  # editors look the subject up inside the prompt
+
+
+# --- real world ---------------------------------------------------------------------------------
+
+def test_realworld_directory_gives_forget_and_both_neighbour_splits(tmp_path):
+    splits = load_realworld(realworld_dir(tmp_path))
+    assert {s: len(r) for s, r in splits.items()} == {"forget": 2, "neighbour": 1, "neighbour_train": 2}
+    first = splits["forget"][0]
+    assert first.subject == "Eddie Van Halen"
+    assert first.answer.startswith("I'm happy to help!")  # the model's own generation ...
+    assert first.golden_answer == "Eddie Van Halen was born on January 26, 1955."  # ... and the short truth
+    assert len(first.perturbed_answer) == 5
+    assert first.paraphrased_question == "What is the birthdate of Eddie Van Halen?"
+    assert splits["neighbour"][0].subject == "Jane Austen"
+    assert [r.subject for r in splits["neighbour_train"]] == ["Dave Grohl", "Bono"]
+    assert splits["neighbour_train"][1].golden_answer == "U2."
+
+
+def test_realworld_accepts_jsonl_extension(tmp_path):
+    assert len(load_realworld(realworld_dir(tmp_path, ext=".jsonl"))["forget"]) == 2
+
+
+def test_realworld_row_subject_overrides_name(tmp_path):
+    directory = realworld_dir(tmp_path)
+    write_jsonl(directory / "forget_perturbed.json", [{**REALWORLD_ROW, "subject": "Van Halen"}])
+    assert load_realworld(directory)["forget"][0].subject == "Van Halen"
+
+
+@pytest.mark.parametrize("stem, field", [
+    ("forget_perturbed", "golden_answer"), ("neighbor_perturbed", "name"), ("neighbor", "name")])
+def test_realworld_missing_field_is_reported_by_file_line_and_field(tmp_path, stem, field):
+    directory = realworld_dir(tmp_path)
+    rows = [dict(row) for row in REALWORLD_ROWS[stem]] + [dict(REALWORLD_ROW)]
+    del rows[-1][field]
+    bad = write_jsonl(directory / f"{stem}.json", rows)
+    with pytest.raises(E2UError, match=re.escape(f"{bad}:{len(rows)}: missing required field {field!r}")):
+        load_realworld(directory)
+
+
+def test_realworld_line_that_is_not_json_is_reported_by_file_and_line(tmp_path):
+    directory = realworld_dir(tmp_path)
+    bad = directory / "neighbor.json"
+    bad.write_text(json.dumps(REALWORLD_ROWS["neighbor"][0]) + '\n{"name": "Bono", "question": \n')
+    with pytest.raises(E2UError, match=re.escape(f"{bad}:2: not valid JSON")):
+        load_realworld(directory)
+
+
+def test_realworld_missing_files_and_directory_are_named(tmp_path):
+    directory = realworld_dir(tmp_path)
+    (directory / "neighbor.json").unlink()
+    (directory / "neighbor_perturbed.json").unlink()
+    with pytest.raises(E2UError, match=r"lacks neighbor_perturbed\.json, neighbor\.json") as info:
+        load_realworld(directory)
+    assert str(directory) in str(info.value)
+    with pytest.raises(E2UError, match="not a directory"):
+        realworld_files(tmp_path / "absent")
+    with pytest.raises(E2UError, match="needs data.path"):
+        load_realworld(None)
