@@ -50,7 +50,7 @@ def test_unknown_study_field_is_named(tmp_path):
 def test_unknown_method_is_named_with_the_known_ones(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("name: x\nmethods: [rmoe]\n")
-    with pytest.raises(E2UError, match="methods\\[0\\]: unknown method 'rmoe'.*rome"):
+    with pytest.raises(E2UError, match="methods\\[0\\].*unknown method 'rmoe'.*rome"):
         load_study(path)
 
 
@@ -96,3 +96,38 @@ def test_embedded_mini_set_has_subjects_inside_questions():
     for records in splits.values():
         for r in records:
             assert r.subject in r.question and r.subject in r.paraphrased_question
+
+
+def test_settings_list_makes_one_cell_per_setting_and_method(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: x\nsettings:\n"
+        "  - {name: pretrained, data: {source: mini}}\n"
+        "  - {name: finetuned, data: {source: fictional, n_authors: 10}}\n"
+        "methods:\n  - rome\n  - {name: gradient_ascent, settings: [finetuned]}\n"
+    )
+    cells = load_study(path).cells
+    assert [(c.setting, c.method) for c in cells] == [
+        ("pretrained", "rome"), ("finetuned", "rome"), ("finetuned", "gradient_ascent")]
+    assert cells[1].data_options == {"seed": 0, "n_authors": 10, "forget_percent": 10}
+
+
+def test_unknown_data_option_is_named_with_the_allowed_ones(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\nsettings:\n  - {name: f, data: {source: fictional, n_author: 10}}\nmethods: [rome]\n")
+    with pytest.raises(E2UError, match=r"settings\[0\].*unknown option.*n_author.*allowed.*n_authors"):
+        load_study(path)
+
+
+def test_method_restricted_to_an_unknown_setting_is_an_error(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\nmethods:\n  - {name: rome, settings: [finetuned]}\n")
+    with pytest.raises(E2UError, match="unknown setting.*finetuned"):
+        load_study(path)
+
+
+def test_fictional_and_tofu_sources_load_through_the_registry(tmp_path):
+    splits = load_source("fictional", options={"n_authors": 10, "forget_percent": 10})
+    assert len(splits["forget"]) == 20 and len(splits["retain"]) == 180
+    with pytest.raises(E2UError, match="TOFU directory .* lacks"):
+        load_source("tofu", str(tmp_path), {"forget_split": "forget01"})

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .data.sources import load_source
+from .data.sources import load_source, source_options
 from .errors import E2UError
 from .evaluate import evaluate_dataset, summarise
 from .files import e2u_home, sha256_of_json, write_json_atomic
@@ -35,6 +35,7 @@ class CellParams:
     setting: str = "pretrained"
     data_source: str = "mini"
     data_path: str = ""
+    data_options: dict = field(default_factory=dict)
     method: str = "rome"
     label: str = ""
     hparams: dict = field(default_factory=dict)
@@ -54,6 +55,12 @@ class CellParams:
                 raise E2UError(f"parameter hparams: expected a JSON object, got {self.hparams!r} ({exc.msg})") from None
         if not isinstance(self.hparams, dict):
             raise E2UError(f"parameter hparams: expected a mapping, got {type(self.hparams).__name__}")
+        if isinstance(self.data_options, str):
+            try:
+                self.data_options = json.loads(self.data_options or "{}")
+            except json.JSONDecodeError as exc:
+                raise E2UError(f"parameter data_options: expected a JSON object ({exc.msg})") from None
+        self.data_options = source_options(self.data_source, self.data_options)
         for name in ("seed", "max_new_tokens", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -95,13 +102,22 @@ def evaluate_cached(model, tokenizer, splits, params: CellParams, data_key: str)
     return results
 
 
+def load_splits(model, tokenizer, params: CellParams) -> dict:
+    """The cell's data; the `probe` source asks the model under study, the others read or generate."""
+    if params.data_source == "probe":
+        from .data.probe import probe_splits
+
+        return probe_splits(model, tokenizer, **params.data_options)
+    return load_source(params.data_source, params.data_path or None, params.data_options)
+
+
 def run_cell(params: CellParams, result_path: str | Path | None = None, cache_key: str = "") -> dict:
     """Run one cell end to end; write its result file atomically when `result_path` is given."""
     torch.manual_seed(params.seed)
     timings = {}
     clock = time.perf_counter()
     model, tokenizer = load_model(params.model, params.device or None, params.dtype or None)
-    splits = load_source(params.data_source, params.data_path or None)
+    splits = load_splits(model, tokenizer, params)
     if "forget" not in splits or not splits["forget"]:
         raise E2UError(f"data source {params.data_source!r} has no forget split")
     timings["load"] = time.perf_counter() - clock

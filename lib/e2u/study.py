@@ -29,7 +29,7 @@ import yaml
 
 from . import __version__
 from .cell import CellParams
-from .data.sources import source_files
+from .data.sources import source_files, source_options
 from .errors import E2UError
 from .files import sha256_of_file, sha256_of_json
 from .methods import METHODS, get_method
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parents[1]
 TEMPLATE = ROOT / "notebooks" / "unlearn.ipynb"
-_STUDY_KEYS = {"name", "model", "setting", "data", "evaluation", "refusal", "seeds", "methods", "device", "dtype"}
+_STUDY_KEYS = {"name", "model", "setting", "settings", "data", "evaluation", "refusal", "seeds", "methods", "device", "dtype"}
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,7 @@ def load_study(path: str | os.PathLike) -> Study:
     name = spec["name"]
     if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
         raise E2UError(f"study file {path}: field 'name' must be letters, digits, '-' or '_', got {name!r}")
-    data = spec.get("data", {"source": "mini"})
-    if isinstance(data, str):
-        data = {"source": data}
-    if not isinstance(data, dict) or set(data) - {"source", "path"}:
-        raise E2UError(f"study file {path}: field 'data' must be a mapping with 'source' and optional 'path'")
+    settings = _settings(spec, path)
     evaluation = spec.get("evaluation") or {}
     if not isinstance(evaluation, dict) or set(evaluation) - {"max_new_tokens", "batch_size"}:
         raise E2UError(f"study file {path}: field 'evaluation' accepts only max_new_tokens and batch_size")
@@ -86,29 +82,72 @@ def load_study(path: str | os.PathLike) -> Study:
     cells = []
     for position, entry in enumerate(methods):
         entry = {"name": entry} if isinstance(entry, str) else entry
-        if not isinstance(entry, dict) or "name" not in entry or set(entry) - {"name", "label", "hparams"}:
-            raise E2UError(f"study file {path}: methods[{position}] must be a name or a mapping with name, label, hparams")
-        for seed in seeds:
-            try:
-                cells.append(CellParams(
-                    model=spec.get("model", "smollm2-135m-instruct"), setting=spec.get("setting", "pretrained"),
-                    data_source=data.get("source", "mini"), data_path=str(data.get("path", "") or ""),
-                    method=entry["name"], label=entry.get("label", ""), hparams=entry.get("hparams") or {},
-                    refusal=spec.get("refusal", "fixed"), seed=seed, device=spec.get("device", "") or "",
-                    dtype=spec.get("dtype", "") or "", **evaluation,
-                ))
-            except E2UError as exc:
-                raise E2UError(f"study file {path}: methods[{position}]: {exc}") from None
-    ids = [c.cell_id for c in cells]
+        if not isinstance(entry, dict) or "name" not in entry or set(entry) - {"name", "label", "hparams", "settings"}:
+            raise E2UError(f"study file {path}: methods[{position}] must be a name or a mapping with "
+                           "name, label, hparams, settings")
+        only = entry.get("settings")
+        unknown_settings = sorted(set(only or []) - {s["name"] for s in settings})
+        if unknown_settings:
+            raise E2UError(f"study file {path}: methods[{position}].settings names unknown setting(s) {unknown_settings}")
+        for setting in settings:
+            if only is not None and setting["name"] not in only:
+                continue
+            data = setting["data"]
+            for seed in seeds:
+                try:
+                    cells.append(CellParams(
+                        model=setting.get("model") or spec.get("model", "smollm2-135m-instruct"),
+                        setting=setting["name"], data_source=data["source"], data_path=str(data.get("path", "") or ""),
+                        data_options={k: v for k, v in data.items() if k not in ("source", "path")},
+                        method=entry["name"], label=entry.get("label", ""), hparams=entry.get("hparams") or {},
+                        refusal=spec.get("refusal", "fixed"), seed=seed, device=spec.get("device", "") or "",
+                        dtype=spec.get("dtype", "") or "", **evaluation,
+                    ))
+                except E2UError as exc:
+                    raise E2UError(f"study file {path}: methods[{position}] in setting {setting['name']!r}: {exc}") from None
+    ids = [f"{c.setting}/{c.cell_id}" for c in cells]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise E2UError(f"study file {path}: cells {duplicates} appear twice; give them distinct labels")
     return Study(name=name, cells=tuple(cells), source=path)
 
 
+def _settings(spec: dict, path: Path) -> list[dict]:
+    """`settings:` (a list of {name, data, model}) or the single `setting:` + `data:` shorthand."""
+    if "settings" in spec and ("setting" in spec or "data" in spec):
+        raise E2UError(f"study file {path}: give either 'settings' or 'setting' + 'data', not both")
+    if "settings" in spec:
+        raw = spec["settings"]
+        if not isinstance(raw, list) or not raw:
+            raise E2UError(f"study file {path}: field 'settings' must be a non-empty list of {{name, data, model}}")
+    else:
+        raw = [{"name": spec.get("setting", "pretrained"), "data": spec.get("data", {"source": "mini"})}]
+    settings = []
+    for position, setting in enumerate(raw):
+        where = f"study file {path}: settings[{position}]"
+        if not isinstance(setting, dict) or "name" not in setting or set(setting) - {"name", "data", "model"}:
+            raise E2UError(f"{where} must be a mapping with name, data and optional model")
+        if not isinstance(setting["name"], str) or not setting["name"].replace("-", "").replace("_", "").isalnum():
+            raise E2UError(f"{where}: field 'name' must be letters, digits, '-' or '_', got {setting['name']!r}")
+        data = setting.get("data", {"source": "mini"})
+        data = {"source": data} if isinstance(data, str) else data
+        if not isinstance(data, dict) or "source" not in data:
+            raise E2UError(f"{where}: field 'data' must be a mapping with 'source', optional 'path' and source options")
+        try:
+            source_options(data["source"], {k: v for k, v in data.items() if k not in ("source", "path")})
+        except E2UError as exc:
+            raise E2UError(f"{where}: {exc}") from None
+        settings.append({**setting, "data": data})
+    names = [s["name"] for s in settings]
+    if len(set(names)) != len(names):
+        raise E2UError(f"study file {path}: setting names must be distinct, got {names}")
+    return settings
+
+
 def cell_key(cell: CellParams) -> str:
     """Hash of the cell's parameters, the e2u version, the notebook template and the data files."""
-    files = {str(p.name): sha256_of_file(p) for p in source_files(cell.data_source, cell.data_path or None)}
+    files = {str(p.name): sha256_of_file(p)
+             for p in source_files(cell.data_source, cell.data_path or None, cell.data_options)}
     lib_digest = sha256_of_json({str(p.relative_to(PACKAGE)): sha256_of_file(p) for p in code_files(cell.method)})
     return sha256_of_json({"params": asdict(cell), "e2u": __version__, "lib": lib_digest,
                            "template": sha256_of_file(TEMPLATE), "data": files})[:24]

@@ -1,8 +1,16 @@
-"""Data sources by name. Each returns `{split name: [QARecord, ...]}`.
+"""Data sources by name. Each returns `{split name: [QARecord, ...]}` (DESIGN section 3).
 
-* `mini`: the embedded set of real-world facts that SmolLM2-135M-Instruct knows (split
-  `forget` and `neighbour`), for the pretrained-knowledge skeleton;
-* `jsonl`: a local directory with one `<split>.jsonl` file per split (at least `forget.jsonl`).
+| source       | setting    | reads                                                                 |
+| ------------ | ---------- | --------------------------------------------------------------------- |
+| `mini`       | pretrained | 12 forget + 12 neighbour real-world facts SmolLM2-135M knows (embedded) |
+| `fictional`  | finetuned  | the seeded TOFU-style author generator (`fictional.py`, embedded)     |
+| `tofu`       | finetuned  | `locuslab/TOFU` from the hub, or a local directory of its files        |
+| `realworld`  | pretrained | a local directory in closer-look's real-world format                  |
+| `jsonl`      | either     | a local directory with one `<split>.jsonl` per split (`forget` needed) |
+
+Options come from the study file's `data:` mapping; an unknown option is an error naming it.
+(`probe`, the embedded pretrained set built by asking the model, needs the model and is loaded
+by the cell itself.)
 """
 
 from __future__ import annotations
@@ -13,6 +21,27 @@ from ..errors import E2UError
 from .schema import QARecord, read_jsonl, record_from_json
 
 MINI_FILE = Path(__file__).with_name("mini.jsonl")
+
+# source -> the options it accepts beyond `path`, with their defaults
+SOURCE_OPTIONS = {
+    "mini": {},
+    "jsonl": {},
+    "fictional": {"seed": 0, "n_authors": 20, "forget_percent": 10},
+    "tofu": {"forget_split": "forget10"},
+    "realworld": {},
+    "probe": {"n_forget": 8, "n_neighbour": 8, "seed": 0},
+}
+
+
+def source_options(source: str, options: dict | None) -> dict:
+    """The source's defaults updated with `options`; unknown sources and options are errors."""
+    if source not in SOURCE_OPTIONS:
+        raise E2UError(f"unknown data source {source!r}: expected one of {sorted(SOURCE_OPTIONS)}")
+    allowed = SOURCE_OPTIONS[source]
+    unknown = sorted(set(options or {}) - set(allowed))
+    if unknown:
+        raise E2UError(f"data source {source!r}: unknown option(s) {unknown}; allowed: {sorted(allowed) or 'none'}")
+    return {**allowed, **(options or {})}
 
 
 def load_mini() -> dict[str, list[QARecord]]:
@@ -35,21 +64,49 @@ def load_jsonl_dir(path: str) -> dict[str, list[QARecord]]:
     return {f.stem: [record_from_json(obj, where) for where, obj in read_jsonl(f)] for f in files}
 
 
-def load_source(source: str, path: str | None = None) -> dict[str, list[QARecord]]:
-    """Load the data source named `source` (`path` for the file-based ones)."""
+def load_source(source: str, path: str | None = None, options: dict | None = None) -> dict[str, list[QARecord]]:
+    """Load the data source named `source` (`path` for the file-based ones, `options` per source)."""
+    options = source_options(source, options)
     if source == "mini":
         return load_mini()
     if source == "jsonl":
         if not path:
             raise E2UError("data source 'jsonl' needs data.path: a directory of <split>.jsonl files")
         return load_jsonl_dir(path)
-    raise E2UError(f"unknown data source {source!r}: expected one of ['mini', 'jsonl']")
+    if source == "fictional":
+        from .fictional import fictional_splits
+
+        return fictional_splits(options["seed"], options["n_authors"], options["forget_percent"])
+    if source == "tofu":
+        from .tofu import load_tofu
+
+        return load_tofu(options["forget_split"], path or None)
+    if source == "realworld":
+        if not path:
+            raise E2UError("data source 'realworld' needs data.path: a directory of closer-look real_world files")
+        from .realworld import load_realworld
+
+        return load_realworld(path)
+    raise E2UError(f"data source {source!r} needs the model under study; load it with e2u.data.probe")
 
 
-def source_files(source: str, path: str | None = None) -> list[Path]:
-    """The files a source reads, whose hashes enter the cache keys."""
+def source_files(source: str, path: str | None = None, options: dict | None = None) -> list[Path]:
+    """The files a source reads (or is generated from), whose hashes enter the cache keys."""
+    here = Path(__file__).parent
     if source == "mini":
         return [MINI_FILE]
     if source == "jsonl" and path:
         return sorted(Path(path).expanduser().glob("*.jsonl"))
+    if source == "fictional":
+        return [here / "fictional.py", here / "utility_real_authors.jsonl", here / "utility_world_facts.jsonl"]
+    if source == "tofu" and path:
+        from .tofu import tofu_files
+
+        return sorted(tofu_files(source_options(source, options)["forget_split"], path).values())
+    if source == "realworld" and path:
+        from .realworld import realworld_files
+
+        return sorted(realworld_files(path).values())
+    if source == "probe":
+        return [here / "probe.py", here / "probe_entities.jsonl"]
     return []
