@@ -19,6 +19,7 @@ import torch
 from . import __version__
 from .data.sources import load_source, source_options
 from .errors import E2UError
+from .aggregates import aggregates
 from .evaluate import evaluate_dataset, summarise
 from .files import e2u_home, sha256_of_json, write_json_atomic
 from .methods import get_method, method_hparams, run_method
@@ -151,6 +152,7 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
         "summary": {"before": summarise(before), "after": summarise(after), "unchanged": _unchanged_rates(after)},
+        "aggregates": {"before": aggregates(summarise(before)), "after": aggregates(summarise(after))},
         "before": before,
         "after": after,
     }

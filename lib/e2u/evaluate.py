@@ -5,6 +5,7 @@ Every per-item value is returned so the result file can store it (DESIGN section
 
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import torch
@@ -12,6 +13,8 @@ from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (paper
 
 from . import metrics
 from .prompts import encode_answer, question_ids
+
+log = logging.getLogger(__name__)
 
 
 def _batches(order: list[int], size: int):
@@ -79,47 +82,125 @@ def evaluate_split(
     model, tokenizer, questions: Sequence[str], references: Sequence[str],
     max_new_tokens: int = 32, batch_size: int = 16,
 ) -> list[dict]:
-    """Per-item results for one split: generated answer, ROUGE-L recall, probability, refusal."""
-    prompts = [question_ids(tokenizer, q) for q in questions]
+    """Per-item results for plain question/reference pairs (no perturbed answers)."""
+    from .data.schema import QARecord
+
+    records = [QARecord(question=q, answer=r) for q, r in zip(questions, references)]
+    return evaluate_records(model, tokenizer, records, max_new_tokens, batch_size)
+
+
+def ground_truth(record) -> str:
+    """The answer scores are computed against: the short golden answer where the record has one
+    (real-world sets, whose `answer` is the model's own generation), else `answer`."""
+    return record.golden_answer or record.answer
+
+
+def evaluate_records(
+    model, tokenizer, records: Sequence, max_new_tokens: int = 32, batch_size: int = 16, embedder=None,
+) -> list[dict]:
+    """Per-item metrics for one split (reference/metrics.md): greedy answer, ROUGE-L recall, P(answer),
+    refusal, token entropy; with perturbed answers also the truth ratio R and the options-normalised
+    probability; with an embedder the cosine similarity to the reference sentence."""
+    prompts = [question_ids(tokenizer, r.question) for r in records]
+    truths = [ground_truth(r) for r in records]
     generated = generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size)
-    nll = answer_nll(model, tokenizer, prompts, [encode_answer(tokenizer, r) for r in references], batch_size)
-    rouge = metrics.rouge_l_recall(generated, references)
-    return [
-        {
-            "question": q, "reference": r, "generated": g, "rouge_l_recall": rl,
-            "probability": metrics.normalised_probability(n), "refusal": metrics.is_refusal(g),
+    # One NLL pass over every (prompt, answer) pair the metrics need: truth, paraphrase, perturbations.
+    pairs, owners = [], []
+    for i, r in enumerate(records):
+        answers = [truths[i]]
+        if r.perturbed_answer:
+            answers += [r.paraphrased_answer or truths[i], *r.perturbed_answer]
+        for a in answers:
+            pairs.append((prompts[i], encode_answer(tokenizer, a)))
+            owners.append(i)
+    nll = answer_nll(model, tokenizer, [p for p, _ in pairs], [a for _, a in pairs], batch_size)
+    per_record: list[list[float]] = [[] for _ in records]
+    for i, value in zip(owners, nll):
+        per_record[i].append(value)
+    rouge = metrics.rouge_l_recall(generated, truths)
+    cosine = embedder.cosine(generated, [r.original_answer or r.answer for r in records]) if embedder else None
+    items = []
+    for i, (r, g) in enumerate(zip(records, generated)):
+        item = {
+            "question": r.question, "reference": truths[i], "generated": g, "rouge_l_recall": rouge[i],
+            "probability": metrics.normalised_probability(per_record[i][0]), "refusal": metrics.is_refusal(g),
+            "token_entropy": metrics.token_entropy(tokenizer(g, add_special_tokens=False)["input_ids"]),
         }
-        for q, r, g, rl, n in zip(questions, references, generated, rouge, nll)
-    ]
+        if r.perturbed_answer:
+            true_nll, paraphrased_nll, perturbed = per_record[i][0], per_record[i][1], per_record[i][2:]
+            item["truth_ratio"] = metrics.truth_ratio(paraphrased_nll, perturbed)
+            item["probability_options"] = metrics.probability_with_options(true_nll, perturbed)
+        if cosine is not None:
+            item["cosine_similarity"] = cosine[i]
+        items.append(item)
+    return items
 
 
-def evaluate_dataset(model, tokenizer, splits: dict, max_new_tokens: int = 32, batch_size: int = 16) -> dict:
+def load_embedder():
+    """The MiniLM sentence embedder, or None when its package is not installed (cosine: not computed)."""
+    from .metrics import ModelUnavailable
+    from .similarity import SentenceEmbedder
+
+    try:
+        return SentenceEmbedder()
+    except ModelUnavailable as exc:
+        log.warning("%s", exc)
+        return None
+
+
+def evaluate_dataset(model, tokenizer, splits: dict, max_new_tokens: int = 32, batch_size: int = 16,
+                     embedder="auto") -> dict:
     """Evaluate every split, and the paraphrased questions of every split that has them.
 
     `splits` maps a split name to a list of `QARecord`; the result maps split names (with
-    `<split>_paraphrased` added) to per-item dictionaries.
+    `<split>_paraphrased` added) to per-item dictionaries. Training-only splits (`*_train`) are skipped.
     """
+    from dataclasses import replace
+
+    embedder = load_embedder() if embedder == "auto" else embedder
     results: dict[str, list[dict]] = {}
     for name, records in splits.items():
-        answers = [r.answer for r in records]
-        results[name] = evaluate_split(model, tokenizer, [r.question for r in records], answers, max_new_tokens, batch_size)
-        paraphrased = [r for r in records if r.paraphrased_question]
+        if name.endswith("_train"):
+            continue
+        results[name] = evaluate_records(model, tokenizer, records, max_new_tokens, batch_size, embedder)
+        paraphrased = [replace(r, question=r.paraphrased_question) for r in records if r.paraphrased_question]
         if paraphrased:
-            results[f"{name}_paraphrased"] = evaluate_split(
-                model, tokenizer, [r.paraphrased_question for r in paraphrased], [r.answer for r in paraphrased],
-                max_new_tokens, batch_size,
-            )
+            results[f"{name}_paraphrased"] = evaluate_records(
+                model, tokenizer, paraphrased, max_new_tokens, batch_size, embedder)
     return results
 
 
+def is_forget_split(split: str) -> bool:
+    return split == "forget" or split.startswith("forget_")
+
+
 def summarise(results: dict) -> dict:
-    """Split-level means of the per-item values."""
-    return {
-        split: {
+    """Split-level values from the per-item ones. Truth ratio in the split's orientation: closer-look's
+    forget score (1 - mean min(R, 1/R); 0 = forgotten) on forget splits, mean max(0, 1 - 1/R) elsewhere;
+    TOFU's forget score mean min(R, 1/R) is kept too. A metric whose inputs are absent is None."""
+    summary = {}
+    for split, items in results.items():
+        def mean_of(key):
+            values = [float(i[key]) for i in items if key in i]
+            return metrics.mean(values) if values else None
+
+        ratios = [i["truth_ratio"] for i in items if "truth_ratio" in i]
+        entry = {
             "n": len(items),
-            "rouge_l_recall": metrics.mean(i["rouge_l_recall"] for i in items),
-            "probability": metrics.mean(i["probability"] for i in items),
+            "rouge_l_recall": mean_of("rouge_l_recall"),
+            "probability": mean_of("probability"),
+            "probability_options": mean_of("probability_options"),
             "refusal_rate": metrics.mean(float(i["refusal"]) for i in items),
+            "token_entropy": mean_of("token_entropy"),
+            "cosine_similarity": mean_of("cosine_similarity"),
+            "entailment": None,  # no NLI model ships offline: not computed
+            "truth_ratio": None,
         }
-        for split, items in results.items()
-    }
+        if ratios:
+            if is_forget_split(split):
+                entry["truth_ratio"] = metrics.closer_look_forget_truth_ratio(ratios)
+                entry["truth_ratio_tofu"] = metrics.tofu_forget_truth_ratio(ratios)
+            else:
+                entry["truth_ratio"] = metrics.retain_truth_ratio(ratios)
+        summary[split] = entry
+    return summary

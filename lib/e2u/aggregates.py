@@ -1,0 +1,51 @@
+"""Study-level numbers from a split summary (reference/metrics.md "Aggregates"), each with its inputs named.
+
+* model utility, closer-look form: harmonic mean of every computed non-forget metric;
+* model utility, TOFU form: the nine numbers over retain, real authors and world facts (only when all
+  three splits with perturbed answers are present, i.e. the finetuned setting);
+* forget efficacy: 1 - mean of the computed forget metrics.
+Metrics that were not computed are listed, so a number without them is never mistaken for the paper's.
+"""
+
+from __future__ import annotations
+
+from . import metrics
+from .errors import E2UError
+
+
+def _tofu_view(summary: dict) -> dict:
+    """TOFU's forms: plain probability on retain, options-normalised on real authors and world facts."""
+    view = {}
+    for split in metrics.TOFU_UTILITY_SPLITS:
+        if split in summary:
+            entry = dict(summary[split])
+            if split != "retain":
+                entry["probability"] = entry.get("probability_options")
+            view[split] = entry
+    return view
+
+
+def aggregates(summary: dict) -> dict:
+    """{name: {"value", "used", "skipped"}} for every aggregate the summary supports; others are absent."""
+    out = {}
+    utility_splits = [s for s in metrics.CLOSER_LOOK_UTILITY_SPLITS if s in summary]
+    if utility_splits:
+        try:
+            out["model_utility"] = _as_dict(metrics.model_utility_closer_look(summary, utility_splits))
+        except E2UError as exc:
+            out["model_utility"] = {"value": None, "reason": str(exc)}
+    view = _tofu_view(summary)
+    if len(view) == len(metrics.TOFU_UTILITY_SPLITS) and all(
+            view[s].get(m) is not None for s in view for m in metrics.TOFU_UTILITY_METRICS):
+        out["model_utility_tofu"] = _as_dict(metrics.model_utility_tofu(view))
+    if "forget" in summary:
+        forget = summary["forget"]
+        out["forget_efficacy"] = _as_dict(metrics.forget_efficacy(
+            forget.get("rouge_l_recall"), forget.get("probability"), forget.get("truth_ratio"),
+            forget.get("cosine_similarity"), forget.get("entailment"),
+        ))
+    return out
+
+
+def _as_dict(aggregate: metrics.Aggregate) -> dict:
+    return {"value": aggregate.value, "used": list(aggregate.used), "skipped": dict(aggregate.skipped)}
