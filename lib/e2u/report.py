@@ -11,7 +11,7 @@ HEADLINE = [
     ("forget", "refusal_rate", "forget refusal rate"),
     ("forget", "rouge_l_recall", "forget ROUGE-L"),
     ("forget_paraphrased", "refusal_rate", "paraphrase refusal rate"),
-    ("neighbour", "rouge_l_recall", "neighbour ROUGE-L"),
+    ("keep", "rouge_l_recall", "kept ROUGE-L"),
 ]
 
 
@@ -19,6 +19,64 @@ def load_results(directory: str | Path) -> list[dict]:
     """Every result file under `directory`, sorted by setting then cell id."""
     results = [json.loads(p.read_text()) for p in sorted(Path(directory).rglob("*.json"))]
     return sorted(results, key=lambda r: (r["params"]["setting"], r["cell_id"]))
+
+
+SUITE_METRICS = (
+    ("rouge_l_recall", "ROUGE-L"), ("probability", "P"), ("probability_options", "P (options)"),
+    ("truth_ratio", "TR"), ("token_entropy", "entropy"), ("cosine_similarity", "cosine"),
+    ("entailment", "entailment"), ("refusal_rate", "refusal"),
+)
+AGGREGATES = (("model_utility", "model utility"), ("model_utility_tofu", "model utility (TOFU)"),
+              ("forget_efficacy", "forget efficacy"), ("forget_quality", "forget quality"))
+
+
+def settings_of(results: list[dict]) -> list[str]:
+    return list(dict.fromkeys(r["params"]["setting"] for r in results))
+
+
+def keep_split(result: dict) -> str:
+    """The split that measures what must be kept: neighbours (pretrained) or the retain set (finetuned)."""
+    return "neighbour" if "neighbour" in result["summary"]["after"] else "retain"
+
+
+def _suite_row(summary: dict, aggregates: dict) -> dict:
+    row = {}
+    for split, values in summary.items():
+        for metric, name in SUITE_METRICS:
+            if values.get(metric) is not None:
+                row[(split, name)] = values[metric]
+    for key, name in AGGREGATES:
+        value = (aggregates or {}).get(key, {}).get("value")
+        if value is not None:
+            row[("aggregate", name)] = value
+    return row
+
+
+def suite_table(results: list[dict], setting: str) -> pd.DataFrame:
+    """Every metric of every split for one setting: the unedited model, then each cell after unlearning.
+
+    Metrics that were not computed (no perturbed answers, no NLI model, no embedder) are absent, not zero.
+    """
+    cells = [r for r in results if r["params"]["setting"] == setting]
+    if not cells:
+        return pd.DataFrame()
+    rows = {"before unlearning": _suite_row(cells[0]["summary"]["before"], cells[0].get("aggregates", {}).get("before"))}
+    for r in cells:
+        rows[f"{r['method_title']} ({r['cell_id']})"] = _suite_row(r["summary"]["after"], r.get("aggregates", {}).get("after"))
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    return table.round(3)
+
+
+def not_computed(results: list[dict]) -> list[str]:
+    """Why metrics are missing, once each (e.g. entailment without an NLI model)."""
+    reasons = {}
+    for r in results:
+        for stage in ("before", "after"):
+            for aggregate in (r.get("aggregates", {}).get(stage) or {}).values():
+                for name, reason in (aggregate.get("skipped") or {}).items():
+                    reasons.setdefault(name.split("/")[-1], reason)
+    return [f"{name}: {reason}" for name, reason in sorted(reasons.items())]
 
 
 def split_table(result: dict) -> pd.DataFrame:
@@ -42,10 +100,11 @@ def headline_table(results: list[dict]) -> pd.DataFrame:
     for r in results:
         row = {"setting": r["params"]["setting"], "method": r["method_title"], "cell": r["cell_id"]}
         for split, metric, name in HEADLINE:
+            split = keep_split(r) if split == "keep" else split
             if split in r["summary"]["after"]:
                 row[f"{name} before"] = r["summary"]["before"][split][metric]
                 row[f"{name} after"] = r["summary"]["after"][split][metric]
-        row["neighbour unchanged"] = r["summary"]["unchanged"].get("neighbour")
+        row["kept answers unchanged"] = r["summary"]["unchanged"].get(keep_split(r))
         row["unlearning seconds"] = r["timings_s"]["unlearn"]
         rows.append(row)
     return pd.DataFrame(rows).round(3)
@@ -58,6 +117,8 @@ def long_table(results: list[dict]) -> pd.DataFrame:
         for stage in ("before", "after"):
             for split, values in r["summary"][stage].items():
                 for metric in ("refusal_rate", "rouge_l_recall", "probability"):
+                    if values.get(metric) is None:
+                        continue
                     rows.append({"method": r["method_title"], "cell": r["cell_id"], "setting": r["params"]["setting"],
                                  "split": split, "metric": metric, "stage": stage, "value": values[metric]})
     return pd.DataFrame(rows)
@@ -98,13 +159,13 @@ def cost_table(result: dict) -> pd.DataFrame:
 
 
 def checks_markdown(results: list[dict], refusal_floor: float = 0.8, unchanged_floor: float = 0.8) -> str:
-    """Measured verdicts for every cell: forget refusals and untouched neighbours."""
-    lines = ["| cell | forget refusal rate | neighbour answers unchanged | verdict |", "|---|---|---|---|"]
+    """Measured verdicts for every cell: forget refusals and untouched neighbours (or retain answers)."""
+    lines = ["| cell | forget refusal rate | kept answers unchanged | verdict |", "|---|---|---|---|"]
     for r in results:
         refused = r["summary"]["after"]["forget"]["refusal_rate"]
-        unchanged = r["summary"]["unchanged"].get("neighbour", float("nan"))
+        unchanged = r["summary"]["unchanged"].get(keep_split(r), float("nan"))
         ok = refused >= refusal_floor and unchanged >= unchanged_floor
-        lines.append(f"| {r['cell_id']} | {refused:.0%} (floor {refusal_floor:.0%}) | {unchanged:.0%} "
+        lines.append(f"| {r['params']['setting']}/{r['cell_id']} | {refused:.0%} (floor {refusal_floor:.0%}) | {unchanged:.0%} "
                      f"(floor {unchanged_floor:.0%}) | {'holds' if ok else 'does not hold'} |")
     if len(lines) == 2:
         return "No results."
