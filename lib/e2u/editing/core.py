@@ -151,82 +151,147 @@ def _kl_site(tokenizer, request: EditRequest) -> Site:
     return Site(ids, min(len(prefix), len(ids)) - 1, True)
 
 
+@dataclass
+class _ValueRows:
+    """The prompts one request's value optimisation runs: its templated prompts, then the KL prompt."""
+
+    ids: list[list[int]]
+    sites: list[int]  # key-token index in each row
+    targets: list[tuple[int, list[int]]]  # (first label position, label ids) for each templated row
+
+
+def _value_rows(tokenizer, request: EditRequest, templates: list[str]) -> _ValueRows:
+    target = encode_answer(tokenizer, request.target, with_eos=request.eos)
+    ids, sites, targets = [], [], []
+    for template in templates:
+        site = key_site(tokenizer, request, template)
+        ids.append(site.ids + target[:-1])  # teacher forcing: the last target token is only a label
+        sites.append(site.index)
+        targets.append((len(site.ids) - 1, target))
+    kl = _kl_site(tokenizer, request)
+    return _ValueRows(ids + [kl.ids], sites + [kl.index], targets)
+
+
 def optimise_value(
     model, tokenizer, request: EditRequest, templates: list[str], site_path: str, hp: ValueHParams,
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Find v* = v0 + delta at `site_path` (an MLP or block output) so the model emits the target.
+    """`optimise_values` for one request: (v*, v0, log)."""
+    return optimise_values(model, tokenizer, [request], templates, site_path, hp)[0]
 
-    Loss (ROME eq. 4 / MEMIT eq. 16): mean target NLL over the templated prompts
-    + kl_factor * KL(p_initial || p) on the essence prompt + v_weight_decay * |delta| / |v0|^2,
-    with |delta| clamped to clamp_norm_factor * |v0| after every Adam step.
-    Returns (v*, v0, log).
+
+def optimise_values(
+    model, tokenizer, requests: list[EditRequest], templates: list[str], site_path: str, hp: ValueHParams,
+) -> list[tuple[torch.Tensor, torch.Tensor, dict]]:
+    """Find v*_i = v0_i + delta_i at `site_path` (an MLP or block output) so the model emits each target.
+
+    Loss per request (ROME eq. 4 / MEMIT eq. 16): mean target NLL over its templated prompts
+    + kl_factor * KL(p_initial || p) on its essence prompt + v_weight_decay * |delta| / |v0|^2,
+    with |delta| clamped to clamp_norm_factor * |v0| after every Adam step. The requests share
+    nothing but the forward pass: the losses are summed, each delta has its own Adam state, a
+    request whose loss falls below `early_stop_loss` leaves the batch, so every request follows
+    the trajectory it would follow alone. Returns (v*, v0, log) per request.
     """
     device = next(model.parameters()).device
-    target = encode_answer(tokenizer, request.target, with_eos=request.eos)
-    rows, labels_at, sites = [], [], []
-    for template in templates:
-        site = key_site(tokenizer, request, template)
-        rows.append(site.ids + target[:-1])  # teacher forcing: the last target token is only a label
-        labels_at.append(len(site.ids) - 1)
-        sites.append(site.index)
-    kl = _kl_site(tokenizer, request)
-    rows.append(kl.ids)
-    sites.append(kl.index)
-    ids, mask = _right_padded(rows, tokenizer.pad_token_id, device)
-    n_rewrite = len(templates)
-    labels = torch.full(ids.shape, -100, dtype=torch.long, device=device)
-    for row, start in enumerate(labels_at):
-        labels[row, start : start + len(target)] = torch.tensor(target, device=device)
-    row_index = torch.arange(len(rows), device=device)
-    # Positions whose next-token distribution the loss reads: every target position, then the KL site.
-    label_rows, label_cols = (labels[:n_rewrite] != -100).nonzero(as_tuple=True)
-    label_ids = labels[label_rows, label_cols]
-    label_rows = torch.cat([label_rows, torch.tensor([n_rewrite], device=device)])
-    label_cols = torch.cat([label_cols, torch.tensor([sites[n_rewrite]], device=device)])
-    per_row = torch.bincount(label_rows[:-1], minlength=n_rewrite).float()
+    plans = [_value_rows(tokenizer, r, templates) for r in requests]
     head = model.get_output_embeddings()
-    site_index = torch.tensor(sites, device=device)
-
     width = model.get_input_embeddings().weight.shape[1]
-    delta = torch.zeros(width, device=device, dtype=torch.float32, requires_grad=True)
-    state: dict[str, torch.Tensor] = {}
-
-    def add_delta(path, output):
-        if "v0" not in state:
-            state["v0"] = output[0, site_index[0]].detach().float().clone()
-        output = output.clone()
-        output[row_index, site_index] += delta.to(output.dtype)
-        return output
-
+    delta = torch.zeros(len(requests), width, device=device, dtype=torch.float32, requires_grad=True)
     optimiser = torch.optim.Adam([delta], lr=hp.v_lr)
-    history = []
+    v0 = torch.zeros(len(requests), width, device=device)
+    kl_init: dict[int, torch.Tensor] = {}
+    histories: list[list[float]] = [[] for _ in requests]
+    final_nll = [float("nan")] * len(requests)
+    active = list(range(len(requests)))
     with frozen_parameters(model), torch.enable_grad():
         for step in range(hp.v_num_grad_steps):
+            batch = _stack_rows([plans[i] for i in active], tokenizer.pad_token_id, device)
+            owner = torch.tensor(active, device=device)[batch["request"]]
+
+            def add_delta(path, output):
+                if step == 0:
+                    v0[owner[batch["first_rows"]]] = output[batch["first_rows"], batch["sites"][batch["first_rows"]]].detach().float()
+                output = output.clone()
+                output[batch["rows"], batch["sites"]] += delta[owner].to(output.dtype)
+                return output
+
             optimiser.zero_grad()
             with trace(model, [site_path], edit_output=add_delta):
-                hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+                hidden = model.base_model(input_ids=batch["ids"], attention_mask=batch["mask"]).last_hidden_state
             # The LM head only where a loss reads it: the vocabulary projection is a fifth of the cost.
             # (Base models end with their final norm; logit soft-capping, as in Gemma-2, is not applied.)
-            logprobs = head(hidden[label_rows, label_cols]).float().log_softmax(-1)
-            token_nll = -logprobs[:-1].gather(1, label_ids.unsqueeze(1)).squeeze(1)
-            nll = (torch.zeros(n_rewrite, device=device).index_add(0, label_rows[:-1], token_nll) / per_row).mean()
-            kl_logprobs = logprobs[-1:]
-            if "kl_init" not in state:
-                state["kl_init"] = kl_logprobs.detach().clone()
-            kl = F.kl_div(kl_logprobs, state["kl_init"], log_target=True, reduction="batchmean")
-            decay = hp.v_weight_decay * delta.norm() / state["v0"].norm() ** 2
-            loss = nll + hp.kl_factor * kl + decay
-            history.append(round(loss.item(), 4))
-            if loss.item() < hp.early_stop_loss:
-                break
-            loss.backward()
-            optimiser.step()
+            logprobs = head(hidden[batch["read_rows"], batch["read_cols"]]).float().log_softmax(-1)
+            n_labels = len(batch["label_ids"])
+            token_nll = -logprobs[:n_labels].gather(1, batch["label_ids"].unsqueeze(1)).squeeze(1)
+            row_nll = torch.zeros(len(batch["rows"]), device=device).index_add(0, batch["label_rows"], token_nll)
+            row_nll = row_nll / batch["labels_per_row"].clamp(min=1)
+            losses, done = [], []
+            for slot, i in enumerate(active):
+                template_rows = batch["template_rows"][slot]
+                nll = row_nll[template_rows].mean()
+                kl_logprobs = logprobs[n_labels + slot : n_labels + slot + 1]
+                if i not in kl_init:
+                    kl_init[i] = kl_logprobs.detach().clone()
+                kl = F.kl_div(kl_logprobs, kl_init[i], log_target=True, reduction="batchmean")
+                loss = nll + hp.kl_factor * kl + hp.v_weight_decay * delta[i].norm() / v0[i].norm() ** 2
+                histories[i].append(round(loss.item(), 4))
+                final_nll[i] = round(nll.item(), 4)
+                if loss.item() < hp.early_stop_loss:
+                    done.append(i)
+                else:
+                    losses.append(loss)
+            frozen = delta.detach().clone()
+            if losses:
+                torch.stack(losses).sum().backward()
+                optimiser.step()
             with torch.no_grad():
-                limit = hp.clamp_norm_factor * state["v0"].norm()
-                if delta.norm() > limit:
-                    delta.mul_(limit / delta.norm())
-    final_nll = round(nll.item(), 4)
-    return (state["v0"] + delta.detach()), state["v0"], {"loss": history, "steps": len(history), "final_nll": final_nll}
+                keep = [i for i in active if i not in done]
+                still = torch.ones(len(requests), dtype=torch.bool, device=device)
+                still[keep] = False
+                delta[still] = frozen[still]  # finished (or idle) requests do not move with Adam's momentum
+                limit = hp.clamp_norm_factor * v0.norm(dim=1, keepdim=True)
+                norms = delta.norm(dim=1, keepdim=True)
+                delta.copy_(torch.where(norms > limit, delta * limit / norms.clamp(min=1e-12), delta))
+            active = keep
+            if not active:
+                break
+    return [
+        (v0[i] + delta[i].detach(), v0[i].clone(), {"loss": histories[i], "steps": len(histories[i]), "final_nll": final_nll[i]})
+        for i in range(len(requests))
+    ]
+
+
+def _stack_rows(plans: list[_ValueRows], pad_id: int, device) -> dict:
+    """Right-padded rows of several requests, with every index the loss needs.
+
+    The positions the LM head reads are the label positions of every templated row (in order),
+    then the key token of each request's KL row.
+    """
+    rows_ids, sites, request_of_row, first_rows, template_rows, kl_rows = [], [], [], [], [], []
+    for slot, plan in enumerate(plans):
+        first_rows.append(len(rows_ids))
+        template_rows.append(list(range(len(rows_ids), len(rows_ids) + len(plan.targets))))
+        kl_rows.append(len(rows_ids) + len(plan.targets))
+        rows_ids += plan.ids
+        sites += plan.sites
+        request_of_row += [slot] * len(plan.ids)
+    ids, mask = _right_padded(rows_ids, pad_id, device)
+    label_rows, label_cols, label_ids = [], [], []
+    for slot, plan in enumerate(plans):
+        for row, (start, target) in zip(template_rows[slot], plan.targets):
+            label_rows += [row] * len(target)
+            label_cols += list(range(start, start + len(target)))
+            label_ids += target
+    read_rows = label_rows + kl_rows
+    read_cols = label_cols + [sites[row] for row in kl_rows]
+    as_long = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
+    return {
+        "ids": ids, "mask": mask, "rows": as_long(list(range(len(rows_ids)))), "sites": as_long(sites),
+        "request": as_long(request_of_row), "first_rows": as_long(first_rows),
+        "template_rows": [as_long(r) for r in template_rows],
+        "label_rows": as_long(label_rows), "label_ids": as_long(label_ids),
+        "labels_per_row": torch.bincount(as_long(label_rows), minlength=len(rows_ids)).float(),
+        "read_rows": as_long(read_rows), "read_cols": as_long(read_cols),
+    }
 
 
 def add_to_weight(model, arch: Arch, layer: int, delta_out_in: torch.Tensor) -> None:

@@ -2,7 +2,7 @@
 
 For each batch of requests:
   1. z_i: the residual-stream target at the subject's last token of the last edited layer
-     (core.optimise_value at that block's output), computed once per request;
+     (core.optimise_values at that block's output, `value_batch_size` requests per forward pass);
   2. for each edited layer l in order, on the partly edited model:
        K_l  = template-averaged keys at l                       (d_k x n)
        R    = Z - current block outputs at the last edited layer (d x n)
@@ -23,7 +23,7 @@ import torch
 from ..arch import Arch, find_arch
 from ..errors import E2UError
 from ..result import EditResult
-from .core import LocateHParams, add_to_weight, compute_keys, context_templates, optimise_value, outputs_at_keys
+from .core import LocateHParams, add_to_weight, compute_keys, context_templates, optimise_values, outputs_at_keys
 from .requests import EditRequest, report_missing_subjects
 from .stats import layer_moments
 
@@ -55,6 +55,7 @@ class BatchEditHParams(LocateHParams):
 
     layers: object = "auto"
     batch_size: int = 0  # 0: every request in one batch; n: sequential batches of n
+    value_batch_size: int = 8  # requests whose targets are optimised together (0: the whole batch)
 
     ALIASES = {**LocateHParams.ALIASES, "layer": "layers"}
 
@@ -78,10 +79,12 @@ def edit_in_batches(model, tokenizer, requests: list[EditRequest], hp, solver_fo
     for start in range(0, len(requests), size):
         batch = requests[start : start + size]
         targets = []
-        for offset, request in enumerate(batch):
-            z, _, value_log = optimise_value(model, tokenizer, request, templates, z_site, hp)
-            targets.append(z)
-            per_request.append({"request": start + offset, **value_log})
+        chunk = hp.value_batch_size or len(batch)
+        for offset in range(0, len(batch), chunk):
+            for j, (z, _, value_log) in enumerate(
+                    optimise_values(model, tokenizer, batch[offset : offset + chunk], templates, z_site, hp)):
+                targets.append(z)
+                per_request.append({"request": start + offset + j, **value_log})
         targets = torch.stack(targets).T  # d x n
         for position, layer in enumerate(layers):
             keys = compute_keys(model, tokenizer, arch, [layer], batch, templates)[layer].T.double()  # d_k x n
