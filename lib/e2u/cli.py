@@ -1,6 +1,7 @@
 """`e2u`: prepare the model, run a study, build the book.
 
-    e2u prepare                       convert the embedded model once (GGUF -> safetensors)
+    e2u prepare [studies/default.yaml] convert the embedded model once (GGUF -> safetensors); with a
+                                      study, also probe answers and finetuned models its settings need
     e2u study run studies/default.yaml
     e2u book studies/default.yaml     summary notebook + Jupyter Book build
 """
@@ -18,11 +19,24 @@ from .errors import E2UError
 
 
 def _prepare(args) -> int:
+    """Convert the model; with a study, also prepare what its settings need (probe answers, finetuned models)."""
     from .models import load_model
+    from .stages import record_stage
 
     started = time.perf_counter()
-    load_model(args.model)
-    print(f"model {args.model} ready in {time.perf_counter() - started:.1f} s")
+    if not args.study:
+        load_model(args.model)
+        print(f"model {args.model} ready in {time.perf_counter() - started:.1f} s")
+        return 0
+    from .prepare_study import prepare_study
+    from .study import load_study
+
+    study = load_study(args.study)
+    for line in prepare_study(study):
+        print(line)
+    seconds = time.perf_counter() - started
+    record_stage(args.results, study.name, "prepare", seconds)
+    print(f"study {study.name} prepared in {seconds:.1f} s")
     return 0
 
 
@@ -36,6 +50,9 @@ def _study_run(args) -> int:
     for o in outcomes:
         print(f"{o.status:>7}  {o.cell_id:<32} {o.seconds:7.1f} s  {o.error}")
     failed = [o for o in outcomes if o.status == "failed"]
+    from .stages import record_stage
+
+    record_stage(args.results, study.name, "study", time.perf_counter() - started)
     print(f"study {study.name}: {len(outcomes)} cells, {sum(o.status == 'cached' for o in outcomes)} cached, "
           f"{len(failed)} failed, {time.perf_counter() - started:.1f} s")
     return 1 if failed else 0
@@ -91,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     prepare = sub.add_parser("prepare", help="convert the embedded model once")
-    prepare.add_argument("--model", default="smollm2-135m-instruct")
+    prepare.add_argument("study", nargs="?", help="a study file: also prepare what its settings need")
+    prepare.add_argument("--model", default="smollm2-135m-instruct", help="without a study: the model to convert")
+    prepare.add_argument("--results", default="results")
     prepare.set_defaults(run=_prepare)
     study = sub.add_parser("study", help="run a study")
     study_sub = study.add_subparsers(dest="action", required=True)

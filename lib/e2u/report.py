@@ -16,8 +16,8 @@ HEADLINE = [
 
 
 def load_results(directory: str | Path) -> list[dict]:
-    """Every result file under `directory`, sorted by setting then cell id."""
-    results = [json.loads(p.read_text()) for p in sorted(Path(directory).rglob("*.json"))]
+    """Every cell's result file (`<setting>/<cell>.json`) under `directory`, sorted by setting then cell id."""
+    results = [json.loads(p.read_text()) for p in sorted(Path(directory).glob("*/*.json"))]
     return sorted(results, key=lambda r: (r["params"]["setting"], r["cell_id"]))
 
 
@@ -156,6 +156,12 @@ def cost_table(result: dict) -> pd.DataFrame:
     row = {**result["timings_s"], "steps": log.get("steps") or sum(r.get("steps", 0) for r in log.get("requests", [])),
            "device": result["device"], "peak GPU GiB": result["peak_gpu_memory_gb"]}
     return pd.DataFrame([row])
+
+
+def stages_table(stages: dict) -> pd.DataFrame:
+    """Seconds per `make book` stage, as recorded by the `e2u` commands."""
+    rows = [{"stage": stage, "seconds": seconds, "minutes": round(seconds / 60, 1)} for stage, seconds in stages.items()]
+    return pd.DataFrame(rows).set_index("stage") if rows else pd.DataFrame()
 
 
 def checks_markdown(results: list[dict], refusal_floor: float = 0.8, unchanged_floor: float = 0.8) -> str:
