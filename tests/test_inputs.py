@@ -131,3 +131,11 @@ def test_fictional_and_tofu_sources_load_through_the_registry(tmp_path):
     assert len(splits["forget"]) == 20 and len(splits["retain"]) == 180
     with pytest.raises(E2UError, match="TOFU directory .* lacks"):
         load_source("tofu", str(tmp_path), {"forget_split": "forget01"})
+
+
+def test_cell_keys_cover_the_method_and_shared_code_but_not_other_methods_or_the_book_tables():
+    from e2u.study import code_files
+
+    names = {p.name for p in code_files("memit")}
+    assert {"memit.py", "core.py", "spread.py", "evaluate.py", "rome.yaml"} <= names
+    assert not {"rome.py", "alphaedit.py", "report.py", "cli.py"} & names

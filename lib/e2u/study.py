@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parents[1]
 TEMPLATE = ROOT / "notebooks" / "unlearn.ipynb"
+PRESENTATION = ("report.py", "cli.py", "stages.py", "prepare_study.py")
 _STUDY_KEYS = {"name", "model", "setting", "settings", "data", "evaluation", "refusal", "seeds", "methods", "device", "dtype"}
 
 
@@ -154,12 +155,14 @@ def cell_key(cell: CellParams) -> str:
 
 
 def code_files(method: str) -> list[Path]:
-    """The library files a cell of `method` depends on: everything but the other methods' files.
+    """The library files a cell of `method` depends on: everything but the other methods' files and
+    the presentation modules (the book's tables, the command line), which never change a result.
 
-    So editing one method's file reruns only that method's cells.
+    So editing one method's file reruns only that method's cells, and editing a table reruns none.
     """
     own = Path(inspect.getsourcefile(get_method(method).apply)).resolve()
     others = {Path(inspect.getsourcefile(m.apply)).resolve() for m in METHODS.values()} - {own}
+    others |= {(PACKAGE / name).resolve() for name in PRESENTATION}
     return [p for p in sorted(PACKAGE.rglob("*")) if p.is_file() and p.suffix in {".py", ".yaml", ".jsonl"}
             and p.resolve() not in others]
 
