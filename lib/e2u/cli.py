@@ -69,6 +69,9 @@ def _book(args) -> int:
     results = Path(args.results).resolve() / study.name
     if not results.is_dir():
         raise E2UError(f"no results for study {study.name!r} in {results}: run `e2u study run {args.study}` first")
+    for stale in _stale_outputs(study, Path(args.results), book):
+        print(f"removing {stale}: not a cell of study {study.name}")
+        stale.unlink()
     started = time.perf_counter()
     with atomic_path(book / "summary.ipynb", ".ipynb") as tmp:
         papermill.execute_notebook(
@@ -89,6 +92,17 @@ def _book(args) -> int:
         raise E2UError(f"jupyter-book build failed (exit {done.returncode}); see the log above")
     print(f"book built in {time.perf_counter() - started:.1f} s: {ROOT / '_build' / 'html' / 'index.html'}")
     return 0
+
+
+def _stale_outputs(study, results_dir: Path, book_dir: Path) -> list[Path]:
+    """Result files and chapter notebooks of cells the study no longer has (generated, git-ignored):
+    left in place they would appear in the book beside the current cells."""
+    from .study import notebook_path, result_path
+
+    keep = {result_path(results_dir, study, c).resolve() for c in study.cells}
+    keep |= {notebook_path(book_dir, c).resolve() for c in study.cells}
+    found = list((results_dir / study.name).glob("*/*.json")) + list((book_dir / "runs").glob("*/*.ipynb"))
+    return sorted(p for p in found if p.resolve() not in keep)
 
 
 def _hide_parameter_cells(path: Path) -> None:
