@@ -36,6 +36,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PYTHON) bench/generation_bench.py
 	$(PYTHON) bench/stats_bench.py
+	$(PYTHON) bench/edit_bench.py
 
 clean:
 	rm -rf _build book/runs book/summary.ipynb results

@@ -17,27 +17,9 @@ import torch
 from e2u.arch import find_arch
 from e2u.editing.corpus import question_bank_corpus
 from e2u.editing.stats import second_moments
-from e2u.hooks import trace
 from e2u.models import load_model
 
-
-@torch.no_grad()
-def naive_moments(model, tokenizer, arch, layers, corpus, n_tokens, max_length):
-    """One full forward pass over the corpus per layer, one document at a time."""
-    out = {}
-    for layer in layers:
-        path, total, seen = arch.mlp_out_path(layer), None, 0
-        for text in corpus.texts:
-            if seen >= n_tokens:
-                break
-            ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"][:max_length]])
-            with trace(model, [path], retain_input=True) as t:
-                model(input_ids=ids)
-            keys = t.inputs[path][0][: n_tokens - seen].float()
-            total = keys.T @ keys if total is None else total + keys.T @ keys
-            seen += keys.shape[0]
-        out[layer] = total / seen
-    return out
+from naive_editing import naive_moments
 
 
 def main() -> None:
