@@ -81,7 +81,7 @@ def naive_optimise_value(model, tokenizer, request, templates, site_path, hp):
                 limit = hp.clamp_norm_factor * state["v0"].norm()
                 if delta.norm() > limit:
                     delta.mul_(limit / delta.norm())
-    return state["v0"] + delta.detach(), state["v0"], {"loss": history, "steps": len(history), "final_nll": round(float(nll), 4)}
+    return state["v0"] + delta.detach(), state["v0"], {"loss": history, "steps": len(history), "final_nll": round(float(nll.detach()), 4)}
 
 
 def naive_optimise_values(model, tokenizer, requests, templates, site_path, hp):
