@@ -1,5 +1,6 @@
 """Second-moment statistics: one pass equals separate passes; the disk cache is never trusted blindly."""
 
+import pytest
 import torch
 
 from e2u.arch import find_arch
@@ -88,3 +89,32 @@ def test_statistics_interrupted_while_saving_leave_no_file_a_later_run_would_tru
     with pytest.raises(KeyboardInterrupt):
         second_moments(model, tokenizer, arch, [1], CORPUS, n_tokens=200)
     assert not [p for p in stats.e2u_home().rglob("*") if p.is_file()]
+
+
+def test_statistics_corpus_reads_a_local_text_file_and_names_bad_choices(tmp_path):
+    from e2u.editing.corpus import statistics_corpus
+    from e2u.errors import E2UError
+
+    path = tmp_path / "wiki.txt"
+    path.write_text("Paris is the capital of France.\n\nThe yen is the currency of Japan.\n")
+    corpus = statistics_corpus(None, None, f"file:{path}", 0, 0)
+    assert corpus.texts == ("Paris is the capital of France.", "The yen is the currency of Japan.")
+    assert "wiki.txt" in corpus.name
+    with pytest.raises(E2UError, match="does not exist"):
+        statistics_corpus(None, None, f"file:{tmp_path / 'missing.txt'}", 0, 0)
+    with pytest.raises(E2UError, match="mom2_corpus: expected"):
+        statistics_corpus(None, None, "wikipedia", 0, 0)
+
+
+def test_hub_corpus_offline_says_how_to_proceed(monkeypatch):
+    import datasets
+
+    from e2u.editing.corpus import statistics_corpus
+    from e2u.errors import E2UError
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(E2UError, match="could not read hub data set 'Salesforce/wikitext@wikitext-103-raw-v1'.*file:<path>"):
+        statistics_corpus(None, None, "hub:Salesforce/wikitext@wikitext-103-raw-v1", 0, 0)

@@ -107,7 +107,13 @@ def model_samples_corpus(model, tokenizer, n_texts: int = 64, length: int = 128,
 
 
 def statistics_corpus(model, tokenizer, kind: str, n_texts: int, seed: int) -> Corpus:
-    """The corpus named by a method's `mom2_corpus` hyper-parameter."""
+    """The corpus named by a method's `mom2_corpus` hyper-parameter:
+
+    * `model_samples`, `question_bank`, or `model_samples+question_bank` (the offline default);
+    * `file:<path>`: a local text file, one document per blank-line-separated paragraph;
+    * `hub:<dataset>[@<config>]`: the `text` column of a hub data set's train split, e.g.
+      `hub:Salesforce/wikitext@wikitext-103-raw-v1` (the reference code uses Wikipedia), when online.
+    """
     from ..errors import E2UError
 
     if kind == "model_samples":
@@ -116,13 +122,47 @@ def statistics_corpus(model, tokenizer, kind: str, n_texts: int, seed: int) -> C
         return question_bank_corpus(tokenizer)
     if kind == "model_samples+question_bank":
         return model_samples_corpus(model, tokenizer, n_texts=n_texts, seed=seed) + question_bank_corpus(tokenizer)
-    raise E2UError(f"hyper-parameter mom2_corpus: expected model_samples, question_bank or "
-                   f"model_samples+question_bank, got {kind!r}")
+    if kind.startswith("file:"):
+        return text_file_corpus(kind[len("file:"):])
+    if kind.startswith("hub:"):
+        return hub_corpus(kind[len("hub:"):])
+    raise E2UError(f"hyper-parameter mom2_corpus: expected model_samples, question_bank, "
+                   f"model_samples+question_bank, file:<path> or hub:<dataset>[@<config>], got {kind!r}")
 
 
 def text_file_corpus(path) -> Corpus:
     """A local text file, one document per blank-line-separated paragraph."""
     from pathlib import Path
 
-    text = Path(path).read_text(encoding="utf-8")
-    return Corpus(f"text file {Path(path).name}", tuple(p.strip() for p in text.split("\n\n") if p.strip()))
+    from ..errors import E2UError
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise E2UError(f"hyper-parameter mom2_corpus: text file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    texts = tuple(p.strip() for p in text.split("\n\n") if p.strip())
+    if not texts:
+        raise E2UError(f"hyper-parameter mom2_corpus: text file {path} is empty")
+    return Corpus(f"text file {path.name} ({hashlib.sha256(text.encode()).hexdigest()[:8]})", texts)
+
+
+def hub_corpus(spec: str, max_documents: int = 20_000) -> Corpus:
+    """Non-empty `text` rows of a hub data set's train split (streamed, at most `max_documents`)."""
+    from ..errors import E2UError
+
+    name, _, config = spec.partition("@")
+    try:
+        import datasets
+
+        rows = datasets.load_dataset(name, config or None, split="train", streaming=True)
+        texts = []
+        for row in rows:
+            text = (row.get("text") or "").strip()
+            if text:
+                texts.append(text)
+            if len(texts) >= max_documents:
+                break
+    except Exception as exc:  # offline, unknown data set, no `text` column
+        raise E2UError(f"hyper-parameter mom2_corpus: could not read hub data set {spec!r} "
+                       f"({type(exc).__name__}); offline, use file:<path> or the default") from None
+    return Corpus(f"hub {spec} ({len(texts)} documents)", tuple(texts))
