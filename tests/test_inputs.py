@@ -139,3 +139,18 @@ def test_cell_keys_cover_the_method_and_shared_code_but_not_other_methods_or_the
     names = {p.name for p in code_files("memit")}
     assert {"memit.py", "core.py", "spread.py", "evaluate.py", "rome.yaml"} <= names
     assert not {"rome.py", "alphaedit.py", "report.py", "cli.py"} & names
+
+
+def test_book_removes_only_outputs_of_cells_the_study_no_longer_has(tmp_path):
+    from e2u.cli import _stale_outputs
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nmethods: [rome]\n")
+    study = load_study(path)
+    results, book = tmp_path / "results", tmp_path / "book"
+    for f in (results / "s/pretrained/rome-seed0.json", results / "s/pretrained/old-seed0.json",
+              book / "runs/pretrained/rome-seed0.ipynb", book / "runs/pretrained/old-seed0.ipynb",
+              book / "runs/pretrained/.rome-seed0.ipynb.tmp.ipynb", results / "s/stages.json"):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("{}")
+    assert {p.name for p in _stale_outputs(study, results, book)} == {"old-seed0.json", "old-seed0.ipynb"}

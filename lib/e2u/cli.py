@@ -102,7 +102,8 @@ def _stale_outputs(study, results_dir: Path, book_dir: Path) -> list[Path]:
     keep = {result_path(results_dir, study, c).resolve() for c in study.cells}
     keep |= {notebook_path(book_dir, c).resolve() for c in study.cells}
     found = list((results_dir / study.name).glob("*/*.json")) + list((book_dir / "runs").glob("*/*.ipynb"))
-    return sorted(p for p in found if p.resolve() not in keep)
+    # Hidden files are a running cell's temporary notebook: never touched here.
+    return sorted(p for p in found if p.resolve() not in keep and not p.name.startswith("."))
 
 
 def _hide_parameter_cells(path: Path) -> None:
