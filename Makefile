@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PYTHON) bench/generation_bench.py
 	$(PYTHON) bench/stats_bench.py
 	$(PYTHON) bench/edit_bench.py
+	$(PYTHON) bench/training_bench.py
 
 clean:
 	rm -rf _build book/runs book/summary.ipynb results
