@@ -25,7 +25,7 @@ def fake_model_knowing(monkeypatch, entity_names, calls=None):
         return [f"I believe it is {f.answer}." if f.entity in entity_names else "I am not sure, sorry."
                 for f in by_prompt_order]
 
-    monkeypatch.setattr(probe, "_generate", fake_generate)
+    monkeypatch.setattr(probe, "generate_answers", fake_generate)
 
 
 def test_tiny_random_model_knows_nothing_and_the_error_says_so():

@@ -243,13 +243,16 @@ def model_utility_tofu(summary: Mapping[str, Mapping[str, MaybeValue]]) -> Aggre
     The caller supplies TOFU's forms: plain probability on retain, `probability_with_options` on RA and
     WF, and `retain_truth_ratio` everywhere.
     """
-    values = {}
-    for split in TOFU_UTILITY_SPLITS:
-        if split not in summary:
-            raise E2UError(f"TOFU model utility needs split {split!r}; have {sorted(summary)}")
-        for metric in TOFU_UTILITY_METRICS:
-            values[f"{split}/{metric}"] = summary[split].get(metric)
+    values = _utility_inputs(summary, TOFU_UTILITY_SPLITS, TOFU_UTILITY_METRICS, "TOFU model utility")
     return model_utility(values, require_all=True)
+
+
+def _utility_inputs(summary, splits, metric_names, what: str) -> dict[str, MaybeValue]:
+    """`{"split/metric": value}` for every split and metric; a missing split is an error naming it."""
+    missing = [split for split in splits if split not in summary]
+    if missing:
+        raise E2UError(f"{what} needs split(s) {missing}; have {sorted(summary)}")
+    return {f"{split}/{metric}": summary[split].get(metric) for split in splits for metric in metric_names}
 
 
 CLOSER_LOOK_UTILITY_SPLITS = ("retain", "neighbour", "real_authors", "world_facts")
@@ -271,13 +274,7 @@ def model_utility_closer_look(
     splits = [s for s in CLOSER_LOOK_UTILITY_SPLITS if s in summary] if splits is None else list(splits)
     if not splits:
         raise E2UError(f"closer-look model utility needs one of {CLOSER_LOOK_UTILITY_SPLITS}; have {sorted(summary)}")
-    values = {}
-    for split in splits:
-        if split not in summary:
-            raise E2UError(f"split {split!r} not in the summary; have {sorted(summary)}")
-        for metric in CLOSER_LOOK_UTILITY_METRICS:
-            values[f"{split}/{metric}"] = summary[split].get(metric)
-    return model_utility(values)
+    return model_utility(_utility_inputs(summary, splits, CLOSER_LOOK_UTILITY_METRICS, "closer-look model utility"))
 
 
 def forget_efficacy(

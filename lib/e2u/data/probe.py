@@ -187,13 +187,9 @@ def probe_answers(
     if cached is not None:
         return cached
     log.info("asking %d probe questions (%d entities)", len(questions), len(entities))
-    answers = dict(zip(questions, _generate(model, tokenizer, prompts, max_new_tokens, batch_size)))
+    answers = dict(zip(questions, generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size)))
     write_json_atomic(path, {**key, "answers": answers})
     return answers
-
-
-def _generate(model, tokenizer, prompts, max_new_tokens: int, batch_size: int) -> list[str]:
-    return generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size)
 
 
 def _read_cache(path: Path, key: dict, questions: Sequence[str]) -> dict[str, str] | None:

@@ -26,8 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..errors import E2UError
-from .schema import QARecord, read_jsonl, record_from_json
-from .tofu import find_split_file
+from .schema import QARecord, read_jsonl, record_from_json, split_files
 
 # split name -> (file stem, fields required beyond question and answer)
 REALWORLD_FILES = MappingProxyType({
@@ -65,13 +64,5 @@ def realworld_files(path: str | Path) -> dict[str, Path]:
     if not directory.is_dir():
         raise E2UError(f"real-world data path {directory} is not a directory (expected closer-look's "
                        f"data/real_world with forget_perturbed.json, neighbor_perturbed.json, neighbor.json)")
-    found, missing = {}, []
-    for split, (stem, _) in REALWORLD_FILES.items():
-        file = find_split_file(directory, stem)
-        if file is None:
-            missing.append(f"{stem}.json")
-        else:
-            found[split] = file
-    if missing:
-        raise E2UError(f"real-world directory {directory} lacks {', '.join(missing)} (or the .jsonl equivalent)")
-    return found
+    stems = {split: stem for split, (stem, _) in REALWORLD_FILES.items()}
+    return split_files(directory, stems, "real-world directory")

@@ -68,3 +68,23 @@ def read_jsonl(path: str | Path) -> list[tuple[str, dict]]:
             except json.JSONDecodeError as exc:
                 raise E2UError(f"{where}: not valid JSON ({exc.msg})") from None
     return rows
+
+
+def find_split_file(directory: Path, stem: str) -> Path | None:
+    """`<stem>.json` or `<stem>.jsonl` in `directory`, None if neither; both present is an error."""
+    present = [c for c in (directory / f"{stem}.json", directory / f"{stem}.jsonl") if c.is_file()]
+    if len(present) > 1:
+        raise E2UError(f"directory {directory} has both {present[0].name} and {present[1].name}: keep one")
+    return present[0] if present else None
+
+
+def split_files(directory: Path, stems: dict[str, str], what: str) -> dict[str, Path]:
+    """`{split: file}` for every `{split: stem}`; one error names every missing file.
+
+    `what` describes the directory in messages ("TOFU directory", "real-world directory", ...).
+    """
+    found = {split: find_split_file(directory, stem) for split, stem in stems.items()}
+    missing = [f"{stems[split]}.json" for split, file in found.items() if file is None]
+    if missing:
+        raise E2UError(f"{what} {directory} lacks {', '.join(missing)} (or the .jsonl equivalent)")
+    return found

@@ -16,6 +16,7 @@ by the cell itself.)
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 
 from ..errors import E2UError
 from .schema import QARecord, read_jsonl, record_from_json
@@ -23,14 +24,14 @@ from .schema import QARecord, read_jsonl, record_from_json
 MINI_FILE = Path(__file__).with_name("mini.jsonl")
 
 # source -> the options it accepts beyond `path`, with their defaults
-SOURCE_OPTIONS = {
-    "mini": {},
-    "jsonl": {},
-    "fictional": {"seed": 0, "n_authors": 20, "forget_percent": 10},
-    "tofu": {"forget_split": "forget10"},
-    "realworld": {},
-    "probe": {"n_forget": 8, "n_neighbour": 8, "seed": 0},
-}
+SOURCE_OPTIONS = MappingProxyType({
+    "mini": MappingProxyType({}),
+    "jsonl": MappingProxyType({}),
+    "fictional": MappingProxyType({"seed": 0, "n_authors": 20, "forget_percent": 10}),
+    "tofu": MappingProxyType({"forget_split": "forget10"}),
+    "realworld": MappingProxyType({}),
+    "probe": MappingProxyType({"n_forget": 8, "n_neighbour": 8, "seed": 0}),
+})
 
 
 def source_options(source: str, options: dict | None) -> dict:

@@ -34,7 +34,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..errors import E2UError
-from .schema import QARecord, read_jsonl, record_from_json
+from .schema import QARecord, read_jsonl, record_from_json, split_files
 
 HUB_DATASET = "locuslab/TOFU"
 
@@ -76,26 +76,7 @@ def tofu_files(forget_split: str, path: str | Path) -> dict[str, Path]:
     directory = Path(path).expanduser()
     if not directory.is_dir():
         raise E2UError(f"TOFU data path {directory} is not a directory of <config>.json or <config>.jsonl files")
-    found, missing = {}, []
-    for split, config in configs.items():
-        file = find_split_file(directory, config)
-        if file is None:
-            missing.append(f"{config}.json")
-        else:
-            found[split] = file
-    if missing:
-        raise E2UError(f"TOFU directory {directory} lacks {', '.join(missing)} (or the .jsonl equivalent) "
-                       f"needed for forget split {forget_split!r}")
-    return found
-
-
-def find_split_file(directory: Path, stem: str) -> Path | None:
-    """`<stem>.json` or `<stem>.jsonl` in `directory`, None if neither; both present is an error."""
-    candidates = [directory / f"{stem}{ext}" for ext in (".json", ".jsonl")]
-    present = [c for c in candidates if c.is_file()]
-    if len(present) > 1:
-        raise E2UError(f"directory {directory} has both {present[0].name} and {present[1].name}: keep one")
-    return present[0] if present else None
+    return split_files(directory, configs, f"TOFU directory (forget split {forget_split!r})")
 
 
 def _hub_rows(config: str) -> list[tuple[str, dict]]:
