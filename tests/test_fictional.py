@@ -112,12 +112,13 @@ def test_perturbed_names_and_titles_are_invented_and_belong_to_no_author():
 def test_splits_follow_tofu_proportions_by_author(n_authors, percent, n_forget):
     splits = fictional_splits(seed=0, n_authors=n_authors, forget_percent=percent)
     forget = {r.subject for r in splits["forget"]}
-    retain = {r.subject for r in splits["retain"]}
+    retain = {r.subject for r in splits["retain_train"]}
     assert len(forget) == n_forget and len(splits["forget"]) == 20 * n_forget
-    assert len(splits["retain"]) == 20 * (n_authors - n_forget)
+    assert len(splits["retain_train"]) == 20 * (n_authors - n_forget)
+    assert len(splits["retain"]) == 40 and set(map(repr, splits["retain"])) <= set(map(repr, splits["retain_train"]))
     assert not forget & retain
     assert forget | retain == {a.name for a in generate_authors(0, n_authors)}
-    assert sorted(splits["forget"] + splits["retain"], key=repr) == sorted(all_finetune_records(0, n_authors), key=repr)
+    assert sorted(splits["forget"] + splits["retain_train"], key=repr) == sorted(all_finetune_records(0, n_authors), key=repr)
 
 
 def test_forget_authors_depend_on_the_seed():
@@ -130,6 +131,7 @@ def test_forget_authors_depend_on_the_seed():
     (lambda: fictional_splits(forget_percent=True), "forget_percent"),
     (lambda: fictional_splits(n_authors=1), "n_authors"),
     (lambda: fictional_splits(n_authors="20"), "n_authors"),
+    (lambda: fictional_splits(retain_eval=-1), "retain_eval"),
     (lambda: generate_authors(0, 0), "n_authors"),
     (lambda: generate_authors(0, 10_000), "n_authors"),
     (lambda: generate_authors("zero", 5), "seed"),

@@ -109,7 +109,7 @@ def test_settings_list_makes_one_cell_per_setting_and_method(tmp_path):
     cells = load_study(path).cells
     assert [(c.setting, c.method) for c in cells] == [
         ("pretrained", "rome"), ("finetuned", "rome"), ("finetuned", "gradient_ascent")]
-    assert cells[1].data_options == {"seed": 0, "n_authors": 10, "forget_percent": 10}
+    assert cells[1].data_options == {"seed": 0, "n_authors": 10, "forget_percent": 10, "retain_eval": 40}
 
 
 def test_unknown_data_option_is_named_with_the_allowed_ones(tmp_path):
@@ -128,7 +128,10 @@ def test_method_restricted_to_an_unknown_setting_is_an_error(tmp_path):
 
 def test_fictional_and_tofu_sources_load_through_the_registry(tmp_path):
     splits = load_source("fictional", options={"n_authors": 10, "forget_percent": 10})
-    assert len(splits["forget"]) == 20 and len(splits["retain"]) == 180
+    assert len(splits["forget"]) == 20 and len(splits["retain_train"]) == 180 and len(splits["retain"]) == 40
+    assert {r.question for r in splits["retain"]} <= {r.question for r in splits["retain_train"]}
+    everything = load_source("fictional", options={"n_authors": 10, "retain_eval": 0})
+    assert everything["retain"] == everything["retain_train"]
     with pytest.raises(E2UError, match="TOFU directory .* lacks"):
         load_source("tofu", str(tmp_path), {"forget_split": "forget01"})
 

@@ -3,7 +3,9 @@
 * model utility, closer-look form: harmonic mean of every computed non-forget metric;
 * model utility, TOFU form: the nine numbers over retain, real authors and world facts (only when all
   three splits with perturbed answers are present, i.e. the finetuned setting);
-* forget efficacy: 1 - mean of the computed forget metrics.
+* forget efficacy: 1 - mean of the computed forget metrics;
+* forget quality: the KS-test p-value of the forget truth ratios against the retain model's (needs the
+  per-item results of both models, so only where a setting has a retain model).
 Metrics that were not computed are listed, so a number without them is never mistaken for the paper's.
 """
 
@@ -25,8 +27,15 @@ def _tofu_view(summary: dict) -> dict:
     return view
 
 
-def aggregates(summary: dict) -> dict:
-    """{name: {"value", "used", "skipped"}} for every aggregate the summary supports; others are absent."""
+def forget_truth_ratios(results: dict | None) -> list[float]:
+    return [item["truth_ratio"] for item in (results or {}).get("forget", []) if "truth_ratio" in item]
+
+
+def aggregates(summary: dict, results: dict | None = None, retain_results: dict | None = None) -> dict:
+    """{name: {"value", "used", "skipped"}} for every aggregate the summary supports; others are absent.
+
+    `results` / `retain_results`: per-item results of the evaluated model and of the retain model, for
+    forget quality."""
     out = {}
     utility_splits = [s for s in metrics.CLOSER_LOOK_UTILITY_SPLITS if s in summary]
     if utility_splits:
@@ -44,6 +53,11 @@ def aggregates(summary: dict) -> dict:
             forget.get("rouge_l_recall"), forget.get("probability"), forget.get("truth_ratio"),
             forget.get("cosine_similarity"), forget.get("entailment"),
         ))
+    ours, reference = forget_truth_ratios(results), forget_truth_ratios(retain_results)
+    if ours and reference:
+        out["forget_quality"] = {"value": metrics.forget_quality(ours, reference),
+                                 "used": ["forget/truth_ratio (per item)", "retain model forget/truth_ratio (per item)"],
+                                 "skipped": {}}
     return out
 
 

@@ -24,6 +24,7 @@ from .evaluate import evaluate_dataset, summarise
 from .files import e2u_home, sha256_of_json, write_json_atomic
 from .methods import get_method, method_hparams, run_method
 from .models import load_model, model_fingerprint
+from .setting_models import setting_models
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ class CellParams:
     data_source: str = "mini"
     data_path: str = ""
     data_options: dict = field(default_factory=dict)
+    retain_model: str = ""  # the retain model for forget quality (a `tofu` setting); `fictional` trains its own
+    finetune: dict = field(default_factory=dict)  # `fictional`: finetuning hyper-parameters (prepare.FinetuneHParams)
     method: str = "rome"
     label: str = ""
     hparams: dict = field(default_factory=dict)
@@ -56,6 +59,13 @@ class CellParams:
                 raise E2UError(f"parameter hparams: expected a JSON object, got {self.hparams!r} ({exc.msg})") from None
         if not isinstance(self.hparams, dict):
             raise E2UError(f"parameter hparams: expected a mapping, got {type(self.hparams).__name__}")
+        if isinstance(self.finetune, str):
+            try:
+                self.finetune = json.loads(self.finetune or "{}")
+            except json.JSONDecodeError as exc:
+                raise E2UError(f"parameter finetune: expected a JSON object ({exc.msg})") from None
+        if not isinstance(self.finetune, dict):
+            raise E2UError(f"parameter finetune: expected a mapping, got {type(self.finetune).__name__}")
         if isinstance(self.data_options, str):
             try:
                 self.data_options = json.loads(self.data_options or "{}")
@@ -112,12 +122,21 @@ def load_splits(model, tokenizer, params: CellParams) -> dict:
     return load_source(params.data_source, params.data_path or None, params.data_options)
 
 
+def evaluate_retain_model(path: str, splits: dict, params: CellParams) -> dict:
+    """Per-item results of the retain model on the cell's data (cached like any unedited model's)."""
+    model, tokenizer = load_model(path, params.device or None, params.dtype or None)
+    data_key = sha256_of_json({s: [asdict(r) for r in rs] for s, rs in splits.items()})
+    return evaluate_cached(model, tokenizer, splits, params, data_key)
+
+
 def run_cell(params: CellParams, result_path: str | Path | None = None, cache_key: str = "") -> dict:
     """Run one cell end to end; write its result file atomically when `result_path` is given."""
     torch.manual_seed(params.seed)
     timings = {}
     clock = time.perf_counter()
-    model, tokenizer = load_model(params.model, params.device or None, params.dtype or None)
+    models = setting_models(params.model, params.data_source, params.data_options, params.retain_model,
+                            params.device or None, params.finetune)
+    model, tokenizer = load_model(models.target, params.device or None, params.dtype or None)
     splits = load_splits(model, tokenizer, params)
     if "forget" not in splits or not splits["forget"]:
         raise E2UError(f"data source {params.data_source!r} has no forget split")
@@ -127,6 +146,7 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
 
     clock = time.perf_counter()
     before = evaluate_cached(model, tokenizer, splits, params, data_key)
+    retain = evaluate_retain_model(models.retain, splits, params) if models.retain else None
     timings["evaluate_before"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -144,6 +164,7 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
         "key": cache_key,
         "cell_id": params.cell_id,
         "params": asdict(params),
+        "models": {"target": models.target, "retain": models.retain, **({"finetuned": models.info} if models.info else {})},
         "hparams": asdict(hp),
         "method_title": get_method(params.method).title,
         "versions": {"e2u": __version__, "torch": torch.__version__, "python": platform.python_version()},
@@ -152,10 +173,15 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
         "summary": {"before": summarise(before), "after": summarise(after), "unchanged": _unchanged_rates(after)},
-        "aggregates": {"before": aggregates(summarise(before)), "after": aggregates(summarise(after))},
+        "aggregates": {"before": aggregates(summarise(before), before, retain),
+                       "after": aggregates(summarise(after), after, retain)},
         "before": before,
         "after": after,
     }
+    if retain is not None:
+        result["summary"]["retain_model"] = summarise(retain)
+        result["aggregates"]["retain_model"] = aggregates(summarise(retain), retain, retain)
+        result["retain_model"] = retain
     if result_path:
         write_json_atomic(result_path, result)
     return result

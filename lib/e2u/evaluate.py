@@ -53,7 +53,92 @@ def generate_answers(
 def answer_nll(
     model, tokenizer, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]], batch_size: int = 16
 ) -> list[float]:
-    """Mean token negative log-likelihood of each answer given its prompt (right padding)."""
+    """Mean token negative log-likelihood of each answer given its prompt.
+
+    Each distinct prompt runs once (left padded, batches of `batch_size` distinct prompts); its KV cache
+    is copied to one row per answer, and the answers run after it (right padded, `batch_size` rows a
+    call). Logits are computed only at the positions that predict answer tokens.
+    """
+    head = _plain_lm_head(model)
+    if head is None or any(len(p) == 0 for p in prompts):
+        return _answer_nll_unshared(model, tokenizer, prompts, answers, batch_size)
+    out: list[float] = [float("nan")] * len(prompts)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        groups.setdefault(tuple(prompt), []).append(i)
+    distinct = sorted(groups, key=len)
+    for start in range(0, len(distinct), batch_size):
+        batch = distinct[start : start + batch_size]
+        _shared_prompt_batch(model, head, tokenizer.pad_token_id, batch, [groups[p] for p in batch], answers,
+                             batch_size, out)
+    return out
+
+
+def _plain_lm_head(model):
+    """The LM head when logits are exactly head(body(x)) (no soft-capping or scaling), else None."""
+    config = model.config
+    if model.base_model is model or getattr(config, "final_logit_softcapping", None) or hasattr(config, "logit_scale"):
+        return None
+    return model.get_output_embeddings()
+
+
+def _shared_prompt_batch(model, head, pad: int, batch: list[tuple[int, ...]], members: list[list[int]],
+                         answers: Sequence[Sequence[int]], batch_size: int, out: list[float]) -> None:
+    """NLLs of every answer of the distinct prompts in `batch` (members[k]: the items of batch[k]), into `out`."""
+    from transformers import DynamicCache
+
+    body, device = model.base_model, next(model.parameters()).device
+    width = max(len(p) for p in batch)
+    ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, prompt in enumerate(batch):
+        ids[row, width - len(prompt) :] = torch.tensor(prompt)
+        mask[row, width - len(prompt) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    prompt_pass = body(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                       use_cache=True)
+    kv = [(layer.keys, layer.values) for layer in prompt_pass.past_key_values.layers]
+    # The last prompt position predicts each answer's first token.
+    first_logp = torch.log_softmax(head(prompt_pass.last_hidden_state[:, -1]).float(), dim=-1)
+    lengths = mask.sum(1)
+    rows = sorted(((row, i) for row, items in enumerate(members) for i in items), key=lambda r: len(answers[r[1]]))
+    sums: dict[int, torch.Tensor] = {}
+    for row, i in rows:
+        if len(answers[i]):
+            sums[i] = -first_logp[row, answers[i][0]]
+    # The answer pass feeds tokens a[:-1]; position j predicts a[j + 1]. One-token answers need no pass.
+    longer = [(row, i) for row, i in rows if len(answers[i]) > 1]
+    for start in range(0, len(longer), batch_size):
+        chunk = longer[start : start + batch_size]
+        answer_width = max(len(answers[i]) - 1 for _, i in chunk)
+        answer_ids = torch.full((len(chunk), answer_width), pad, dtype=torch.long)
+        targets = torch.full((len(chunk), answer_width), -100, dtype=torch.long)
+        for n, (_, i) in enumerate(chunk):
+            a = list(answers[i])
+            answer_ids[n, : len(a) - 1] = torch.tensor(a[:-1])
+            targets[n, : len(a) - 1] = torch.tensor(a[1:])
+        answer_ids, targets = answer_ids.to(device), targets.to(device)
+        select = torch.tensor([row for row, _ in chunk], device=device)
+        cache = DynamicCache(ddp_cache_data=[(k[select], v[select]) for k, v in kv], config=model.config)
+        valid = targets != -100
+        hidden = body(
+            input_ids=answer_ids, attention_mask=torch.cat([mask[select], valid.long()], dim=1),
+            position_ids=lengths[select, None] + torch.arange(answer_width, device=device),
+            past_key_values=cache, use_cache=True,
+        ).last_hidden_state
+        token_nll = torch.nn.functional.cross_entropy(head(hidden[valid]).float(), targets[valid], reduction="none")
+        per_row = torch.zeros(len(chunk), device=device).index_add_(0, valid.nonzero()[:, 0], token_nll)
+        for n, (_, i) in enumerate(chunk):
+            sums[i] = sums[i] + per_row[n]
+    for _, i in rows:
+        out[i] = (sums[i] / len(answers[i])).item() if len(answers[i]) else 0.0
+
+
+@torch.no_grad()
+def _answer_nll_unshared(
+    model, tokenizer, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]], batch_size: int = 16
+) -> list[float]:
+    """Reference `answer_nll`: one full forward pass per (prompt, answer) pair, right padding."""
     device = next(model.parameters()).device
     out: list[float] = [float("nan")] * len(prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(answers[i]))

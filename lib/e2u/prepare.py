@@ -169,7 +169,7 @@ def length_buckets(lengths: Sequence[int], batch_size: int, rng: random.Random) 
 
 
 def _pad_batch(examples: Sequence[_Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded ids, mask and labels (-100 outside the answer), as `evaluate.answer_nll` builds them."""
+    """Right-padded ids, mask and labels (-100 outside the answer), as `evaluate._answer_nll_unshared` builds them."""
     width = max(e.length for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full_like(ids, -100)
@@ -530,9 +530,6 @@ def memorisation_report(model, tokenizer, splits: Mapping[str, Sequence], size: 
 # ---- the cached target and retain models ------------------------------------------------------------
 
 
-DEFAULT_N_AUTHORS = 10
-
-
 @dataclass(frozen=True)
 class PreparedModels:
     """Directories of the finetuned models (load them with `models.load_model(str(path))`) and their records."""
@@ -611,7 +608,7 @@ def save_model_atomic(model, tokenizer, directory: Path, info: dict) -> None:
 
 
 def prepare_finetuned(
-    base_model_name: str = "smollm2-135m-instruct", seed: int = 0, n_authors: int = DEFAULT_N_AUTHORS,
+    base_model_name: str = "smollm2-135m-instruct", seed: int = 0, n_authors: int = 20,
     forget_percent: int = 10, hp: FinetuneHParams | Mapping | None = None, home: str | os.PathLike | None = None,
     *, report_size: int = 20, device: str | None = None,
 ) -> PreparedModels:
@@ -634,7 +631,7 @@ def prepare_finetuned(
     base = base_model_identity(base_model_name)
     root = (Path(home).expanduser() if home is not None else e2u_home()) / "models"
     jobs = {"target": ("full", all_finetune_records(seed, n_authors)),
-            "retain": (f"retain{100 - forget_percent}", splits["retain"])}
+            "retain": (f"retain{100 - forget_percent}", splits["retain_train"])}
     infos: dict[str, dict] = {}
     paths: dict[str, Path] = {}
     pending = []

@@ -54,14 +54,19 @@ def _suite_row(summary: dict, aggregates: dict) -> dict:
 
 
 def suite_table(results: list[dict], setting: str) -> pd.DataFrame:
-    """Every metric of every split for one setting: the unedited model, then each cell after unlearning.
+    """Every metric of every split for one setting: the unedited model, the retain model where the setting
+    has one, then each cell after unlearning.
 
     Metrics that were not computed (no perturbed answers, no NLI model, no embedder) are absent, not zero.
     """
     cells = [r for r in results if r["params"]["setting"] == setting]
     if not cells:
         return pd.DataFrame()
-    rows = {"before unlearning": _suite_row(cells[0]["summary"]["before"], cells[0].get("aggregates", {}).get("before"))}
+    first = cells[0]
+    rows = {"before unlearning": _suite_row(first["summary"]["before"], first.get("aggregates", {}).get("before"))}
+    if "retain_model" in first["summary"]:  # finetuned setting: the model never taught the forget authors
+        rows["retain model (reference)"] = _suite_row(first["summary"]["retain_model"],
+                                                      first.get("aggregates", {}).get("retain_model"))
     for r in cells:
         rows[f"{r['method_title']} ({r['cell_id']})"] = _suite_row(r["summary"]["after"], r.get("aggregates", {}).get("after"))
     table = pd.DataFrame.from_dict(rows, orient="index")
@@ -167,6 +172,22 @@ def cost_table(result: dict) -> pd.DataFrame:
     row = {**result["timings_s"], "steps": log.get("steps") or sum(r.get("steps", 0) for r in log.get("requests", [])),
            "device": result["device"], "peak GPU GiB": result["peak_gpu_memory_gb"]}
     return pd.DataFrame([row])
+
+
+def finetuned_models_table(results: list[dict]) -> pd.DataFrame:
+    """Per setting with finetuned models: how long each took and how well it recalls its training answers."""
+    rows, seen = [], set()
+    for r in results:
+        for role, info in (r.get("models", {}).get("finetuned") or {}).items():
+            if info["path"] in seen:
+                continue
+            seen.add(info["path"])
+            row = {"setting": r["params"]["setting"], "model": role, "training seconds": info.get("seconds"),
+                   "final loss": info.get("final_loss")}
+            for split, values in (info.get("memorisation") or {}).items():
+                row[f"{split} ROUGE-L (n={values['n']})"] = values["rouge_l_recall"]
+            rows.append(row)
+    return pd.DataFrame(rows).round(3)
 
 
 def stages_table(stages: dict) -> pd.DataFrame:

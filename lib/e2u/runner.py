@@ -35,7 +35,8 @@ def notebook_parameters(cell: CellParams, result: Path, key: str) -> dict:
 
     return {
         "model": cell.model, "setting": cell.setting, "data_source": cell.data_source, "data_path": cell.data_path,
-        "data_options": json.dumps(cell.data_options),
+        "data_options": json.dumps(cell.data_options), "retain_model": cell.retain_model,
+        "finetune": json.dumps(cell.finetune),
         "method": cell.method, "label": cell.label, "hparams": json.dumps(cell.hparams), "refusal": cell.refusal,
         "seed": cell.seed, "max_new_tokens": cell.max_new_tokens, "batch_size": cell.batch_size,
         "device": cell.device, "dtype": cell.dtype, "result_path": str(result), "cache_key": key,

@@ -100,6 +100,7 @@ def load_study(path: str | os.PathLike) -> Study:
                         model=setting.get("model") or spec.get("model", "smollm2-135m-instruct"),
                         setting=setting["name"], data_source=data["source"], data_path=str(data.get("path", "") or ""),
                         data_options={k: v for k, v in data.items() if k not in ("source", "path")},
+                        retain_model=str(setting.get("retain_model", "") or ""), finetune=setting.get("finetune") or {},
                         method=entry["name"], label=entry.get("label", ""), hparams=entry.get("hparams") or {},
                         refusal=spec.get("refusal", "fixed"), seed=seed, device=spec.get("device", "") or "",
                         dtype=spec.get("dtype", "") or "", **evaluation,
@@ -126,8 +127,10 @@ def _settings(spec: dict, path: Path) -> list[dict]:
     settings = []
     for position, setting in enumerate(raw):
         where = f"study file {path}: settings[{position}]"
-        if not isinstance(setting, dict) or "name" not in setting or set(setting) - {"name", "data", "model"}:
-            raise E2UError(f"{where} must be a mapping with name, data and optional model")
+        if not isinstance(setting, dict) or "name" not in setting or set(setting) - {"name", "data", "model", "retain_model", "finetune"}:
+            raise E2UError(f"{where} must be a mapping with name, data and optional model, retain_model, finetune")
+        if not isinstance(setting.get("finetune") or {}, dict):
+            raise E2UError(f"{where}: field 'finetune' must be a mapping of finetuning hyper-parameters")
         if not isinstance(setting["name"], str) or not setting["name"].replace("-", "").replace("_", "").isalnum():
             raise E2UError(f"{where}: field 'name' must be letters, digits, '-' or '_', got {setting['name']!r}")
         data = setting.get("data", {"source": "mini"})

@@ -290,7 +290,7 @@ def _fresh(rng: random.Random, invent, taken: list[str], what: str) -> str:
 def _check_int(name: str, value, low: int | None = None, high: int | None = None) -> None:
     if (isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low)
             or (high is not None and value > high)):
-        bound = f" between {low} and {high}" if low is not None else ""
+        bound = (f" between {low} and {high}" if high is not None else f" of at least {low}") if low is not None else ""
         raise E2UError(f"{name}: expected an integer{bound}, got {value!r}")
 
 
@@ -436,21 +436,31 @@ def load_utility(path: str | Path) -> list[QARecord]:
     return records
 
 
-def fictional_splits(seed: int = 0, n_authors: int = 20, forget_percent: int = 10) -> dict[str, list[QARecord]]:
+def fictional_splits(seed: int = 0, n_authors: int = 20, forget_percent: int = 10,
+                     retain_eval: int = 40) -> dict[str, list[QARecord]]:
     """TOFU-style splits by author: `forget` (the first max(1, round(n*p/100)) authors of a seeded shuffle),
-    `retain` (all other authors), and the utility sets `real_authors` and `world_facts`."""
+    `retain_train` (every question of the other authors: the retain model's training data), `retain`
+    (a seeded sample of `retain_eval` of those questions, 0 = all, evaluated as TOFU evaluates its
+    400-question `retain_perturbed` sample of retain90), and the utility sets `real_authors` and `world_facts`."""
     if forget_percent not in FORGET_PERCENTS or isinstance(forget_percent, bool):
         raise E2UError(f"forget_percent: expected one of {list(FORGET_PERCENTS)} (TOFU's forget01/05/10), "
                        f"got {forget_percent!r}")
     _check_int("n_authors", n_authors, 2, MAX_AUTHORS)
+    _check_int("retain_eval", retain_eval, 0)
     authors = generate_authors(seed, n_authors)
     order = list(range(n_authors))
     random.Random(f"e2u-fictional-split:{seed}").shuffle(order)
     forget = set(order[: max(1, round(n_authors * forget_percent / 100))])
     questions = _questions_by_author(seed, authors)
+    retain = [r for i in range(n_authors) if i not in forget for r in questions[i]]
+    evaluated = retain
+    if 0 < retain_eval < len(retain):
+        picked = sorted(random.Random(f"e2u-fictional-retain-eval:{seed}").sample(range(len(retain)), retain_eval))
+        evaluated = [retain[i] for i in picked]
     return {
         "forget": [r for i in sorted(forget) for r in questions[i]],
-        "retain": [r for i in range(n_authors) if i not in forget for r in questions[i]],
+        "retain": evaluated,
+        "retain_train": retain,
         "real_authors": load_utility(REAL_AUTHORS_FILE),
         "world_facts": load_utility(WORLD_FACTS_FILE),
     }

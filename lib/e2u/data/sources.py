@@ -27,7 +27,7 @@ MINI_FILE = Path(__file__).with_name("mini.jsonl")
 SOURCE_OPTIONS = MappingProxyType({
     "mini": MappingProxyType({}),
     "jsonl": MappingProxyType({}),
-    "fictional": MappingProxyType({"seed": 0, "n_authors": 20, "forget_percent": 10}),
+    "fictional": MappingProxyType({"seed": 0, "n_authors": 20, "forget_percent": 10, "retain_eval": 40}),
     "tofu": MappingProxyType({"forget_split": "forget10"}),
     "realworld": MappingProxyType({}),
     "probe": MappingProxyType({"n_forget": 8, "n_neighbour": 8, "seed": 0}),
@@ -77,7 +77,8 @@ def load_source(source: str, path: str | None = None, options: dict | None = Non
     if source == "fictional":
         from .fictional import fictional_splits
 
-        return fictional_splits(options["seed"], options["n_authors"], options["forget_percent"])
+        return fictional_splits(options["seed"], options["n_authors"], options["forget_percent"],
+                                options["retain_eval"])
     if source == "tofu":
         from .tofu import load_tofu
 
