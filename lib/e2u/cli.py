@@ -32,6 +32,9 @@ def _prepare(args) -> int:
     from .study import load_study
 
     study = load_study(args.study)
+    install = (args.install_seconds or "").strip()
+    if install.isdigit():  # `make book` passes the seconds its install took (the stamp file's content)
+        record_stage(args.results, study.name, "install", float(install))
     for line in prepare_study(study):
         print(line)
     seconds = time.perf_counter() - started
@@ -126,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare.add_argument("study", nargs="?", help="a study file: also prepare what its settings need")
     prepare.add_argument("--model", default="smollm2-135m-instruct", help="without a study: the model to convert")
     prepare.add_argument("--results", default="results")
+    prepare.add_argument("--install-seconds", default="", help="record this as the install stage (make book)")
     prepare.set_defaults(run=_prepare)
     study = sub.add_parser("study", help="run a study")
     study_sub = study.add_subparsers(dest="action", required=True)

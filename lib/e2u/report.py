@@ -192,7 +192,9 @@ def finetuned_models_table(results: list[dict]) -> pd.DataFrame:
 
 def stages_table(stages: dict) -> pd.DataFrame:
     """Seconds per `make book` stage, as recorded by the `e2u` commands."""
-    rows = [{"stage": stage, "seconds": seconds, "minutes": round(seconds / 60, 1)} for stage, seconds in stages.items()]
+    order = {"install": 0, "prepare": 1, "study": 2}
+    ordered = sorted(stages.items(), key=lambda item: order.get(item[0], len(order)))
+    rows = [{"stage": stage, "seconds": seconds, "minutes": round(seconds / 60, 1)} for stage, seconds in ordered]
     return pd.DataFrame(rows).set_index("stage") if rows else pd.DataFrame()
 
 
