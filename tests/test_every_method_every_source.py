@@ -1,0 +1,45 @@
+"""Every method runs on every file-based and generated data source through one study file (issue 4):
+TOFU and real-world directories in their formats, and the fictional authors with finetuned target and
+retain models. (`probe` asks the model under study what it knows, so a random model has nothing to
+offer it; it runs on the embedded model in test_probe.py.)"""
+
+import pytest
+
+from e2u.cell import run_cell
+from e2u.methods import METHODS
+from e2u.study import load_study
+
+from conftest import make_tiny_llama
+from test_loaders import realworld_dir, tofu_dir
+
+TINY_HPARAMS = {
+    "rome": "{layer: 1, n_context_templates: 0, v_num_grad_steps: 2, mom2_n_tokens: 300, mom2_corpus_texts: 4}",
+    "memit": "{layers: [1, 2], n_context_templates: 0, v_num_grad_steps: 2, mom2_n_tokens: 300, mom2_corpus_texts: 4}",
+    "alphaedit": "{layers: [1, 2], n_context_templates: 0, v_num_grad_steps: 2, mom2_n_tokens: 300, mom2_corpus_texts: 4}",
+    "gradient_ascent": "{epochs: 1, batch_size: 2}",
+}
+
+
+@pytest.mark.slow
+def test_every_method_runs_on_tofu_realworld_and_fictional_from_one_study(tmp_path):
+    assert set(TINY_HPARAMS) == set(METHODS), "a new method needs its tiny hyper-parameters here"
+    model, tokenizer = make_tiny_llama()
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        f"name: every\nmodel: {tmp_path / 'model'}\nevaluation: {{max_new_tokens: 3, batch_size: 8}}\nsettings:\n"
+        f"  - {{name: tofu, data: {{source: tofu, path: {tofu_dir(tmp_path)}, forget_split: forget01}}}}\n"
+        f"  - {{name: realworld, data: {{source: realworld, path: {realworld_dir(tmp_path)}}}}}\n"
+        "  - {name: fictional, data: {source: fictional, n_authors: 2, retain_eval: 4},"
+        " finetune: {train_layers: 2, epochs: 1}}\n"
+        "methods:\n" + "".join(f"  - {{name: {m}, hparams: {hp}}}\n" for m, hp in TINY_HPARAMS.items())
+    )
+    cells = load_study(study).cells
+    assert {(c.setting, c.method) for c in cells} == {(s, m) for s in ("tofu", "realworld", "fictional") for m in METHODS}
+    for cell in cells:
+        result = run_cell(cell)
+        assert result["summary"]["after"]["forget"]["n"] == len(result["after"]["forget"]) > 0, cell.cell_id
+        assert "forget_efficacy" in result["aggregates"]["after"], cell.cell_id
+        if cell.setting == "fictional":
+            assert "forget_quality" in result["aggregates"]["after"] and result["models"]["retain"]
