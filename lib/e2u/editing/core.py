@@ -190,9 +190,13 @@ def optimise_values(
     nothing but the forward pass: the losses are summed, each delta has its own Adam state, a
     request whose loss falls below `early_stop_loss` leaves the batch, so every request follows
     the trajectory it would follow alone. Returns (v*, v0, log) per request.
+
+    The tokens before each key site cannot see delta (causal attention), so their keys and values
+    are computed once (`_PrefixCache`) and every step runs only the tokens from the site on.
     """
     device = next(model.parameters()).device
     plans = [_value_rows(tokenizer, r, templates) for r in requests]
+    prefix = _PrefixCache.build(model, plans, tokenizer.pad_token_id, device)
     head = model.get_output_embeddings()
     width = model.get_input_embeddings().weight.shape[1]
     delta = torch.zeros(len(requests), width, device=device, dtype=torch.float32, requires_grad=True)
@@ -204,19 +208,20 @@ def optimise_values(
     active = list(range(len(requests)))
     with frozen_parameters(model), torch.enable_grad():
         for step in range(hp.v_num_grad_steps):
-            batch = _stack_rows([plans[i] for i in active], tokenizer.pad_token_id, device)
+            batch = _stack_rows(plans, active, tokenizer.pad_token_id, device)
             owner = torch.tensor(active, device=device)[batch["request"]]
 
             def add_delta(path, output):
+                # Every row starts at its key site: column 0.
                 if step == 0:
-                    v0[owner[batch["first_rows"]]] = output[batch["first_rows"], batch["sites"][batch["first_rows"]]].detach().float()
+                    v0[owner[batch["first_rows"]]] = output[batch["first_rows"], 0].detach().float()
                 output = output.clone()
-                output[batch["rows"], batch["sites"]] += delta[owner].to(output.dtype)
+                output[batch["rows"], 0] += delta[owner].to(output.dtype)
                 return output
 
             optimiser.zero_grad()
             with trace(model, [site_path], edit_output=add_delta):
-                hidden = model.base_model(input_ids=batch["ids"], attention_mask=batch["mask"]).last_hidden_state
+                hidden = prefix.run(model, batch)
             # The LM head only where a loss reads it: the vocabulary projection is a fifth of the cost.
             # (Base models end with their final norm; logit soft-capping, as in Gemma-2, is not applied.)
             logprobs = head(hidden[batch["read_rows"], batch["read_cols"]]).float().log_softmax(-1)
@@ -260,37 +265,80 @@ def optimise_values(
     ]
 
 
-def _stack_rows(plans: list[_ValueRows], pad_id: int, device) -> dict:
-    """Right-padded rows of several requests, with every index the loss needs.
+@dataclass
+class _PrefixCache:
+    """Keys and values of every row's tokens before its key site, computed once for all steps.
+
+    Rows are numbered over all requests in order (`_row_offsets`). Prefixes are right padded to the
+    longest; the padding is masked out of every later step. `kv` is None when no row has a prefix.
+    """
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]] | None
+    mask: torch.Tensor  # (all rows, longest prefix)
+    sites: torch.Tensor  # (all rows,): the prefix length = the key site's position
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, model, plans: list[_ValueRows], pad_id: int, device) -> "_PrefixCache":
+        ids = [row[:site] for plan in plans for row, site in zip(plan.ids, plan.sites)]
+        sites = torch.tensor([len(p) for p in ids], dtype=torch.long, device=device)
+        if not max(len(p) for p in ids):
+            return cls(None, torch.zeros(len(ids), 0, dtype=torch.long, device=device), sites)
+        prefix_ids, mask = _right_padded(ids, pad_id, device)
+        # Unmasked: a real token attends only to earlier (real) ones; pad positions stay finite, masked later.
+        out = model.base_model(input_ids=prefix_ids, attention_mask=torch.ones_like(mask), use_cache=True)
+        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        return cls(kv, mask, sites)
+
+    def run(self, model, batch: dict) -> torch.Tensor:
+        """The last hidden states of the batch's suffixes, attending to their rows' cached prefixes."""
+        from transformers import DynamicCache
+
+        select = batch["prefix_rows"]
+        width = batch["ids"].shape[1]
+        positions = self.sites[select, None] + torch.arange(width, device=self.sites.device)
+        cache = None
+        if self.kv is not None:
+            cache = DynamicCache(ddp_cache_data=[(k[select], v[select]) for k, v in self.kv], config=model.config)
+        return model.base_model(
+            input_ids=batch["ids"], attention_mask=torch.cat([self.mask[select], batch["mask"]], dim=1),
+            position_ids=positions, past_key_values=cache, use_cache=cache is not None,
+        ).last_hidden_state
+
+
+def _stack_rows(plans: list[_ValueRows], active: list[int], pad_id: int, device) -> dict:
+    """The active requests' rows from each key site on (right padded), with every index the loss needs.
 
     The positions the LM head reads are the label positions of every templated row (in order),
-    then the key token of each request's KL row.
+    then the key token (column 0) of each request's KL row.
     """
-    rows_ids, sites, request_of_row, first_rows, template_rows, kl_rows = [], [], [], [], [], []
-    for slot, plan in enumerate(plans):
-        first_rows.append(len(rows_ids))
-        template_rows.append(list(range(len(rows_ids), len(rows_ids) + len(plan.targets))))
-        kl_rows.append(len(rows_ids) + len(plan.targets))
-        rows_ids += plan.ids
-        sites += plan.sites
-        request_of_row += [slot] * len(plan.ids)
-    ids, mask = _right_padded(rows_ids, pad_id, device)
+    offsets = [0]
+    for plan in plans:
+        offsets.append(offsets[-1] + len(plan.ids))
+    suffixes, prefix_rows, request_of_row, first_rows, template_rows, kl_rows = [], [], [], [], [], []
     label_rows, label_cols, label_ids = [], [], []
-    for slot, plan in enumerate(plans):
-        for row, (start, target) in zip(template_rows[slot], plan.targets):
-            label_rows += [row] * len(target)
-            label_cols += list(range(start, start + len(target)))
+    for slot, i in enumerate(active):
+        plan = plans[i]
+        first = len(suffixes)
+        first_rows.append(first)
+        template_rows.append(list(range(first, first + len(plan.targets))))
+        kl_rows.append(first + len(plan.targets))
+        suffixes += [row[site:] for row, site in zip(plan.ids, plan.sites)]
+        prefix_rows += range(offsets[i], offsets[i + 1])
+        request_of_row += [slot] * len(plan.ids)
+        for k, (start, target) in enumerate(plan.targets):
+            label_rows += [first + k] * len(target)
+            label_cols += range(start - plan.sites[k], start - plan.sites[k] + len(target))
             label_ids += target
-    read_rows = label_rows + kl_rows
-    read_cols = label_cols + [sites[row] for row in kl_rows]
+    ids, mask = _right_padded(suffixes, pad_id, device)
     as_long = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
     return {
-        "ids": ids, "mask": mask, "rows": as_long(list(range(len(rows_ids)))), "sites": as_long(sites),
+        "ids": ids, "mask": mask, "rows": as_long(list(range(len(suffixes)))), "prefix_rows": as_long(prefix_rows),
         "request": as_long(request_of_row), "first_rows": as_long(first_rows),
         "template_rows": [as_long(r) for r in template_rows],
         "label_rows": as_long(label_rows), "label_ids": as_long(label_ids),
-        "labels_per_row": torch.bincount(as_long(label_rows), minlength=len(rows_ids)).float(),
-        "read_rows": as_long(read_rows), "read_cols": as_long(read_cols),
+        "labels_per_row": torch.bincount(as_long(label_rows), minlength=len(suffixes)).float(),
+        "read_rows": as_long(label_rows + kl_rows), "read_cols": as_long(label_cols + [0] * len(kl_rows)),
     }
 
 
