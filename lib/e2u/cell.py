@@ -21,7 +21,7 @@ from .data.sources import load_source, source_options
 from .errors import E2UError
 from .aggregates import aggregates
 from .evaluate import evaluate_dataset, summarise
-from .files import e2u_home, sha256_of_json, write_json_atomic
+from .files import e2u_home, sha256_of_file, sha256_of_json, write_json_atomic
 from .methods import get_method, method_hparams, run_method
 from .models import load_model, model_fingerprint
 from .setting_models import setting_models
@@ -98,8 +98,10 @@ def _unchanged_rates(after: dict) -> dict:
 
 def evaluate_cached(model, tokenizer, splits, params: CellParams, data_key: str) -> dict:
     """Evaluation of the unedited model, computed once per (model, data, evaluation settings)."""
+    scoring = {name: sha256_of_file(Path(__file__).with_name(name))
+               for name in ("evaluate.py", "metrics.py", "prompts.py", "similarity.py")}
     key = {"model": model_fingerprint(model), "data": data_key, "max_new_tokens": params.max_new_tokens,
-           "version": __version__}
+           "batch_size": params.batch_size, "version": __version__, "scoring_code": scoring}
     path = e2u_home() / "evals" / f"{sha256_of_json(key)[:20]}.json"
     if path.is_file():
         try:
