@@ -15,16 +15,18 @@ ENTITIES = probe.load_entities()
 
 
 def fake_model_knowing(monkeypatch, entity_names, calls=None):
-    """Replace generation by answers that state the golden answer for `entity_names` only."""
-    by_prompt_order = [f for e in ENTITIES for f in e.facts]
+    """Replace generation by answers that state the golden answer for `entity_names` only.
+
+    Prompts are the questions' characters (the tiny tokenizer maps most words to one unknown id)."""
+    facts = {f.question: f for e in ENTITIES for f in e.facts}
 
     def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size):
-        assert len(prompts) == len(by_prompt_order)
         if calls is not None:
             calls.append(len(prompts))
-        return [f"I believe it is {f.answer}." if f.entity in entity_names else "I am not sure, sorry."
-                for f in by_prompt_order]
+        asked = [facts["".join(map(chr, p))] for p in prompts]
+        return [f"I believe it is {f.answer}." if f.entity in entity_names else "I am not sure, sorry." for f in asked]
 
+    monkeypatch.setattr(probe, "question_ids", lambda tokenizer, question: [ord(c) for c in question])
     monkeypatch.setattr(probe, "generate_answers", fake_generate)
 
 
@@ -93,15 +95,27 @@ def test_second_call_reuses_the_cached_answers_and_a_corrupt_cache_is_recomputed
     calls = []
     fake_model_knowing(monkeypatch, {e.name for e in ENTITIES[:20]}, calls)
     first = probe.probe_splits(model, tokenizer, n_forget=4, n_neighbour=4)
-    assert calls == [sum(len(e.facts) for e in ENTITIES)]
     assert probe.probe_splits(model, tokenizer, n_forget=4, n_neighbour=4) == first
-    assert len(calls) == 1
-    (cache,) = (Path(os.environ["E2U_HOME"]) / "probe").glob("*.json")
-    assert len(json.loads(cache.read_text())["answers"]) == calls[0]
-    cache.write_text('{"answers": {"What is')
+    caches = sorted((Path(os.environ["E2U_HOME"]) / "probe").glob("*.json"))
+    assert len(caches) == len(calls) and sorted(len(json.loads(c.read_text())["answers"]) for c in caches) == sorted(calls)
+    asked = len(calls)
+    caches[0].write_text('{"answers": {"What is')
     assert probe.probe_splits(model, tokenizer, n_forget=4, n_neighbour=4) == first
-    assert len(calls) == 2
-    json.loads(cache.read_text())  # rewritten whole
+    assert len(calls) == asked + 1  # only the broken chunk is asked again
+    json.loads(caches[0].read_text())  # rewritten whole
+
+
+def test_only_as_many_entities_are_asked_as_the_split_needs(monkeypatch):
+    """Entities are asked in seeded order, a chunk at a time, until enough are known."""
+    model, tokenizer = make_tiny_llama()
+    calls = []
+    fake_model_knowing(monkeypatch, {e.name for e in ENTITIES}, calls)
+    probe.probe_splits(model, tokenizer, n_forget=2, n_neighbour=2)
+    assert len(calls) == 1 and calls[0] < sum(len(e.facts) for e in ENTITIES) / 4
+    calls.clear()
+    fake_model_knowing(monkeypatch, {e.name for e in ENTITIES[::4]}, calls)  # a quarter known: more chunks
+    splits = probe.probe_splits(model, tokenizer, n_forget=6, n_neighbour=6, seed=1)
+    assert len(calls) > 1 and len({r.subject for r in splits["forget"] + splits["neighbour"]}) == 12
 
 
 def test_cache_of_another_model_is_not_reused(monkeypatch):

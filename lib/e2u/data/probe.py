@@ -7,13 +7,15 @@ a short golden answer and the aliases accepted for it. None of these entities is
 `mini` set or in the question bank of the covariance corpus (`editing/corpus.py`); a test checks
 this, so the statistics corpus stays disjoint from the evaluation data.
 
-`probe_splits` asks the model every question (its chat template, greedy) and keeps what it knows:
+`probe_splits` asks the model about entities in a seeded random order (its chat template, greedy), a
+chunk of entities at a time, until it has found enough it knows, and keeps what it knows:
 
 * a fact is *known* when the model's answer names the golden answer or an alias (whole words;
   case, accents and punctuation ignored) before it names any *rival*: an answer to the same question
   form for another entity (so "Spanish, French and Italian" does not count as knowing "Italian");
 * an entity is *known* when at least `min_known` (default half) of its facts are known;
-* known entities are shuffled with `seed` and cut into forget and neighbour entities.
+* the first known entities in that order are cut into forget and neighbour entities (the same
+  distribution as a seeded sample of all known entities, for a fraction of the generation).
 
 Only the *known facts* of a known entity become records. The closer-look real-world set keeps all
 20 questions of an entity, including those the model gets wrong; here a fact the model never knew
@@ -206,11 +208,16 @@ def _read_cache(path: Path, key: dict, questions: Sequence[str]) -> dict[str, st
         return None
 
 
-def known_facts(entities: Sequence[Entity], answers: dict[str, str], min_known: float = 0.5) -> dict[str, list[Fact]]:
-    """`{entity name: facts the model knows}` for every entity with at least `min_known` of its facts known."""
+def known_facts(
+    entities: Sequence[Entity], answers: dict[str, str], min_known: float = 0.5, rivals_from: Sequence[Entity] | None = None,
+) -> dict[str, list[Fact]]:
+    """`{entity name: facts the model knows}` for every entity with at least `min_known` of its facts known.
+
+    Rival answers come from `rivals_from` (default: `entities`)."""
     known = {}
     for entity in entities:
-        facts = [f for f in entity.facts if names_first(answers[f.question], f.accepted, rivals(f, entities))]
+        facts = [f for f in entity.facts
+                 if names_first(answers[f.question], f.accepted, rivals(f, rivals_from or entities))]
         if len(facts) >= min_known * len(entity.facts):
             known[entity.name] = facts
     return known
@@ -221,6 +228,29 @@ def perturbed_answers(fact: Fact, entities: Sequence[Entity], seed: int = 0, n: 
     pool = rivals(fact, entities, with_aliases=False)
     random.Random(f"{seed}:{fact.question}").shuffle(pool)
     return tuple(pool[:n])
+
+
+def _first_known(model, tokenizer, entities, wanted, seed, min_known, max_new_tokens, batch_size, cache_dir):
+    """Ask about entities in a seeded random order, a chunk at a time, until `wanted` are known.
+
+    Returns ({name: known facts} in that order, {question: answer}, entities asked). Only as many
+    questions as needed are generated; each chunk's answers are cached on their own, so a rerun with
+    the same seed generates nothing. Rivals (`known_facts`) are drawn from the whole entity list.
+    """
+    position = {entity.name: i for i, entity in enumerate(entities)}
+    order = list(entities)
+    random.Random(seed).shuffle(order)
+    known: dict[str, list[Fact]] = {}
+    answers: dict[str, str] = {}
+    asked = 0
+    while len(known) < wanted and asked < len(order):
+        chunk = order[asked : asked + max(8, 4 * (wanted - len(known)))]
+        asked += len(chunk)
+        # Asked in file order, so a chunk holding every entity shares the full probe's cache.
+        in_file_order = sorted(chunk, key=lambda entity: position[entity.name])
+        answers.update(probe_answers(model, tokenizer, in_file_order, max_new_tokens, batch_size, cache_dir))
+        known.update(known_facts(chunk, answers, min_known, rivals_from=entities))
+    return known, answers, asked
 
 
 def probe_splits(
@@ -238,18 +268,17 @@ def probe_splits(
         raise E2UError(f"min_known: expected a fraction in (0, 1], got {min_known!r}")
     path = Path(entities_path) if entities_path is not None else ENTITY_FILE
     entities = load_entities(path)
-    answers = probe_answers(model, tokenizer, entities, max_new_tokens, batch_size, cache_dir)
-    known = known_facts(entities, answers, min_known)
-    log.info("model knows %d of %d probed entities (%d facts)", len(known), len(entities),
-             sum(len(f) for f in known.values()))
     wanted = n_forget + n_neighbour
+    known, answers, asked = _first_known(model, tokenizer, entities, wanted, seed, min_known, max_new_tokens,
+                                         batch_size, cache_dir)
+    log.info("model knows %d of %d probed entities (%d facts)", len(known), asked, sum(len(f) for f in known.values()))
     if len(known) < wanted:
         raise E2UError(
             f"the model knows {len(known)} of {len(entities)} probed entities (at least "
             f"{math.ceil(min_known * 100)}% of an entity's facts answered correctly); asked for "
             f"{n_forget} forget + {n_neighbour} neighbour = {wanted} entities"
         )
-    names = random.Random(seed).sample(list(known), wanted)
+    names = list(known)[:wanted]
 
     def records(chosen: list[str]) -> list[QARecord]:
         return [
