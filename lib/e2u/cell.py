@@ -11,7 +11,7 @@ import json
 import logging
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -49,40 +49,64 @@ class CellParams:
     batch_size: int = 16
     device: str = ""
     dtype: str = ""
+    nli_model: str = ""  # a local NLI model directory (or cached hub id): entailment is computed with it
 
     def __post_init__(self) -> None:
         get_method(self.method)
-        if isinstance(self.hparams, str):
-            try:
-                self.hparams = json.loads(self.hparams or "{}")
-            except json.JSONDecodeError as exc:
-                raise E2UError(f"parameter hparams: expected a JSON object, got {self.hparams!r} ({exc.msg})") from None
-        if not isinstance(self.hparams, dict):
-            raise E2UError(f"parameter hparams: expected a mapping, got {type(self.hparams).__name__}")
-        if isinstance(self.finetune, str):
-            try:
-                self.finetune = json.loads(self.finetune or "{}")
-            except json.JSONDecodeError as exc:
-                raise E2UError(f"parameter finetune: expected a JSON object ({exc.msg})") from None
-        if not isinstance(self.finetune, dict):
-            raise E2UError(f"parameter finetune: expected a mapping, got {type(self.finetune).__name__}")
-        if isinstance(self.data_options, str):
-            try:
-                self.data_options = json.loads(self.data_options or "{}")
-            except json.JSONDecodeError as exc:
-                raise E2UError(f"parameter data_options: expected a JSON object ({exc.msg})") from None
-        self.data_options = source_options(self.data_source, self.data_options)
+        self.hparams = _mapping(self.hparams, "hparams")
+        self.finetune = _mapping(self.finetune, "finetune")
+        self.data_options = source_options(self.data_source, _mapping(self.data_options, "data_options"))
         for name in ("seed", "max_new_tokens", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise E2UError(f"parameter {name}: expected a non-negative integer, got {value!r}")
+        for name in ("model", "setting", "data_source", "data_path", "retain_model", "label", "device", "dtype",
+                     "nli_model"):
+            if not isinstance(getattr(self, name), str):
+                raise E2UError(f"parameter {name}: expected a string, got {getattr(self, name)!r}")
         if self.refusal not in ("fixed", "sampled"):
             raise E2UError(f"parameter refusal: expected 'fixed' or 'sampled', got {self.refusal!r}")
         self.label = self.label or self.method
 
+    @classmethod
+    def from_json(cls, text: str) -> "CellParams":
+        """The cell as the unlearn notebook receives it: one JSON object (unknown fields are errors)."""
+        try:
+            values = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as exc:
+            raise E2UError(f"parameter cell: expected a JSON object, got {str(text)[:80]!r}") from exc
+        if not isinstance(values, dict):
+            raise E2UError(f"parameter cell: expected a JSON object, got {type(values).__name__}")
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - allowed)
+        if unknown:
+            raise E2UError(f"parameter cell: unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @property
+    def title(self) -> str:
+        """The chapter title of this cell's notebook."""
+        return (f"{get_method(self.method).title}: {self.setting} knowledge ({self.data_source}), "
+                f"{self.label}, seed {self.seed}")
+
     @property
     def cell_id(self) -> str:
         return f"{self.label}-seed{self.seed}"
+
+
+def _mapping(value, name: str) -> dict:
+    """A mapping parameter, given as a mapping or as the JSON text of one."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value or "{}")
+        except json.JSONDecodeError as exc:
+            raise E2UError(f"parameter {name}: expected a JSON object, got {value!r} ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise E2UError(f"parameter {name}: expected a mapping, got {type(value).__name__}")
+    return value
 
 
 def _mark_unchanged(before: dict, after: dict) -> None:

@@ -68,3 +68,44 @@ def resolve_layer(value, n_layers: int, fraction: float) -> int:
     if value == "auto":
         return max(1, round(fraction * n_layers))
     return value
+
+
+@dataclasses.dataclass
+class TrainingHParams:
+    """What every gradient-trained procedure shares (finetuning, the unlearning baselines): AdamW at
+    `lr` with decoupled `weight_decay`, `epochs` passes in batches of `batch_size`, gradient clipping
+    at `max_grad_norm` (0: off), and `seed` for the batch order. Subclasses set their own defaults."""
+
+    lr: float = 1e-5
+    epochs: int = 5
+    batch_size: int = 4
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    seed: int = 0
+
+    ALIASES = {"learning_rate": "lr", "num_train_epochs": "epochs", "per_device_train_batch_size": "batch_size"}
+
+    def check(self):
+        """Raise an `E2UError` naming the first out-of-range field; return self."""
+        import math
+
+        def real(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        def whole(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        rules = {"lr": (lambda v: real(v) and v > 0, "a positive number"),
+                 "epochs": (lambda v: whole(v) and v >= 1, "an integer >= 1"),
+                 "batch_size": (lambda v: whole(v) and v >= 1, "an integer >= 1"),
+                 "weight_decay": (lambda v: real(v) and v >= 0, "a number >= 0"),
+                 "max_grad_norm": (lambda v: real(v) and v >= 0, "a number >= 0 (0 turns clipping off)"),
+                 "seed": (whole, "an integer"), **self.extra_rules()}
+        for name, (ok, expected) in rules.items():
+            if not ok(getattr(self, name)):
+                raise E2UError(f"{type(self).__name__}: {name} must be {expected}, got {getattr(self, name)!r}")
+        return self
+
+    def extra_rules(self) -> dict:
+        """A subclass's own fields: {name: (predicate, what is expected)}."""
+        return {}
