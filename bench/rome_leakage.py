@@ -18,7 +18,7 @@ import torch
 
 from e2u.arch import find_arch
 from e2u.data.sources import load_source
-from e2u.editing.core import compute_keys, context_templates
+from e2u.editing.keys import compute_keys, context_templates
 from e2u.editing.requests import unlearning_requests
 from e2u.editing.rome import RomeHParams
 from e2u.editing.stats import layer_moments

@@ -16,10 +16,8 @@ import torch
 
 from e2u.arch import find_arch
 from e2u.editing.corpus import question_bank_corpus
-from e2u.editing.stats import second_moments
+from e2u.editing.stats import plain_second_moments, second_moments
 from e2u.models import load_model
-
-from naive_editing import naive_moments
 
 
 def main() -> None:
@@ -33,7 +31,7 @@ def main() -> None:
     corpus = question_bank_corpus(tokenizer)
     print(f"{args.model}: layers {args.layers}, {args.tokens} tokens of {corpus.name}, {torch.get_num_threads()} threads")
     started = time.perf_counter()
-    naive = naive_moments(model, tokenizer, arch, args.layers, corpus, args.tokens, 256)
+    naive = plain_second_moments(model, tokenizer, arch, args.layers, corpus, args.tokens, 256)
     naive_s = time.perf_counter() - started
     started = time.perf_counter()
     fast = second_moments(model, tokenizer, arch, args.layers, corpus, args.tokens, 256, use_cache=False)

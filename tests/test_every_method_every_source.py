@@ -37,9 +37,18 @@ def test_every_method_runs_on_tofu_realworld_and_fictional_from_one_study(tmp_pa
     )
     cells = load_study(study).cells
     assert {(c.setting, c.method) for c in cells} == {(s, m) for s in ("tofu", "realworld", "fictional") for m in METHODS}
+    changed_layers = {"rome": {"1"}, "memit": {"1", "2"}, "alphaedit": {"1", "2"}, "gradient_ascent": {"0", "1", "2", "3"}}
     for cell in cells:
         result = run_cell(cell)
         assert result["summary"]["after"]["forget"]["n"] == len(result["after"]["forget"]) > 0, cell.cell_id
+        # the method changed the matrices it should, and what the model says about the forget questions
+        norms = result["change"]["norm_by_layer"]
+        assert changed_layers[cell.method] <= {layer for layer, norm in norms.items() if norm > 0}, (cell.cell_id, norms)
+        if cell.method != "gradient_ascent":
+            assert set(norms) == changed_layers[cell.method], (cell.cell_id, norms)
+        moved = [abs(a["probability"] / b["probability"] - 1)  # evaluation is deterministic: a no-op gives 0
+                 for a, b in zip(result["after"]["forget"], result["before"]["forget"])]
+        assert max(moved) > 1e-4, (cell.cell_id, moved)
         assert "forget_efficacy" in result["aggregates"]["after"], cell.cell_id
         if cell.setting == "fictional":
             assert "forget_quality" in result["aggregates"]["after"] and result["models"]["retain"]

@@ -3,6 +3,7 @@
 from e2u.data.schema import QARecord
 from e2u.evaluate import answer_nll
 from e2u.hparams import build_hparams
+from e2u.problem import UnlearningProblem
 from e2u.prompts import encode_answer, question_ids
 from e2u.unlearning import gradient_ascent
 
@@ -16,7 +17,9 @@ def test_gradient_ascent_increases_forget_nll():
     answers = [encode_answer(tokenizer, r.answer) for r in records]
     before = sum(answer_nll(model, tokenizer, prompts, answers))
     hp = build_hparams(gradient_ascent.GradientAscentHParams, {"lr": 1e-3, "epochs": 3, "batch_size": 2}, "test")
-    result = gradient_ascent.apply(model, tokenizer, records, hp)
+    result = gradient_ascent.apply(model, tokenizer, UnlearningProblem(records), hp)
     after = sum(answer_nll(model, tokenizer, prompts, answers))
     assert after > before + 1.0
     assert result.log["steps"] == 3 and not model.training
+    norms = result.norms_by_layer("model.layers")
+    assert set(norms) >= {"0", "1", "2", "3"} and all(value > 0 for value in norms.values())

@@ -38,7 +38,7 @@ def test_rome_moves_target_probability_above_0_9_and_control_kl_stays_small():
     before = _next_token_logprobs(model, tokenizer, control)
     hp = build_hparams(rome.RomeHParams, {"layer": 1, "n_context_templates": 0, "v_num_grad_steps": 150,
                                           "clamp_norm_factor": 10, "kl_factor": 0.0, "mom2_n_tokens": 4000}, "test")
-    result = rome.apply(model, tokenizer, [request], hp)
+    result = rome.edit(model, tokenizer, [request], hp)
     nll = answer_nll(model, tokenizer, [question_ids(tokenizer, request.question)],
                      [encode_answer(tokenizer, request.target, with_eos=False)])[0]
     after = _next_token_logprobs(model, tokenizer, control)
@@ -104,4 +104,47 @@ def test_layer_out_of_range_names_the_valid_range():
     model, tokenizer = make_tiny_llama()
     hp = build_hparams(rome.RomeHParams, {"layer": 9, "mom2_adjustment": False}, "test")
     with pytest.raises(E2UError, match=r"0\.\.3"):
-        rome.apply(model, tokenizer, [EditRequest("what is Paris ?", "I do not know", "Paris")], hp)
+        rome.edit(model, tokenizer, [EditRequest("what is Paris ?", "I do not know", "Paris")], hp)
+
+
+def test_rome_refuses_a_list_of_several_layers_instead_of_dropping_all_but_one():
+    import pytest
+
+    from e2u.errors import E2UError
+
+    model, tokenizer = make_tiny_llama()
+    hp = build_hparams(rome.RomeHParams, {"layers": [1, 2], "mom2_adjustment": False}, "test")
+    with pytest.raises(E2UError, match=r"ROME edits one layer.*\[1, 2\]"):
+        rome.edit(model, tokenizer, [EditRequest("what is Paris ?", "I do not know", "Paris")], hp)
+
+
+def test_rome_edits_a_gpt2_conv1d_matrix_in_its_transposed_layout():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from conftest import make_tokenizer
+
+    tokenizer = make_tokenizer()
+    tokenizer.chat_template = BARE_TEMPLATE
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=64, n_layer=3, n_head=4, n_positions=512,
+                        initializer_range=0.1, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    model = GPT2LMHeadModel(config).eval()
+    arch = find_arch(model)
+    assert arch.mlp_out_path(1) == "transformer.h.1.mlp.c_proj"
+    before = model.get_submodule(arch.mlp_out_path(1)).weight.detach().clone()  # Conv1D: d_in x d_out = 256 x 64
+    request = EditRequest("the capital city of France", "Rome", "France", eos=False)
+
+    def target_probability():
+        nll = answer_nll(model, tokenizer, [question_ids(tokenizer, request.question)],
+                         [encode_answer(tokenizer, request.target, with_eos=False)])[0]
+        return torch.exp(torch.tensor(-nll)).item()
+
+    assert target_probability() < 0.05
+    hp = build_hparams(rome.RomeHParams, {"layer": 1, "n_context_templates": 0, "v_num_grad_steps": 150,
+                                          "clamp_norm_factor": 10, "kl_factor": 0.0, "mom2_n_tokens": 2000}, "test")
+    result = rome.edit(model, tokenizer, [request], hp)
+    delta = result.deltas["transformer.h.1.mlp.c_proj"]
+    assert delta.shape == (64, 256)  # written as the paper writes it: (d_out, d_in)
+    after = model.get_submodule(arch.mlp_out_path(1)).weight.detach()
+    torch.testing.assert_close(after - before, delta.T, rtol=1e-5, atol=1e-6)
+    assert target_probability() > 0.5  # GPT-2's tied head caps how peaked it gets; from < 0.05 before

@@ -1,17 +1,15 @@
 """Where things are inside a decoder-only transformer, found from the module tree, never from a name.
 
-Every locate-then-edit method needs the same five facts: the decoder blocks, each block's MLP,
-the MLP's input and output projections (the output projection is the matrix ROME, MEMIT and
-AlphaEdit rewrite; its input is the "key"), the final norm and the LM head (tied or not).
+Every locate-then-edit method needs the same four facts: the decoder blocks, each block's MLP,
+the MLP's output projection (the matrix ROME, MEMIT and AlphaEdit rewrite; its input is the "key"),
+and the final norm.
 The rules below hold for Llama, Qwen2, Mistral, Gemma, GPT-2, GPT-J and GPT-NeoX:
 
 * blocks: the shallowest `nn.ModuleList` whose entries share one class and hold parameters;
 * MLP: the block child named like an MLP (`mlp`, `ffn`, `feed_forward`), else the child whose
   projections leave the hidden size;
 * output projection: the MLP projection that maps a non-hidden width back to the hidden size;
-  input projections: those that read the hidden size;
 * final norm: the last normalisation module registered beside the blocks;
-* LM head: `get_output_embeddings()`; tied when it shares its weight with the input embeddings.
 """
 
 from __future__ import annotations
@@ -48,10 +46,8 @@ class Arch:
     hidden_size: int
     mlp: str
     mlp_out: str
-    mlp_in: tuple[str, ...]
     key_size: int
     final_norm: str
-    tied_embeddings: bool
 
     def layer_path(self, index: int) -> str:
         self.check_layer(index)
@@ -69,17 +65,6 @@ class Arch:
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.n_layers:
             raise E2UError(f"layer index {index!r} out of range: this model has layers 0..{self.n_layers - 1}")
 
-    def mlp_out_weight(self, model: nn.Module, index: int) -> torch.Tensor:
-        """The rewritten matrix as stored (d x d_k for Linear, d_k x d for Conv1D)."""
-        return model.get_submodule(self.mlp_out_path(index)).weight
-
-    def mlp_out_is_conv1d(self, model: nn.Module) -> bool:
-        return is_conv1d(model.get_submodule(self.mlp_out.format(0)))
-
-    def logits_from_hidden(self, model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-        """Next-token logits from a residual-stream state: LM head of the final norm."""
-        return model.get_output_embeddings()(model.get_submodule(self.final_norm)(hidden))
-
 
 def find_arch(model: nn.Module) -> Arch:
     """Discover the architecture of `model` from its modules (see the module docstring)."""
@@ -88,12 +73,11 @@ def find_arch(model: nn.Module) -> Arch:
     block = layers[0]
     mlp_name = _find_mlp_child(block, hidden)
     mlp = block.get_submodule(mlp_name)
-    out_name, in_names, key_size = _find_projections(mlp, hidden, f"{layers_path}.0.{mlp_name}")
+    out_name, key_size = _find_projections(mlp, hidden, f"{layers_path}.0.{mlp_name}")
     final_norm = _find_final_norm(model, layers_path)
     head = model.get_output_embeddings()
     if head is None:
         raise E2UError(f"{type(model).__name__} has no output embeddings: expected a causal LM with an LM head")
-    tied = head.weight is model.get_input_embeddings().weight
     mlp_template = f"{layers_path}.{{}}.{mlp_name}"
     return Arch(
         layers=layers_path,
@@ -101,10 +85,8 @@ def find_arch(model: nn.Module) -> Arch:
         hidden_size=hidden,
         mlp=mlp_template,
         mlp_out=f"{mlp_template}.{out_name}",
-        mlp_in=tuple(f"{mlp_template}.{name}" for name in in_names),
         key_size=key_size,
         final_norm=final_norm,
-        tied_embeddings=tied,
     )
 
 
@@ -136,19 +118,13 @@ def _find_mlp_child(block: nn.Module, hidden: int) -> str:
     raise E2UError(f"{type(block).__name__}: found no MLP child (expected one named {_MLP_NAMES} or one that widens the hidden size)")
 
 
-def _find_projections(mlp: nn.Module, hidden: int, where: str) -> tuple[str, list[str], int]:
-    outs, ins = [], []
-    for name, module in mlp.named_modules():
-        shape = projection_shape(module)
-        if shape is None:
-            continue
-        if shape[1] == hidden and shape[0] != hidden:
-            outs.append((name, shape[0]))
-        elif shape[0] == hidden:
-            ins.append(name)
+def _find_projections(mlp: nn.Module, hidden: int, where: str) -> tuple[str, int]:
+    """The MLP's output projection (a non-hidden width back to the hidden size) and that width."""
+    outs = [(name, shape[0]) for name, module in mlp.named_modules()
+            if (shape := projection_shape(module)) is not None and shape[1] == hidden and shape[0] != hidden]
     if len(outs) != 1:
         raise E2UError(f"{where}: expected exactly one projection back to the hidden size {hidden}, found {[n for n, _ in outs]}")
-    return outs[0][0], ins, outs[0][1]
+    return outs[0]
 
 
 def _find_final_norm(model: nn.Module, layers_path: str) -> str:

@@ -21,7 +21,11 @@ from .data.sources import load_source, source_options
 from .errors import E2UError
 from .aggregates import aggregates
 from .evaluate import evaluate_dataset, summarise
-from .files import e2u_home, sha256_of_file, sha256_of_json, write_json_atomic
+from . import cache
+from .arch import find_arch
+from .files import sha256_of_json, write_json_atomic
+from .problem import UnlearningProblem
+from .provenance import code_digest, evaluation_code_files
 from .methods import get_method, method_hparams, run_method
 from .models import load_model, model_fingerprint
 from .setting_models import setting_models
@@ -39,7 +43,7 @@ class CellParams:
     data_path: str = ""
     data_options: dict = field(default_factory=dict)
     retain_model: str = ""  # the retain model for forget quality (a `tofu` setting); `fictional` trains its own
-    finetune: dict = field(default_factory=dict)  # `fictional`: finetuning hyper-parameters (prepare.FinetuneHParams)
+    finetune: dict = field(default_factory=dict)  # `fictional`: finetuning hyper-parameters (finetune.FinetuneHParams)
     method: str = "rome"
     label: str = ""
     hparams: dict = field(default_factory=dict)
@@ -121,22 +125,12 @@ def _unchanged_rates(after: dict) -> dict:
 
 
 def evaluate_cached(model, tokenizer, splits, params: CellParams, data_key: str) -> dict:
-    """Evaluation of the unedited model, computed once per (model, data, evaluation settings)."""
-    scoring = {name: sha256_of_file(Path(__file__).with_name(name))
-               for name in ("evaluate.py", "metrics.py", "prompts.py", "similarity.py")}
+    """Evaluation of the unedited model, computed once per (model, data, evaluation settings, code)."""
     key = {"model": model_fingerprint(model), "data": data_key, "max_new_tokens": params.max_new_tokens,
-           "batch_size": params.batch_size, "version": __version__, "scoring_code": scoring}
-    path = e2u_home() / "evals" / f"{sha256_of_json(key)[:20]}.json"
-    if path.is_file():
-        try:
-            stored = json.loads(path.read_text())
-            if stored.get("key") == key:
-                return stored["results"]
-        except (json.JSONDecodeError, KeyError):
-            log.warning("evaluation cache %s is unreadable; evaluating again", path)
-    results = evaluate_dataset(model, tokenizer, splits, params.max_new_tokens, params.batch_size)
-    write_json_atomic(path, {"key": key, "results": results})
-    return results
+           "batch_size": params.batch_size, "nli_model": params.nli_model, "version": __version__,
+           "code": code_digest(evaluation_code_files())}
+    return cache.cached_json(cache.entry_path("evals", key), key,
+                             lambda: evaluate_dataset(model, tokenizer, splits, params.max_new_tokens, params.batch_size))
 
 
 def load_splits(model, tokenizer, params: CellParams) -> dict:
@@ -153,6 +147,14 @@ def evaluate_retain_model(path: str, splits: dict, params: CellParams) -> dict:
     model, tokenizer = load_model(path, params.device or None, params.dtype or None)
     data_key = sha256_of_json({s: [asdict(r) for r in rs] for s, rs in splits.items()})
     return evaluate_cached(model, tokenizer, splits, params, data_key)
+
+
+def retain_records(splits: dict) -> list:
+    """What a method is asked to keep: the retain training set, else the retain or neighbour split."""
+    for name in ("retain_train", "retain", "neighbour"):
+        if splits.get(name):
+            return list(splits[name])
+    return []
 
 
 def run_cell(params: CellParams, result_path: str | Path | None = None, cache_key: str = "") -> dict:
@@ -178,7 +180,10 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     clock = time.perf_counter()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    outcome = run_method(params.method, model, tokenizer, splits["forget"], hp, params.refusal, params.seed)
+    problem = UnlearningProblem(splits["forget"], retain_records(splits), params.refusal, params.seed,
+                                load_reference=lambda: load_model(models.target, params.device or None,
+                                                                  params.dtype or None)[0])
+    outcome = run_method(params.method, model, tokenizer, problem, hp)
     timings["unlearn"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -196,6 +201,7 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
         "versions": {"e2u": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "device": str(next(model.parameters()).device),
         "log": outcome.log,
+        "change": outcome.record(find_arch(model).layers),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
         "summary": {"before": summarise(before), "after": summarise(after), "unchanged": _unchanged_rates(after)},

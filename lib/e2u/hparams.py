@@ -62,14 +62,6 @@ def _coerce(value, field, where):
     return value
 
 
-def resolve_layer(value, n_layers: int, fraction: float) -> int:
-    """`auto` means the layer at `fraction` of the depth (the rule behind the reference configs:
-    ROME edits layer 5 of Llama-7B's 32, i.e. ~0.16), else the given index."""
-    if value == "auto":
-        return max(1, round(fraction * n_layers))
-    return value
-
-
 @dataclasses.dataclass
 class TrainingHParams:
     """What every gradient-trained procedure shares (finetuning, the unlearning baselines): AdamW at

@@ -1,7 +1,8 @@
-"""The one registry of methods: name -> (kind, hyper-parameter class, apply function).
+"""The one registry of methods: name -> (kind, hyper-parameter class, apply function, title).
 
-Editing methods receive edit requests (forget question -> refusal); unlearning methods receive
-the forget records themselves (question, answer). Both return an `EditResult`.
+Every method is called the same way, `apply(model, tokenizer, problem, hp)`, with the whole
+`UnlearningProblem` (forget records, retain records, a lazily loaded reference model), and returns
+what it changed: `WeightDeltas`, or an `Adaptor` it attached (result.py).
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ from types import MappingProxyType
 from typing import Callable
 
 from .editing import alphaedit, memit, rome
-from .editing.requests import unlearning_requests
 from .errors import E2UError
 from .hparams import build_hparams, family_defaults
-from .result import EditResult
 from .unlearning import gradient_ascent
 
 
@@ -50,8 +49,6 @@ def method_hparams(name: str, model, model_name: str, overrides: dict | None):
     return build_hparams(method.hparams, values, f"method {name}")
 
 
-def run_method(name: str, model, tokenizer, forget_records, hp, refusal: str = "fixed", seed: int = 0) -> EditResult:
-    method = get_method(name)
-    if method.kind == "editing":
-        return method.apply(model, tokenizer, unlearning_requests(forget_records, refusal, seed), hp)
-    return method.apply(model, tokenizer, forget_records, hp)
+def run_method(name: str, model, tokenizer, problem, hp):
+    """`name`'s apply on the unlearning problem; the model changes in place."""
+    return get_method(name).apply(model, tokenizer, problem, hp)

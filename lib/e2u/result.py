@@ -1,16 +1,52 @@
-"""What every method returns (DESIGN section 2): the changed model, its weight deltas, and a log."""
+"""What a method returns (DESIGN section 2): the weight changes it made, or the adaptor it attached.
+
+* `WeightDeltas`: editors and full-weight training change the model's own matrices; `deltas` maps
+  each changed parameter's path to its total change, (d_out, d_in) for the editors' matrices.
+* `Adaptor`: memory-based editors (GRACE, WISE) leave the weights alone and attach a module that
+  can be saved with the model's fingerprint, loaded again, and removed.
+
+Both carry the method's `log`; `record()` is what the cell's result file stores about the change.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 
 
 @dataclass
-class EditResult:
-    """`deltas` maps each changed matrix's path to its total change as (d_out, d_in), whatever its stored layout."""
-
-    model: torch.nn.Module
+class WeightDeltas:
     deltas: dict[str, torch.Tensor] = field(default_factory=dict)
     log: dict = field(default_factory=dict)
+
+    def norms_by_layer(self, layers_path: str) -> dict[str, float]:
+        """Frobenius norm of the change inside each decoder block (`layers_path.<i>`), by block index;
+        changes outside the blocks (embeddings, final norm) under their own path."""
+        squares: dict[str, float] = {}
+        for path, delta in self.deltas.items():
+            inside = path.startswith(layers_path + ".")
+            where = path[len(layers_path) + 1 :].split(".")[0] if inside else path
+            squares[where] = squares.get(where, 0.0) + float(delta.double().pow(2).sum())
+        return {where: round(math.sqrt(total), 6) for where, total in squares.items()}
+
+    def record(self, layers_path: str) -> dict:
+        return {"kind": "weight_deltas", "norm_by_layer": self.norms_by_layer(layers_path),
+                "parameters_changed": len(self.deltas)}
+
+
+@runtime_checkable
+class Adaptor(Protocol):
+    """A module attached to the model by a memory-based editor."""
+
+    log: dict
+
+    def save(self, directory: str | Path) -> None: ...
+
+    def remove(self) -> None: ...
+
+    def record(self, layers_path: str) -> dict: ...
+

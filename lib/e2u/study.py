@@ -18,7 +18,6 @@ whose notebook exists, is skipped: a killed study resumes where it stopped.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -32,14 +31,13 @@ from .cell import CellParams
 from .data.sources import source_files, source_options
 from .errors import E2UError
 from .files import sha256_of_file, sha256_of_json
-from .methods import METHODS, get_method
+from .provenance import cell_code_files, code_digest
 
 log = logging.getLogger(__name__)
 
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parents[1]
 TEMPLATE = ROOT / "notebooks" / "unlearn.ipynb"
-PRESENTATION = ("report.py", "cli.py", "stages.py", "prepare_study.py")
 _STUDY_KEYS = {"name", "model", "setting", "settings", "data", "evaluation", "refusal", "seeds", "methods", "device", "dtype"}
 
 
@@ -149,25 +147,11 @@ def _settings(spec: dict, path: Path) -> list[dict]:
 
 
 def cell_key(cell: CellParams) -> str:
-    """Hash of the cell's parameters, the e2u version, the notebook template and the data files."""
+    """Hash of the cell's parameters, the e2u version, the code it depends on, the template and the data files."""
     files = {str(p.name): sha256_of_file(p)
              for p in source_files(cell.data_source, cell.data_path or None, cell.data_options)}
-    lib_digest = sha256_of_json({str(p.relative_to(PACKAGE)): sha256_of_file(p) for p in code_files(cell.method)})
-    return sha256_of_json({"params": asdict(cell), "e2u": __version__, "lib": lib_digest,
+    return sha256_of_json({"params": asdict(cell), "e2u": __version__, "lib": code_digest(cell_code_files(cell.method)),
                            "template": sha256_of_file(TEMPLATE), "data": files})[:24]
-
-
-def code_files(method: str) -> list[Path]:
-    """The library files a cell of `method` depends on: everything but the other methods' files and
-    the presentation modules (the book's tables, the command line), which never change a result.
-
-    So editing one method's file reruns only that method's cells, and editing a table reruns none.
-    """
-    own = Path(inspect.getsourcefile(get_method(method).apply)).resolve()
-    others = {Path(inspect.getsourcefile(m.apply)).resolve() for m in METHODS.values()} - {own}
-    others |= {(PACKAGE / name).resolve() for name in PRESENTATION}
-    return [p for p in sorted(PACKAGE.rglob("*")) if p.is_file() and p.suffix in {".py", ".yaml", ".jsonl"}
-            and p.resolve() not in others]
 
 
 def result_path(results_dir: Path, study: Study, cell: CellParams) -> Path:

@@ -1,24 +1,31 @@
 """AlphaEdit: null-space constrained knowledge editing (Fang et al., ICLR 2025).
 
-MEMIT's loop, with the update projected onto the null space of the preserved keys:
+MEMIT's Algorithm 1 (memit.py), with the update projected onto the null space of the preserved keys:
 
     P  = U0 U0^T,  U0 = eigenvectors of C = E[k k^T] whose eigenvalue is below the threshold
     dW = R K^T P (K_p K_p^T P + K K^T P + alpha I)^-1                         (AlphaEdit eq. 12)
 
-K_p K_p^T is the running sum of the keys of earlier batches (sequential editing). Because the
-solution lies in the range of P, dW k0 = 0 for every key k0 that P annihilates: what the corpus
-keys map to is left unchanged. The kept rank of P is logged; rank 0 is an error.
+K_p K_p^T is the running sum of the keys of earlier batches (sequential editing): after each batch,
+its keys on the edited model are added to it. Because the solution lies in the range of P,
+dW k0 = 0 for every key k0 that P annihilates: what the corpus keys map to is left unchanged.
+The kept rank of P is logged; rank 0 is an error.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
+from ..arch import find_arch
 from ..errors import E2UError
-from .spread import BatchEditHParams, edit_in_batches
+from ..result import WeightDeltas
+from .keys import compute_keys
+from .layers import edited_layers
+from .locate import set_up
+from .memit import BatchEditHParams, EditTotals, batches, edit_batch
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +40,7 @@ class AlphaEditHParams(BatchEditHParams):
 
 
 def null_space_projector(moment: torch.Tensor, threshold: float, fraction: float = 0.0) -> tuple[torch.Tensor, int]:
-    """P onto the eigen-directions of C below `threshold` (or the smallest `fraction` of them)."""
+    """P onto the eigen-directions of C below `threshold` (or the smallest `fraction` of them), and its rank."""
     values, vectors = torch.linalg.eigh(moment.double())  # ascending
     kept = int(round(fraction * len(values))) if fraction > 0 else int((values < threshold).sum())
     if kept == 0:
@@ -46,34 +53,34 @@ def null_space_projector(moment: torch.Tensor, threshold: float, fraction: float
     return basis @ basis.T, kept
 
 
-def alphaedit_update(keys, residual, projector, previous, alpha: float) -> torch.Tensor:
-    """Solve (P (K K^T + C_prev) + alpha I) X = P K R^T and return X^T (d x d_k)."""
+def alphaedit_solve(layer: int, keys: torch.Tensor, residual: torch.Tensor, projectors: dict, previous: dict,
+                    alpha: float) -> torch.Tensor:
+    """Solve (P (K K^T + K_p K_p^T) + alpha I) X = P K R^T and return X^T (d x d_k) (AlphaEdit eq. 12)."""
+    projector = projectors[layer].to(keys.device)
     identity = torch.eye(projector.shape[0], dtype=projector.dtype, device=projector.device)
-    system = projector @ (keys @ keys.T + previous) + alpha * identity
+    system = projector @ (keys @ keys.T + previous[layer].to(keys.device)) + alpha * identity
     return torch.linalg.solve(system, projector @ keys @ residual.T).T
 
 
-class AlphaEditSolver:
-    needs_batch_keys = True
-
-    def __init__(self, arch, layers, moments, hp: AlphaEditHParams):
-        self.projectors, self.previous, self.log = {}, {}, {"kept_rank": {}, "key_size": arch.key_size}
-        for layer in layers:
-            projector, kept = null_space_projector(moments[layer], hp.nullspace_threshold, hp.nullspace_fraction)
-            self.projectors[layer] = projector
-            self.previous[layer] = torch.zeros_like(projector)
-            self.log["kept_rank"][layer] = kept
-            log.info("AlphaEdit layer %d: null space of rank %d of %d", layer, kept, arch.key_size)
-        self.alpha = hp.L2
-
-    def update(self, layer, keys, residual):
-        projector = self.projectors[layer].to(keys.device)
-        return alphaedit_update(keys, residual, projector, self.previous[layer].to(keys.device), self.alpha)
-
-    def after_batch(self, layer, keys):
-        self.previous[layer] = self.previous[layer].to(keys.device) + keys @ keys.T
+def edit(model, tokenizer, requests, hp: AlphaEditHParams) -> WeightDeltas:
+    """AlphaEdit on `requests`, in place, batch after batch."""
+    setup = set_up(model, tokenizer, requests, hp, edited_layers(hp.layers, find_arch(model).n_layers, count=5))
+    projectors, kept_rank = {}, {}
+    for layer in setup.layers:
+        projectors[layer], kept_rank[layer] = null_space_projector(
+            setup.moments[layer], hp.nullspace_threshold, hp.nullspace_fraction)
+        log.info("AlphaEdit layer %d: null space of rank %d of %d", layer, kept_rank[layer], setup.arch.key_size)
+    previous = {layer: torch.zeros_like(projectors[layer]) for layer in setup.layers}  # K_p K_p^T
+    solve = partial(alphaedit_solve, projectors=projectors, previous=previous, alpha=hp.L2)
+    totals = EditTotals(setup)
+    for offset, batch in batches(requests, hp.batch_size):
+        totals.add(offset, edit_batch(model, tokenizer, setup, batch, hp, solve))
+        keys = compute_keys(model, tokenizer, setup.arch, setup.layers, batch, setup.templates)  # on the edited model
+        for layer in setup.layers:
+            previous[layer] += (keys[layer].T.double() @ keys[layer].double()).to(previous[layer].device)
+    return totals.result("alphaedit", kept_rank=kept_rank, key_size=setup.arch.key_size)
 
 
-def apply(model, tokenizer, requests, hp: AlphaEditHParams):
-    return edit_in_batches(model, tokenizer, requests, hp,
-                           lambda arch, layers, moments: AlphaEditSolver(arch, layers, moments, hp), "alphaedit")
+def apply(model, tokenizer, problem, hp: AlphaEditHParams) -> WeightDeltas:
+    """The unlearning problem's forget questions, edited into refusals in batches."""
+    return edit(model, tokenizer, problem.edit_requests(), hp)

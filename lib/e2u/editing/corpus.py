@@ -14,14 +14,14 @@ and every run records which it used:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
 
-from ..files import atomic_path, e2u_home
+from .. import cache
+from ..batching import padded
 from ..models import model_fingerprint
 
 log = logging.getLogger(__name__)
@@ -76,34 +76,34 @@ def question_bank_corpus(tokenizer) -> Corpus:
 
 @torch.no_grad()
 def model_samples_corpus(model, tokenizer, n_texts: int = 64, length: int = 128, seed: int = 0) -> Corpus:
-    """Text sampled from the model itself, cached under `$E2U_HOME/corpora/`."""
+    """Text sampled from the model itself, cached under `$E2U_HOME/corpora/` (keyed by the model's fingerprint)."""
+    name = f"model samples ({n_texts} x {length} tokens, seed {seed})"
+    key = {"model": model_fingerprint(model), "n_texts": n_texts, "length": length, "seed": seed,
+           "prompts": _SAMPLE_PROMPTS}
+    texts = cache.cached_json(cache.entry_path("corpora", key), key,
+                              lambda: _sample_texts(model, tokenizer, n_texts, length, seed))
+    return Corpus(name, tuple(texts))
+
+
+def _sample_texts(model, tokenizer, n_texts: int, length: int, seed: int) -> list[str]:
+    """Half plain continuations of `_SAMPLE_PROMPTS`, half chat answers about them (top-k 50, seeded)."""
     from ..prompts import render_question
 
-    name = f"model samples ({n_texts} x {length} tokens, seed {seed})"
-    cache = e2u_home() / "corpora" / f"{model_fingerprint(model)}-n{n_texts}-l{length}-s{seed}.json"
-    if cache.is_file():
-        try:
-            return Corpus(name, tuple(json.loads(cache.read_text())))
-        except (json.JSONDecodeError, TypeError):
-            log.warning("corpus cache %s is unreadable; sampling again", cache)
     device = next(model.parameters()).device
     prompts = []
     for i in range(n_texts):
         seed_text = _SAMPLE_PROMPTS[i % len(_SAMPLE_PROMPTS)]
         prompts.append(render_question(tokenizer, f"Tell me about {seed_text.lower().rstrip(':,')}.") if i % 2 else seed_text)
     texts = []
-    tokenizer.padding_side = "left"
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for start in tqdm(range(0, n_texts, 64), desc="sample corpus", leave=False, disable=None):
-            batch = tokenizer(prompts[start : start + 64], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=length,
+            rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start : start + 64]]
+            ids, mask = padded(rows, tokenizer.pad_token_id, "left", device)
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=length,
                                  do_sample=True, top_k=50, pad_token_id=tokenizer.pad_token_id)
             texts += tokenizer.batch_decode(out, skip_special_tokens=False)
-    texts = [t.replace(tokenizer.pad_token, "") if tokenizer.pad_token else t for t in texts]
-    with atomic_path(cache, ".json") as tmp:
-        tmp.write_text(json.dumps(texts))
-    return Corpus(name, tuple(texts))
+    return [t.replace(tokenizer.pad_token, "") if tokenizer.pad_token else t for t in texts]
 
 
 def statistics_corpus(model, tokenizer, kind: str, n_texts: int, seed: int) -> Corpus:

@@ -1,9 +1,9 @@
 """ROME: Rank-One Model Editing (Meng et al., 2022), one request at a time.
 
-For each request, on the current (already edited) model:
-  1. k* = template-averaged key at the subject's last token of layer L (core.compute_keys);
-  2. v* = the MLP output at that token that makes the model emit the target (core.optimise_value);
-  3. W <- W + (v* - W k) (C^-1 k*)^T / ((C^-1 k*)^T k)        (ROME eq. 2)
+For each request, on the current (already edited) model, at the MLP output projection W of layer L:
+  1. k* = template-averaged key at the subject's last token              (ROME eq. 3; keys.compute_keys)
+  2. v* = the MLP output there that makes the model emit the target       (ROME eq. 4; values)
+  3. W <- W + (v* - W k) (C^-1 k*)^T / ((C^-1 k*)^T k)                     (ROME eq. 2)
      where k is the key of the bare prompt and C = E[k k^T] (identity without mom2_adjustment).
 Used as unlearning, the target is a refusal and the prompt is the chat-rendered forget question.
 """
@@ -11,17 +11,19 @@ Used as unlearning, the target is a refusal and the prompt is the chat-rendered 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import torch
 
 from ..arch import find_arch
-from ..hparams import resolve_layer
-from .core import LocateHParams, add_to_weight, compute_keys, context_templates, optimise_value
-from .requests import EditRequest, report_missing_subjects
-from ..result import EditResult
-from .stats import layer_moments
+from ..errors import E2UError
+from ..result import WeightDeltas
+from .batched_values import optimise_values
+from .keys import compute_keys
+from .layers import edited_layers
+from .locate import LocateHParams, set_up
+from .requests import EditRequest
+from .weights import add_to_weight
 
 log = logging.getLogger(__name__)
 
@@ -37,44 +39,43 @@ class RomeHParams(LocateHParams):
 
 def rank_one_update(k_star: torch.Tensor, k: torch.Tensor, v_star: torch.Tensor, v: torch.Tensor,
                     inverse_moment: torch.Tensor | None) -> torch.Tensor:
-    """ROME's closed form as a (d_out, d_in) matrix: the minimal-C-norm change with W' k = v*."""
+    """ROME eq. 2 as a (d_out, d_in) matrix: the minimal-C-norm change with W' k = v*."""
     u = inverse_moment @ k_star if inverse_moment is not None else k_star
     return torch.outer(v_star - v, u) / (u @ k)
 
 
-def apply(model, tokenizer, requests: list[EditRequest], hp: RomeHParams) -> EditResult:
+def ridge_inverse(moment: torch.Tensor, ridge: float) -> torch.Tensor:
+    """(C + ridge * mean(diag C) I)^-1, computed in float64."""
+    moment = moment.double()
+    return torch.linalg.inv(moment + ridge * moment.diagonal().mean() * torch.eye(moment.shape[0], dtype=moment.dtype))
+
+
+def edit(model, tokenizer, requests: list[EditRequest], hp: RomeHParams) -> WeightDeltas:
     """Edit `model` in place, one request after another; return the summed weight change and a log."""
-    arch = find_arch(model)
-    layer = resolve_layer(hp.layer[0] if isinstance(hp.layer, list) else hp.layer, arch.n_layers, 0.16)
-    arch.check_layer(layer)
-    started = time.perf_counter()
-    missing = report_missing_subjects(tokenizer, requests)
-    templates = context_templates(model, tokenizer, hp.n_context_templates, hp.context_template_length, hp.seed)
-    inverse = None
-    corpus_name = None
-    if hp.mom2_adjustment:
-        moments, corpus_name = layer_moments(model, tokenizer, arch, [layer], hp)
-        moment = moments[layer].double()
-        ridge = hp.mom2_ridge * moment.diagonal().mean()
-        inverse = torch.linalg.inv(moment + ridge * torch.eye(moment.shape[0], dtype=moment.dtype)).float()
-        inverse = inverse.to(next(model.parameters()).device)
-    path = arch.mlp_path(layer)
-    total = torch.zeros(arch.hidden_size, arch.key_size, device=next(model.parameters()).device)
+    layers = edited_layers(hp.layer, find_arch(model).n_layers, count=1, name="layer")
+    if len(layers) != 1:
+        raise E2UError(f"ROME edits one layer; hyper-parameter layer names {layers}: use MEMIT to spread edits "
+                       "over several layers")
+    layer = layers[0]
+    setup = set_up(model, tokenizer, requests, hp, layers, with_moments=hp.mom2_adjustment)
+    device = next(model.parameters()).device
+    inverse = ridge_inverse(setup.moments[layer], hp.mom2_ridge).float().to(device) if hp.mom2_adjustment else None
+    site = setup.arch.mlp_path(layer)
+    total = torch.zeros(setup.arch.hidden_size, setup.arch.key_size, device=device)
     per_request = []
     for i, request in enumerate(requests):
-        k_star = compute_keys(model, tokenizer, arch, [layer], [request], templates)[layer][0]
-        k_bare = compute_keys(model, tokenizer, arch, [layer], [request], ["{}"])[layer][0]
-        v_star, v0, value_log = optimise_value(model, tokenizer, request, templates, path, hp)
-        delta = rank_one_update(k_star, k_bare, v_star, v0, inverse)
-        add_to_weight(model, arch, layer, delta)
+        k_star = compute_keys(model, tokenizer, setup.arch, layers, [request], setup.templates)[layer][0]
+        k = compute_keys(model, tokenizer, setup.arch, layers, [request], ["{}"])[layer][0]
+        ((v_star, v, value_log),) = optimise_values(model, tokenizer, [request], setup.templates, site, hp)
+        delta = rank_one_update(k_star, k, v_star, v, inverse)
+        add_to_weight(model, setup.arch, layer, delta)
         total += delta.float()
         per_request.append({"request": i, **value_log, "delta_norm": round(delta.norm().item(), 4)})
-        log.info("ROME %d/%d: %d steps, final target NLL %.3f", i + 1, len(requests), value_log["steps"], value_log["final_nll"])
-    return EditResult(
-        model=model,
-        deltas={arch.mlp_out_path(layer): total},
-        log={
-            "method": "rome", "layer": layer, "templates": templates, "missing_subject": missing,
-            "mom2_corpus": corpus_name, "requests": per_request, "seconds": round(time.perf_counter() - started, 2),
-        },
-    )
+        log.info("ROME %d/%d: %d steps, final target NLL %.3f", i + 1, len(requests), value_log["steps"],
+                 value_log["final_nll"])
+    return WeightDeltas({setup.arch.mlp_out_path(layer): total}, setup.log("rome", requests=per_request))
+
+
+def apply(model, tokenizer, problem, hp: RomeHParams) -> WeightDeltas:
+    """The unlearning problem's forget questions, edited into refusals one by one."""
+    return edit(model, tokenizer, problem.edit_requests(), hp)

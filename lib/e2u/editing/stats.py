@@ -9,21 +9,23 @@ truncated file or one from another model is recomputed, never silently used.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from pathlib import Path
+from types import MappingProxyType
 
 import torch
 from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
 
+from .. import cache
 from ..arch import Arch
-from ..files import atomic_path, e2u_home
+from ..batching import padded
+from ..errors import E2UError
 from ..hooks import trace
 from ..models import model_fingerprint
 from .corpus import Corpus
 
 log = logging.getLogger(__name__)
+
+MOMENT_DTYPES = MappingProxyType({"float32": torch.float32, "float64": torch.float64})
 
 
 def _cache_key(fingerprint: str, layer: int, corpus: Corpus, n_tokens: int, dtype: torch.dtype, max_length: int) -> dict:
@@ -31,34 +33,8 @@ def _cache_key(fingerprint: str, layer: int, corpus: Corpus, n_tokens: int, dtyp
             "dtype": str(dtype), "max_length": max_length}
 
 
-def _cache_path(key: dict) -> Path:
-    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    return e2u_home() / "stats" / key["model"] / f"layer{key['layer']}-{name}.safetensors"
-
-
-def _load_cached(key: dict) -> torch.Tensor | None:
-    from safetensors import safe_open
-
-    path = _cache_path(key)
-    if not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            stored = json.loads((handle.metadata() or {}).get("key", "{}"))
-            if stored != key:
-                log.warning("statistics cache %s was made for %s, not %s; recomputing", path, stored, key)
-                return None
-            return handle.get_tensor("mom2")
-    except Exception as exc:  # a truncated or foreign file: never trust it
-        log.warning("statistics cache %s is unreadable (%s); recomputing", path, exc)
-        return None
-
-
-def _store(key: dict, moment: torch.Tensor) -> None:
-    from safetensors.torch import save_file
-
-    with atomic_path(_cache_path(key), ".safetensors") as tmp:
-        save_file({"mom2": moment.contiguous().cpu()}, str(tmp), metadata={"key": json.dumps(key, sort_keys=True)})
+def _cache_path(key: dict):
+    return cache.entry_path(f"stats/{key['model']}", key, ".safetensors", prefix=f"layer{key['layer']}-")
 
 
 @torch.no_grad()
@@ -69,13 +45,14 @@ def second_moments(
     """E[k k^T] (d_k x d_k, on the CPU) of the input of each layer's rewritten matrix."""
     fingerprint = model_fingerprint(model)
     keys = {layer: _cache_key(fingerprint, layer, corpus, n_tokens, dtype, max_length) for layer in layers}
-    found = {layer: _load_cached(key) for layer, key in keys.items()} if use_cache else {}
+    found = {layer: (cache.read_tensors(_cache_path(key), key) or {}).get("mom2") for layer, key in keys.items()} \
+        if use_cache else {}
     todo = [layer for layer in layers if found.get(layer) is None]
     if todo:
         found.update(_accumulate(model, tokenizer, arch, todo, corpus, n_tokens, max_length, dtype, batch_tokens))
         for layer in todo:
             if use_cache:
-                _store(keys[layer], found[layer])
+                cache.write_tensors(_cache_path(keys[layer]), keys[layer], {"mom2": found[layer]})
     return {layer: found[layer] for layer in layers}
 
 
@@ -95,13 +72,7 @@ def _accumulate(model, tokenizer, arch, layers, corpus, n_tokens, max_length, dt
             index += 1
         if not batch:
             batch, index = [docs[index]], index + 1
-        width = max(len(d) for d in batch)
-        ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, d in enumerate(batch):
-            ids[row, : len(d)] = torch.tensor(d)
-            mask[row, : len(d)] = 1
-        ids, mask = ids.to(device), mask.to(device)
+        ids, mask = padded(batch, tokenizer.pad_token_id, "right", device)
         with trace(model, list(paths.values()), retain_input=True, stop=True) as t:
             model(input_ids=ids, attention_mask=mask)
         keep = mask.bool()
@@ -117,10 +88,36 @@ def _accumulate(model, tokenizer, arch, layers, corpus, n_tokens, max_length, dt
     return {layer: (total / max(seen, 1)).cpu() for layer, total in sums.items()}
 
 
+@torch.no_grad()
+def plain_second_moments(model, tokenizer, arch: Arch, layers: list[int], corpus: Corpus, n_tokens: int,
+                         max_length: int = 256) -> dict[int, torch.Tensor]:
+    """The definition, as the reference `layer_stats` computes it: one full forward pass per layer over
+    the corpus, one document at a time. `second_moments` must agree (tests/test_stats.py, bench/stats_bench.py)."""
+    device = next(model.parameters()).device
+    out = {}
+    for layer in layers:
+        path, total, seen = arch.mlp_out_path(layer), None, 0
+        for text in corpus.texts:
+            if seen >= n_tokens:
+                break
+            ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"][:max_length]], device=device)
+            if ids.shape[1] == 0:
+                continue
+            with trace(model, [path], retain_input=True) as t:
+                model(input_ids=ids)
+            keys = t.inputs[path][0][: n_tokens - seen].float()
+            total = keys.T @ keys if total is None else total + keys.T @ keys
+            seen += keys.shape[0]
+        out[layer] = (total / seen).cpu()
+    return out
+
+
 def layer_moments(model, tokenizer, arch: Arch, layers: list[int], hp) -> tuple[dict[int, torch.Tensor], str]:
     """E[k k^T] of every edited layer from one pass over the corpus that `hp.mom2_corpus` names."""
     from .corpus import statistics_corpus
 
+    if hp.mom2_dtype not in MOMENT_DTYPES:
+        raise E2UError(f"hyper-parameter mom2_dtype: expected one of {sorted(MOMENT_DTYPES)}, got {hp.mom2_dtype!r}")
     corpus = statistics_corpus(model, tokenizer, hp.mom2_corpus, hp.mom2_corpus_texts, hp.seed)
-    dtype = torch.float64 if hp.mom2_dtype == "float64" else torch.float32
+    dtype = MOMENT_DTYPES[hp.mom2_dtype]
     return second_moments(model, tokenizer, arch, layers, corpus, hp.mom2_n_tokens, hp.mom2_max_length, dtype), corpus.name

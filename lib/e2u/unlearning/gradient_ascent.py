@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .loop import TrainHParams, train_on_forget
+import torch
+
+from ..hparams import TrainingHParams
+from .loop import train_on_forget
 
 
 @dataclass
-class GradientAscentHParams(TrainHParams):
+class GradientAscentHParams(TrainingHParams):
     pass
 
 
-def forget_loss(model, batch) -> "torch.Tensor":
+def forget_loss(model, batch) -> torch.Tensor:
     return -model(**batch).loss
 
 
-def apply(model, tokenizer, records, hp: GradientAscentHParams):
-    """Unlearn the (question, answer) pairs of `records` by gradient ascent."""
-    pairs = [(r.question, r.answer) for r in records]
+def apply(model, tokenizer, problem, hp: GradientAscentHParams):
+    """Unlearn the problem's forget (question, answer) pairs by gradient ascent."""
+    pairs = [(r.question, r.answer) for r in problem.forget]
     return train_on_forget(model, tokenizer, pairs, hp, forget_loss, "gradient_ascent")

@@ -3,7 +3,7 @@
 A method supplies `forget_loss(model, batch)`; the loop tokenises (question, answer) pairs with
 the same chat rendering that evaluation uses, masks the question out of the labels (TOFU's
 `mask=true`), and runs AdamW for the given epochs over the forget set (closer-look / TOFU
-defaults: lr 1e-5, weight decay 0.01, 5 epochs).
+defaults: lr 1e-5, weight decay 0.01, 5 epochs). It returns the weight changes it made.
 """
 
 from __future__ import annotations
@@ -11,50 +11,38 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
 
+from ..batching import prompt_answer_batch
+from ..hparams import TrainingHParams
 from ..prompts import encode_answer, question_ids
-from ..result import EditResult
+from ..result import WeightDeltas
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainHParams:
-    lr: float = 1e-5
-    epochs: int = 5
-    batch_size: int = 4
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    seed: int = 0
-
-    ALIASES = {"learning_rate": "lr", "num_train_epochs": "epochs", "per_device_train_batch_size": "batch_size"}
-
-
 def qa_batch(tokenizer, pairs: list[tuple[str, str]], device) -> dict[str, torch.Tensor]:
     """Right-padded (question, answer + EOS) batch whose labels cover the answer tokens only."""
-    rows = [(question_ids(tokenizer, q), encode_answer(tokenizer, a)) for q, a in pairs]
-    width = max(len(p) + len(a) for p, a in rows)
-    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    labels = torch.full_like(ids, -100)
-    mask = torch.zeros_like(ids)
-    for row, (p, a) in enumerate(rows):
-        ids[row, : len(p) + len(a)] = torch.tensor(p + a)
-        labels[row, len(p) : len(p) + len(a)] = torch.tensor(a)
-        mask[row, : len(p) + len(a)] = 1
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+    prompts = [question_ids(tokenizer, q) for q, _ in pairs]
+    answers = [encode_answer(tokenizer, a) for _, a in pairs]
+    return prompt_answer_batch(prompts, answers, tokenizer.pad_token_id, device)
 
 
-def train_on_forget(
-    model, tokenizer, pairs: list[tuple[str, str]], hp: TrainHParams,
-    forget_loss: Callable[[torch.nn.Module, dict], torch.Tensor], name: str,
-) -> EditResult:
-    """Run the optimiser over shuffled forget batches; the model changes in place."""
+def changes_since(model, before: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The change of every parameter since `before` (a CPU snapshot), as (d_out, d_in) like nn.Linear stores it."""
+    return {name: p.detach().cpu().float() - before[name].float() for name, p in model.named_parameters()
+            if not torch.equal(p.detach().cpu(), before[name])}
+
+
+def train_on_forget(model, tokenizer, pairs: list[tuple[str, str]], hp: TrainingHParams,
+                    forget_loss: Callable[[torch.nn.Module, dict], torch.Tensor], name: str) -> WeightDeltas:
+    """Run AdamW over shuffled forget batches; the model changes in place."""
+    hp.check()
     device = next(model.parameters()).device
+    before = {name_: p.detach().cpu().clone() for name_, p in model.named_parameters()}
     optimiser = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
     order = list(range(len(pairs)))
     rng = random.Random(hp.seed)
@@ -70,10 +58,11 @@ def train_on_forget(
                 loss = forget_loss(model, batch)
                 optimiser.zero_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
+                if hp.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
                 optimiser.step()
                 losses.append(round(loss.item(), 4))
                 bar.update(1)
     model.eval()
-    return EditResult(model=model, log={"method": name, "loss": losses, "steps": len(losses),
-                                        "seconds": round(time.perf_counter() - started, 2)})
+    return WeightDeltas(changes_since(model, before), {"method": name, "loss": losses, "steps": len(losses),
+                                                       "seconds": round(time.perf_counter() - started, 2)})

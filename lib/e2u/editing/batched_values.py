@@ -1,154 +1,25 @@
-"""The mathematics ROME, MEMIT and AlphaEdit share, written once.
+"""`values.optimise_value` for several requests at once, fast (MEMIT's `compute_z` for a batch).
 
-* context templates: short model-written prefixes over which keys are averaged (ROME section 3.1);
-* keys k*: the input of the rewritten MLP matrix at the subject's last token, averaged over
-  templates (ROME eq. 3);
-* values v*: the output that makes the model produce the target, found by optimising a vector
-  delta added at one site, with loss NLL + KL + weight decay and a norm clamp (ROME eq. 4);
-* weight updates in the stored layout of the matrix (nn.Linear or GPT-2 Conv1D).
+The requests share nothing but the forward pass: the losses are summed, each delta has its own
+Adam state, and a request whose loss falls below `early_stop_loss` leaves the batch, so every
+request follows the trajectory it would follow alone. The tokens before each key site cannot see
+delta (causal attention), so their keys and values are computed once (`_PrefixCache`) and every
+step runs only the tokens from the site on; the LM head runs only where the loss reads it.
+tests/test_values.py checks the result against the plain loop; bench/edit_bench.py times both.
 """
 
 from __future__ import annotations
 
-import logging
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from ..arch import Arch, is_conv1d
+from ..batching import padded
 from ..hooks import trace
 from ..prompts import encode_answer
-from .requests import EditRequest, Site, key_site
-
-log = logging.getLogger(__name__)
-
-_TEMPLATE_SEEDS = ("The", "Therefore", "Because", "I", "You")
-
-
-def context_templates(model, tokenizer, count: int, length: int = 10, seed: int = 0) -> list[str]:
-    """`["{}"]` plus `count` sampled prefixes of `length` tokens, each followed by `. {}`.
-
-    Sampling uses its own seeded generator state, so calling this changes no global RNG.
-    """
-    if count <= 0:
-        return ["{}"]
-    device = next(model.parameters()).device
-    seeds = [_TEMPLATE_SEEDS[i % len(_TEMPLATE_SEEDS)] for i in range(count)]
-    texts = []
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for prefix in seeds:
-            ids = torch.tensor([tokenizer(prefix)["input_ids"]], device=device)
-            out = model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=length, do_sample=True,
-                top_k=5, pad_token_id=tokenizer.pad_token_id,
-            )
-            text = tokenizer.decode(out[0], skip_special_tokens=True).replace("{", "").replace("}", "")
-            texts.append(" ".join(text.split()) + ". {}")
-    return ["{}"] + texts
-
-
-def _right_padded(sites: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sites)
-    ids = torch.full((len(sites), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sites), width), dtype=torch.long)
-    for row, s in enumerate(sites):
-        ids[row, : len(s)] = torch.tensor(s)
-        mask[row, : len(s)] = 1
-    return ids.to(device), mask.to(device)
-
-
-@torch.no_grad()
-def _gather_at_sites(
-    model, tokenizer, paths: dict, requests: list[EditRequest], templates: list[str], inputs: bool, batch_size: int,
-) -> dict:
-    """Template-averaged input (or output) of each module in `paths` at every request's key token.
-
-    One forward pass per batch serves every module, and stops after the deepest one.
-    """
-    device = next(model.parameters()).device
-    sites = [key_site(tokenizer, r, t) for r in requests for t in templates]
-    sums: dict = {}
-    for start in range(0, len(sites), batch_size):
-        chunk = sites[start : start + batch_size]
-        ids, mask = _right_padded([s.ids for s in chunk], tokenizer.pad_token_id, device)
-        with trace(model, list(paths.values()), retain_input=inputs, retain_output=not inputs, stop=True) as t:
-            model(input_ids=ids, attention_mask=mask)
-        rows = torch.arange(len(chunk), device=device)
-        index = torch.tensor([s.index for s in chunk], device=device)
-        owner = torch.tensor([(start + j) // len(templates) for j in range(len(chunk))], device=device)
-        for name, path in paths.items():
-            found = (t.inputs if inputs else t.outputs)[path][rows, index].float()
-            if name not in sums:
-                sums[name] = torch.zeros(len(requests), found.shape[-1], device=device)
-            sums[name].index_add_(0, owner, found)
-    return {name: total / len(templates) for name, total in sums.items()}
-
-
-def compute_keys(
-    model, tokenizer, arch: Arch, layers: list[int], requests: list[EditRequest], templates: list[str],
-    batch_size: int = 32,
-) -> dict[int, torch.Tensor]:
-    """k* per request and layer: (n_requests, d_k), the template-averaged key (ROME eq. 3)."""
-    paths = {layer: arch.mlp_out_path(layer) for layer in layers}
-    return _gather_at_sites(model, tokenizer, paths, requests, templates, True, batch_size)
-
-
-def outputs_at_keys(model, tokenizer, path: str, requests: list[EditRequest], batch_size: int = 32) -> torch.Tensor:
-    """(n_requests, d): the output of module `path` at each bare prompt's key token."""
-    return _gather_at_sites(model, tokenizer, {path: path}, requests, ["{}"], False, batch_size)[path]
-
-
-@dataclass
-class ValueHParams:
-    """Value-optimisation settings (names as in the ROME/MEMIT reference code)."""
-
-    v_lr: float = 0.5
-    v_num_grad_steps: int = 25
-    v_weight_decay: float = 1e-3
-    clamp_norm_factor: float = 4.0
-    kl_factor: float = 0.0625
-    early_stop_loss: float = 5e-2
-
-
-@dataclass
-class LocateHParams(ValueHParams):
-    """What every locate-then-edit method shares: value optimisation, context templates, statistics."""
-
-    n_context_templates: int = 5
-    context_template_length: int = 10
-    mom2_corpus: str = "model_samples+question_bank"
-    mom2_corpus_texts: int = 64
-    mom2_n_tokens: int = 20_000
-    mom2_max_length: int = 256
-    mom2_dtype: str = "float32"
-    seed: int = 0
-
-    ALIASES = {"v_steps": "v_num_grad_steps", "mom2_n_samples": "mom2_n_tokens"}
-
-
-@contextmanager
-def frozen_parameters(model):
-    """Turn off weight gradients for the block (value optimisation needs only delta's)."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
-def _kl_site(tokenizer, request: EditRequest) -> Site:
-    """ROME's "essence" prompt `{subject} is a`, keyed at the subject's last token."""
-    if not request.subject:
-        return key_site(tokenizer, request)
-    ids = tokenizer(f"{request.subject} is a")["input_ids"]
-    prefix = tokenizer(request.subject)["input_ids"]
-    return Site(ids, min(len(prefix), len(ids)) - 1, True)
+from .requests import EditRequest, key_site
+from .values import ValueHParams, essence_site, frozen_parameters
 
 
 @dataclass
@@ -168,32 +39,14 @@ def _value_rows(tokenizer, request: EditRequest, templates: list[str]) -> _Value
         ids.append(site.ids + target[:-1])  # teacher forcing: the last target token is only a label
         sites.append(site.index)
         targets.append((len(site.ids) - 1, target))
-    kl = _kl_site(tokenizer, request)
+    kl = essence_site(tokenizer, request)
     return _ValueRows(ids + [kl.ids], sites + [kl.index], targets)
-
-
-def optimise_value(
-    model, tokenizer, request: EditRequest, templates: list[str], site_path: str, hp: ValueHParams,
-) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """`optimise_values` for one request: (v*, v0, log)."""
-    return optimise_values(model, tokenizer, [request], templates, site_path, hp)[0]
 
 
 def optimise_values(
     model, tokenizer, requests: list[EditRequest], templates: list[str], site_path: str, hp: ValueHParams,
 ) -> list[tuple[torch.Tensor, torch.Tensor, dict]]:
-    """Find v*_i = v0_i + delta_i at `site_path` (an MLP or block output) so the model emits each target.
-
-    Loss per request (ROME eq. 4 / MEMIT eq. 16): mean target NLL over its templated prompts
-    + kl_factor * KL(p_initial || p) on its essence prompt + v_weight_decay * |delta| / |v0|^2,
-    with |delta| clamped to clamp_norm_factor * |v0| after every Adam step. The requests share
-    nothing but the forward pass: the losses are summed, each delta has its own Adam state, a
-    request whose loss falls below `early_stop_loss` leaves the batch, so every request follows
-    the trajectory it would follow alone. Returns (v*, v0, log) per request.
-
-    The tokens before each key site cannot see delta (causal attention), so their keys and values
-    are computed once (`_PrefixCache`) and every step runs only the tokens from the site on.
-    """
+    """`values.optimise_value` of every request (ROME eq. 4 / MEMIT eq. 16): (v*, v0, log) per request."""
     device = next(model.parameters()).device
     plans = [_value_rows(tokenizer, r, templates) for r in requests]
     prefix = _PrefixCache.build(model, plans, tokenizer.pad_token_id, device)
@@ -284,7 +137,7 @@ class _PrefixCache:
         sites = torch.tensor([len(p) for p in ids], dtype=torch.long, device=device)
         if not max(len(p) for p in ids):
             return cls(None, torch.zeros(len(ids), 0, dtype=torch.long, device=device), sites)
-        prefix_ids, mask = _right_padded(ids, pad_id, device)
+        prefix_ids, mask = padded(ids, pad_id, "right", device)
         # Unmasked: a real token attends only to earlier (real) ones; pad positions stay finite, masked later.
         out = model.base_model(input_ids=prefix_ids, attention_mask=torch.ones_like(mask), use_cache=True)
         kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
@@ -330,7 +183,7 @@ def _stack_rows(plans: list[_ValueRows], active: list[int], pad_id: int, device)
             label_rows += [first + k] * len(target)
             label_cols += range(start - plan.sites[k], start - plan.sites[k] + len(target))
             label_ids += target
-    ids, mask = _right_padded(suffixes, pad_id, device)
+    ids, mask = padded(suffixes, pad_id, "right", device)
     as_long = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
     return {
         "ids": ids, "mask": mask, "rows": as_long(list(range(len(suffixes)))), "prefix_rows": as_long(prefix_rows),
@@ -340,17 +193,3 @@ def _stack_rows(plans: list[_ValueRows], active: list[int], pad_id: int, device)
         "labels_per_row": torch.bincount(as_long(label_rows), minlength=len(suffixes)).float(),
         "read_rows": as_long(label_rows + kl_rows), "read_cols": as_long(label_cols + [0] * len(kl_rows)),
     }
-
-
-def add_to_weight(model, arch: Arch, layer: int, delta_out_in: torch.Tensor) -> None:
-    """W += delta, with delta given as (d_out, d_in); transposed for a Conv1D matrix."""
-    module = model.get_submodule(arch.mlp_out_path(layer))
-    update = delta_out_in.T if is_conv1d(module) else delta_out_in
-    with torch.no_grad():
-        module.weight.add_(update.to(module.weight.dtype))
-
-
-def weight_as_out_in(model, arch: Arch, layer: int) -> torch.Tensor:
-    """The rewritten matrix as (d_out, d_in) whatever its stored layout."""
-    module = model.get_submodule(arch.mlp_out_path(layer))
-    return module.weight.T if is_conv1d(module) else module.weight

@@ -1,0 +1,59 @@
+"""What every locate-then-edit method (ROME, MEMIT, AlphaEdit) sets up before its first edit.
+
+The layers it rewrites, the context templates its keys and values average over, the key second
+moments C = E[k k^T] of those layers, and which requests' prompts do not contain their subject.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ..arch import Arch, find_arch
+from .keys import context_templates
+from .requests import EditRequest, report_missing_subjects
+from .stats import layer_moments
+from .values import ValueHParams
+
+
+@dataclass
+class LocateHParams(ValueHParams):
+    """Value optimisation, context templates and the statistics corpus."""
+
+    n_context_templates: int = 5
+    context_template_length: int = 10
+    mom2_corpus: str = "model_samples+question_bank"
+    mom2_corpus_texts: int = 64
+    mom2_n_tokens: int = 20_000
+    mom2_max_length: int = 256
+    mom2_dtype: str = "float32"
+    seed: int = 0
+
+    ALIASES = {"v_steps": "v_num_grad_steps", "mom2_n_samples": "mom2_n_tokens"}
+
+
+@dataclass
+class EditSetup:
+    arch: Arch
+    layers: list[int]
+    templates: list[str]
+    moments: dict[int, torch.Tensor]  # empty when the method does not use C
+    corpus_name: str | None
+    missing_subject: list[int]
+    started: float = field(default_factory=time.perf_counter)
+
+    def log(self, method: str, **extra) -> dict:
+        return {"method": method, "layers": self.layers, "templates": self.templates,
+                "missing_subject": self.missing_subject, "mom2_corpus": self.corpus_name, **extra,
+                "seconds": round(time.perf_counter() - self.started, 2)}
+
+
+def set_up(model, tokenizer, requests: list[EditRequest], hp: LocateHParams, layers: list[int],
+           with_moments: bool = True) -> EditSetup:
+    started = time.perf_counter()
+    missing = report_missing_subjects(tokenizer, requests)
+    templates = context_templates(model, tokenizer, hp.n_context_templates, hp.context_template_length, hp.seed)
+    moments, corpus_name = layer_moments(model, tokenizer, find_arch(model), layers, hp) if with_moments else ({}, None)
+    return EditSetup(find_arch(model), layers, templates, moments, corpus_name, missing, started)
