@@ -18,10 +18,11 @@ import time
 
 import torch
 
+from e2u.batching import prompt_answer_batch
 from e2u.data.fictional import all_finetune_records
+from e2u.finetune import FinetuneHParams, finetune
 from e2u.models import load_model
-from e2u.prepare import FinetuneHParams, finetune
-from e2u.unlearning.loop import qa_batch
+from e2u.prompts import encode_answer, question_ids
 
 
 def plain_epoch(model, tokenizer, records, hp: FinetuneHParams) -> float:
@@ -32,8 +33,10 @@ def plain_epoch(model, tokenizer, records, hp: FinetuneHParams) -> float:
     losses = []
     model.train()
     for start in range(0, len(order), hp.batch_size):
-        pairs = [(records[i].question, records[i].answer) for i in order[start : start + hp.batch_size]]
-        loss = model(**qa_batch(tokenizer, pairs, "cpu")).loss
+        chosen = [records[i] for i in order[start : start + hp.batch_size]]
+        batch = prompt_answer_batch([question_ids(tokenizer, r.question) for r in chosen],
+                                    [encode_answer(tokenizer, r.answer) for r in chosen], tokenizer.pad_token_id)
+        loss = model(**batch).loss
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), hp.max_grad_norm)

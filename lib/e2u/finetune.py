@@ -1,0 +1,265 @@
+"""Supervised finetuning on (question, answer) records: TOFU's finetuning (Maini et al. 2024).
+
+Each record is rendered exactly as evaluation renders it (`prompts.question_ids`, then
+`prompts.encode_answer`: answer + EOS) and only the answer tokens are learned (TOFU's masked labels).
+`finetune` is the plain loop: AdamW (no decay on norms and biases), linear warm-up then linear decay,
+gradient clipping, length-bucketed batches padded per batch. How a batch's loss is computed is its
+`loss` argument: the CPU shortcuts of `finetune_shortcuts` by default (same numbers, faster), or
+`answer_loss`, the textbook full forward pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
+
+from . import finetune_shortcuts
+from .arch import find_arch
+from .batching import IGNORE, prompt_answer_batch
+from .errors import E2UError
+from .hparams import TrainingHParams, build_hparams
+from .prompts import encode_answer, question_ids
+
+# Bump when the training procedure changes what a saved model would contain: old caches stop matching.
+FINETUNE_VERSION = 1
+
+
+@dataclass
+class FinetuneHParams(TrainingHParams):
+    """Supervised finetuning settings. Defaults are tuned for the embedded model on a CPU: on
+    SmolLM2-135M (top 6 of 30 blocks trained) greedy answers to 200 fictional training questions reach
+    ROUGE-L recall 0.91 after 3 epochs and 0.96-0.98 after 5 (about 40 s per epoch at 1 thread).
+
+    TOFU's own setting (Llama-2-7b-chat: lr 1e-5, 5 epochs, effective batch 32, weight decay 0.01,
+    one warm-up epoch, every weight trained) is `TOFU_HPARAMS`; it needs a GPU.
+    """
+
+    lr: float = 1e-3  # AdamW peak learning rate
+    epochs: int = 5  # passes over the records
+    batch_size: int = 8  # records per optimiser step
+    weight_decay: float = 0.01  # AdamW decoupled weight decay (TOFU's value)
+    max_grad_norm: float = 1.0  # gradient clipping; 0 turns it off
+    seed: int = 0  # batch order and any dropout
+    warmup: float = 0.1  # fraction of the steps with a linear warm-up; then linear decay to 0
+    train_layers: int = 6  # train only the top N decoder blocks and the final norm; 0 = every block
+    train_embeddings: bool = False  # also train the input and output embeddings (tied or not)
+
+    ALIASES = {**TrainingHParams.ALIASES, "warmup_ratio": "warmup"}
+
+    def extra_rules(self) -> dict:
+        real = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+        return {"warmup": (lambda v: real(v) and 0 <= v < 1, "a fraction of the steps in [0, 1)"),
+                "train_layers": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                                 "an integer >= 0 (0 trains every block)"),
+                "train_embeddings": (lambda v: isinstance(v, bool), "true or false")}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+TOFU_HPARAMS = MappingProxyType({"lr": 1e-5, "epochs": 5, "batch_size": 32, "weight_decay": 0.01, "warmup": 0.2,
+                                 "train_layers": 0, "train_embeddings": True})
+
+
+def finetune_hparams(values: Mapping[str, Any] | FinetuneHParams | None = None) -> FinetuneHParams:
+    """Checked hyper-parameters from a dataclass, a dict of overrides (unknown keys are an error) or None."""
+    if values is None:
+        return FinetuneHParams().check()
+    if isinstance(values, FinetuneHParams):
+        return dataclasses.replace(values).check()
+    if not isinstance(values, Mapping):
+        raise E2UError(f"finetune hparams: expected a mapping of overrides, got {type(values).__name__}")
+    return build_hparams(FinetuneHParams, dict(values), "finetune").check()
+
+
+# ---- examples and batches ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: list[int]
+    answer: list[int]  # answer tokens + EOS: the only labelled tokens
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt) + len(self.answer)
+
+    @property
+    def tokens(self) -> tuple[int, ...]:
+        return tuple(self.prompt + self.answer)
+
+
+def examples_of(tokenizer, records) -> list[Example]:
+    """Records (with .question/.answer, or (question, answer) pairs) as prompt and answer token ids."""
+    out = []
+    for record in records:
+        question, answer = (record.question, record.answer) if hasattr(record, "question") else record
+        out.append(Example(list(question_ids(tokenizer, question)), list(encode_answer(tokenizer, answer))))
+    return out
+
+
+def example_batch(examples: Sequence[Example], pad_id: int, device=None) -> dict[str, torch.Tensor]:
+    """Right-padded ids, mask and labels (IGNORE outside the answer)."""
+    return prompt_answer_batch([e.prompt for e in examples], [e.answer for e in examples], pad_id, device)
+
+
+def length_buckets(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Batches of similar length (sorted, random among equal lengths), in random order."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def answer_loss(model: nn.Module, batch: Mapping[str, torch.Tensor], examples: Sequence[Example] = ()) -> torch.Tensor:
+    """Mean NLL of the answer tokens (TOFU's masked labels: the question is not learned); full forward."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    labels = batch["labels"][:, 1:]
+    return nn.functional.cross_entropy(logits[:, :-1][labels != IGNORE].float(), labels[labels != IGNORE])
+
+
+# ---- which parameters train -------------------------------------------------------------------------
+
+
+def first_trained_block(model: nn.Module, hp: FinetuneHParams) -> int:
+    """Index of the lowest block that `hp` trains (0 when the embeddings or every block train)."""
+    n_layers = find_arch(model).n_layers
+    if hp.train_layers > n_layers:
+        raise E2UError(f"finetune hparams: train_layers must be at most {n_layers} for this model, "
+                       f"got {hp.train_layers}")
+    return 0 if hp.train_layers == 0 or hp.train_embeddings else n_layers - hp.train_layers
+
+
+def trainable_parameters(model: nn.Module, hp: FinetuneHParams) -> list[nn.Parameter]:
+    """Set requires_grad as `hp` says (top blocks + final norm, embeddings if asked); return those parameters."""
+    arch = find_arch(model)
+    lowest = 0 if hp.train_layers == 0 else arch.n_layers - hp.train_layers
+    for p in model.parameters():
+        p.requires_grad_(False)
+    modules = [model.get_submodule(arch.layer_path(i)) for i in range(lowest, arch.n_layers)]
+    modules.append(model.get_submodule(arch.final_norm))
+    if hp.train_embeddings:
+        modules += [model.get_input_embeddings(), model.get_output_embeddings()]
+    for module in modules:
+        for p in module.parameters():
+            p.requires_grad_(True)
+    return list(dict.fromkeys(p for p in model.parameters() if p.requires_grad))
+
+
+def _optimiser(params: list[nn.Parameter], hp: FinetuneHParams, total: int):
+    """AdamW without decay on <2-D parameters (norms, biases; as HF Trainer), and its warm-up/decay schedule."""
+    optimiser = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": hp.weight_decay},
+                                   {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=hp.lr)
+    warmup = int(hp.warmup * total)
+    return optimiser, torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: (
+        (step + 1) / (warmup + 1) if step < warmup else max(0.0, (total - step) / max(1, total - warmup))))
+
+
+# ---- the loop ---------------------------------------------------------------------------------------
+
+BatchLoss = Callable[[nn.Module, Mapping[str, torch.Tensor], Sequence[Example]], torch.Tensor]
+
+
+def finetune(
+    model: nn.Module, tokenizer, records: Sequence, hp: FinetuneHParams | Mapping | None = None, *,
+    desc: str = "finetune", loss: BatchLoss | None = None, reuse_frozen: bool = True, states=None,
+    on_epoch: Callable[[int], dict | None] | None = None,
+) -> dict:
+    """Supervised finetuning on (question, answer) records (TOFU's finetuning; Maini et al. 2024).
+
+    The model changes in place and is left in eval mode with every parameter's requires_grad as before.
+    `loss(model, batch, examples)` gives a batch's loss; None: `finetune_shortcuts.shortcut_loss`, which
+    with `reuse_frozen` (False: every step from the token ids) starts from the frozen blocks' stored
+    output (`states`, shared between runs). `on_epoch(epoch)` runs after each epoch in eval mode; what it
+    returns is logged under `epoch_report`. Returns a log: losses per step and epoch, `final_loss`, seconds
+    (without `on_epoch`'s), steps, tokens and the trained parameters.
+    """
+    hp = finetune_hparams(hp)
+    if not records:
+        raise E2UError("finetune: no records to train on")
+    examples = examples_of(tokenizer, records)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    started = time.perf_counter()
+    losses, epoch_losses, reports, tokens, paused = [], [], [], 0, 0.0
+    first = first_trained_block(model, hp)
+    with _only_trainable(model, hp) as params:
+        if loss is None:
+            loss = finetune_shortcuts.shortcut_loss(model, examples, first, pad_id, hp.batch_size, reuse_frozen,
+                                                    states)
+        total = math.ceil(len(examples) / hp.batch_size) * hp.epochs
+        optimiser, schedule = _optimiser(params, hp, total)
+        rng = random.Random(hp.seed)
+        with _seeded(hp.seed, device), tqdm(total=total, desc=desc, leave=False, disable=None) as bar:
+            model.train()
+            for epoch in range(1, hp.epochs + 1):
+                epoch_loss = []
+                for indices in length_buckets([e.length for e in examples], hp.batch_size, rng):
+                    chosen = [examples[i] for i in indices]
+                    batch = example_batch(chosen, pad_id, device)
+                    value = loss(model, batch, chosen)
+                    optimiser.zero_grad(set_to_none=True)
+                    value.backward()
+                    if hp.max_grad_norm > 0:
+                        torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
+                    optimiser.step()
+                    schedule.step()
+                    epoch_loss.append(_finite(value.item(), len(losses) + 1, hp))
+                    losses.append(round(epoch_loss[-1], 4))
+                    tokens += int(batch["attention_mask"].sum())
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{epoch_loss[-1]:.3f}")
+                epoch_losses.append(round(sum(epoch_loss) / len(epoch_loss), 4))
+                if on_epoch is not None:
+                    paused += _run_callback(model, on_epoch, epoch, reports)
+    return {"loss": losses, "epoch_loss": epoch_losses, "final_loss": epoch_losses[-1], "steps": len(losses),
+            "tokens": tokens, **({"epoch_report": reports, "callback_seconds": round(paused, 2)} if on_epoch else {}),
+            "seconds": round(time.perf_counter() - started - paused, 2), "records": len(examples),
+            "trained_parameters": sum(p.numel() for p in params), "first_trained_block": first,
+            **finetune_shortcuts.describe(loss)}
+
+
+@contextmanager
+def _only_trainable(model: nn.Module, hp: FinetuneHParams) -> Iterator[list[nn.Parameter]]:
+    """Only `hp`'s parameters require grad meanwhile; after, each as before, and the model in eval mode."""
+    previous = {name: p.requires_grad for name, p in model.named_parameters()}
+    try:
+        yield trainable_parameters(model, hp)
+    finally:
+        for name, p in model.named_parameters():
+            p.requires_grad_(previous[name])
+        model.eval()
+
+
+@contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """torch's global random state (dropout) seeded meanwhile, and restored after."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def _finite(value: float, step: int, hp: FinetuneHParams) -> float:
+    if not math.isfinite(value):
+        raise E2UError(f"finetune: the loss became {value} at step {step}; lower lr (now {hp.lr})")
+    return value
+
+
+def _run_callback(model: nn.Module, on_epoch, epoch: int, reports: list) -> float:
+    """Call `on_epoch(epoch)` in eval mode without gradients; log its report; return its seconds."""
+    paused = time.perf_counter()
+    model.eval()
+    with torch.no_grad():
+        reports.append({"epoch": epoch, **(on_epoch(epoch) or {})})
+    model.train()
+    return time.perf_counter() - paused
