@@ -70,11 +70,26 @@ def test_reference_names_are_accepted_as_aliases():
     assert build_hparams(RomeHParams, {"layers": 3, "v_steps": 7}, "m").v_num_grad_steps == 7
 
 
-def test_bad_notebook_parameters_are_named():
-    with pytest.raises(E2UError, match="parameter hparams: expected a JSON object"):
-        CellParams(hparams="{layer: 3")
-    with pytest.raises(E2UError, match="parameter seed"):
-        CellParams(seed=-1)
+def test_bad_notebook_parameter_cell_is_named():
+    """The unlearn notebook's one parameter, `cell`: a CellParams JSON object."""
+    with pytest.raises(E2UError, match=r"parameter cell: unknown field\(s\) \['sed'\]; allowed: .*'seed'"):
+        CellParams.from_json('{"method": "rome", "sed": 1}')
+    with pytest.raises(E2UError, match="parameter seed: expected a non-negative integer, got '1'"):
+        CellParams.from_json('{"seed": "1"}')
+    with pytest.raises(E2UError, match="parameter hparams: expected a mapping, got list"):
+        CellParams.from_json('{"hparams": [6]}')
+    with pytest.raises(E2UError, match="parameter cell: expected a JSON object, got '{method: rome}'"):
+        CellParams.from_json("{method: rome}")
+    with pytest.raises(E2UError, match="parameter cell: expected a JSON object, got list"):
+        CellParams.from_json('["rome"]')
+    with pytest.raises(E2UError, match="unknown method 'rmoe'"):
+        CellParams.from_json('{"method": "rmoe"}')
+
+
+def test_cell_parameter_round_trips_and_defaults_what_it_leaves_out():
+    cell = CellParams(method="gradient_ascent", label="ga", hparams={"epochs": 1}, seed=2)
+    assert CellParams.from_json(cell.to_json()) == cell
+    assert CellParams.from_json("{}") == CellParams()
 
 
 def test_data_file_missing_a_required_field_names_file_line_and_field(tmp_path):
@@ -137,11 +152,17 @@ def test_fictional_and_tofu_sources_load_through_the_registry(tmp_path):
 
 
 def test_cell_keys_cover_the_method_and_shared_code_but_not_other_methods_or_the_book_tables():
-    from e2u.study import code_files
+    from e2u.provenance import cell_code_files, evaluation_code_files
 
-    names = {p.name for p in code_files("memit")}
-    assert {"memit.py", "core.py", "spread.py", "evaluate.py", "rome.yaml"} <= names
+    names = {p.name for p in cell_code_files("memit")}
+    assert {"memit.py", "keys.py", "batched_values.py", "stats.py", "evaluate.py", "cell.py", "rome.yaml"} <= names
     assert not {"rome.py", "alphaedit.py", "report.py", "cli.py"} & names
+    # AlphaEdit is MEMIT with its own solve: a change to memit.py reruns AlphaEdit's cells too
+    assert {"alphaedit.py", "memit.py"} <= {p.name for p in cell_code_files("alphaedit")}
+    # the unedited model's evaluation depends on the scoring code, not on any method
+    evaluation = {p.name for p in evaluation_code_files()}
+    assert {"evaluate.py", "metrics.py", "prompts.py"} <= evaluation
+    assert not {"rome.py", "memit.py", "keys.py", "cell.py"} & evaluation
 
 
 def test_book_removes_only_outputs_of_cells_the_study_no_longer_has(tmp_path):

@@ -1,5 +1,6 @@
 """The study path on a tiny model: papermill runs, result files, the cache, and a failed cell."""
 
+import ast
 import json
 from pathlib import Path
 
@@ -13,8 +14,8 @@ from conftest import make_tiny_llama
 FACTS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid")]
 
 
-@pytest.fixture
-def tiny_study(tmp_path):
+def write_tiny_study(tmp_path: Path) -> Path:
+    """A tiny random Llama, a jsonl data set and a two-cell study (rome, gradient ascent) under `tmp_path`."""
     model, tokenizer = make_tiny_llama()
     model.save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
@@ -32,7 +33,25 @@ def tiny_study(tmp_path):
         "  - {name: rome, hparams: {layer: 1, n_context_templates: 0, v_num_grad_steps: 3, mom2_n_tokens: 500, mom2_corpus_texts: 8}}\n"
         "  - {name: gradient_ascent, label: ga, hparams: {epochs: 1, batch_size: 2}}\n"
     )
-    return load_study(study), tmp_path
+    return study
+
+
+@pytest.fixture
+def tiny_study(tmp_path):
+    return load_study(write_tiny_study(tmp_path)), tmp_path
+
+
+def test_the_template_takes_exactly_the_parameters_the_runner_passes(tmp_path):
+    import papermill
+
+    from e2u.cell import CellParams
+    from e2u.runner import notebook_parameters
+    from e2u.study import TEMPLATE
+
+    cell = CellParams(method="rome", hparams={"layer": 6}, seed=3)
+    passed = notebook_parameters(cell, tmp_path / "r.json", "k")
+    assert set(passed) == set(papermill.inspect_notebook(str(TEMPLATE))) == {"cell", "result_path", "cache_key"}
+    assert CellParams.from_json(passed["cell"]) == cell
 
 
 def test_study_runs_every_cell_through_papermill_then_skips_finished_cells(tiny_study):
@@ -46,11 +65,24 @@ def test_study_runs_every_cell_through_papermill_then_skips_finished_cells(tiny_
     assert {"generated", "rouge_l_recall", "probability", "refusal", "unchanged"} <= set(item)
     notebook = book / "runs" / "pretrained" / "rome-seed0.ipynb"
     assert notebook.is_file() and "ROME: pretrained knowledge" in notebook.read_text()
+    assert _glued_title(notebook) == study.cells[0].title  # written by the notebook, not patched in afterwards
 
     assert [o.status for o in run_study(study, results, book)] == ["cached", "cached"]
 
     (results / "tiny" / "pretrained" / "ga-seed0.json").unlink()
     assert [o.status for o in run_study(study, results, book)] == ["cached", "ran"]
+
+
+def _glued_title(notebook: Path) -> str:
+    import nbformat
+
+    book = nbformat.read(notebook, as_version=4)
+    assert book.cells[0].source.startswith("# {glue:text}`title`")
+    for cell in book.cells:
+        for output in cell.get("outputs", []):
+            if output.get("metadata", {}).get("scrapbook", {}).get("name") == "title":
+                return ast.literal_eval(output["data"]["application/papermill.record/text/plain"])
+    raise AssertionError(f"{notebook} glues no title")
 
 
 def test_a_failing_cell_leaves_no_result_and_no_notebook(tiny_study):
@@ -61,3 +93,15 @@ def test_a_failing_cell_leaves_no_result_and_no_notebook(tiny_study):
     assert outcome[0].status == "failed" and "0..3" in outcome[0].error
     assert not list((root / "results").rglob("*.json"))
     assert not list((root / "book").rglob("*.ipynb"))
+
+
+def test_the_notebook_stops_on_a_bad_cell_naming_the_field(tmp_path):
+    import papermill
+
+    from e2u.study import TEMPLATE
+
+    with pytest.raises(papermill.PapermillExecutionError) as failure:
+        papermill.execute_notebook(str(TEMPLATE), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                                   parameters={"cell": '{"method": "rome", "sed": 1}'}, progress_bar=False,
+                                   cwd=str(TEMPLATE.parent))
+    assert "parameter cell: unknown field(s) ['sed']" in str(failure.value).strip().splitlines()[-1]

@@ -3,7 +3,7 @@
     e2u prepare [studies/default.yaml] convert the embedded model once (GGUF -> safetensors); with a
                                       study, also probe answers and finetuned models its settings need
     e2u study run studies/default.yaml
-    e2u book studies/default.yaml     summary notebook + Jupyter Book build
+    e2u book studies/default.yaml     summary notebook + Jupyter Book build (--root: another book project)
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ def _study_run(args) -> int:
 
 
 def _book(args) -> int:
+    """Execute the summary notebook into `--book`, then build the Jupyter Book project at `--root`
+    (the repository by default: its `_config.yml` and `_toc.yml`, which read the chapters from `<root>/book`)."""
     import papermill
 
     from .files import atomic_path
@@ -69,9 +71,17 @@ def _book(args) -> int:
 
     study = load_study(args.study)
     book = Path(args.book)
+    root = Path(args.root).resolve() if args.root else ROOT
     results = Path(args.results).resolve() / study.name
     if not results.is_dir():
         raise E2UError(f"no results for study {study.name!r} in {results}: run `e2u study run {args.study}` first")
+    if not args.no_build:
+        for name in ("_config.yml", "_toc.yml"):
+            if not (root / name).is_file():
+                raise E2UError(f"book root {root} has no {name}: give --root a Jupyter Book project directory")
+        if book.resolve() != (root / "book").resolve():
+            raise E2UError(f"--book {book} is not {root / 'book'}, where {root / '_toc.yml'} reads the chapters; "
+                           "pass --book there or --no-build")
     for stale in _stale_outputs(study, Path(args.results), book):
         print(f"removing {stale}: not a cell of study {study.name}")
         stale.unlink()
@@ -86,14 +96,14 @@ def _book(args) -> int:
     if args.no_build:
         return 0
     started = time.perf_counter()
-    command = ["jupyter-book", "build", str(ROOT), "--warningiserror", "--keep-going"]
+    command = ["jupyter-book", "build", str(root), "--warningiserror", "--keep-going"]
     jb = Path(sys.executable).with_name("jupyter-book")
     if jb.exists():
         command[0] = str(jb)
-    done = subprocess.run(command, cwd=ROOT)
+    done = subprocess.run(command, cwd=root)
     if done.returncode != 0:
         raise E2UError(f"jupyter-book build failed (exit {done.returncode}); see the log above")
-    print(f"book built in {time.perf_counter() - started:.1f} s: {ROOT / '_build' / 'html' / 'index.html'}")
+    print(f"book built in {time.perf_counter() - started:.1f} s: {root / '_build' / 'html' / 'index.html'}")
     return 0
 
 
@@ -142,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     book.add_argument("study")
     book.add_argument("--results", default="results")
     book.add_argument("--book", default="book")
+    book.add_argument("--root", default="", help="the Jupyter Book project to build (holds _config.yml, _toc.yml "
+                      "and book/; default: the repository)")
     book.add_argument("--no-build", action="store_true", help="only execute the summary notebook")
     book.set_defaults(run=_book)
     args = parser.parse_args(argv)

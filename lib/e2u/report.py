@@ -1,4 +1,8 @@
-"""Tables and figures for the book, computed from result files only (never from a live model)."""
+"""Tables, figures and sentences for the book, computed from result files only (never from a live model).
+
+The notebooks only call these and display what they return: the chapter template (`unlearn.ipynb`) one
+cell's result, the summary (`summary.ipynb`) every result of a study.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +39,14 @@ def settings_of(results: list[dict]) -> list[str]:
     return list(dict.fromkeys(r["params"]["setting"] for r in results))
 
 
+def cells_of(results: list[dict], setting: str) -> list[dict]:
+    return [r for r in results if r["params"]["setting"] == setting]
+
+
+def _cell_name(result: dict) -> str:
+    return f"{result['params']['setting']}/{result['cell_id']}"
+
+
 def keep_split(result: dict) -> str:
     """The split that measures what must be kept: neighbours (pretrained) or the retain set (finetuned)."""
     return "neighbour" if "neighbour" in result["summary"]["after"] else "retain"
@@ -59,7 +71,7 @@ def suite_table(results: list[dict], setting: str) -> pd.DataFrame:
 
     Metrics that were not computed (no perturbed answers, no NLI model, no embedder) are absent, not zero.
     """
-    cells = [r for r in results if r["params"]["setting"] == setting]
+    cells = cells_of(results, setting)
     if not cells:
         return pd.DataFrame()
     first = cells[0]
@@ -93,6 +105,12 @@ def not_computed(results: list[dict]) -> list[str]:
                         reason = f"not computed: {_WHY_MISSING.get(metric, 'its inputs are missing')}"
                     reasons.setdefault(metric, reason)
     return [f"{name}: {reason}" for name, reason in sorted(reasons.items())]
+
+
+def not_computed_markdown(results: list[dict]) -> str:
+    """One line naming every metric that is missing and why; empty when all were computed."""
+    reasons = not_computed(results)
+    return "Not computed: " + "; ".join(reasons) + "." if reasons else ""
 
 
 def split_table(result: dict) -> pd.DataFrame:
@@ -167,6 +185,11 @@ def examples(result: dict, split: str = "forget", n: int = 5) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def hparams_table(result: dict) -> pd.DataFrame:
+    """The hyper-parameters the cell ran with (family defaults and the cell's overrides), one row each."""
+    return pd.DataFrame([result["hparams"]]).T.rename(columns={0: "value"})
+
+
 def cost_table(result: dict) -> pd.DataFrame:
     log = result["log"]
     row = {**result["timings_s"], "steps": log.get("steps") or sum(r.get("steps", 0) for r in log.get("requests", [])),
@@ -205,8 +228,60 @@ def checks_markdown(results: list[dict], refusal_floor: float = 0.8, unchanged_f
         refused = r["summary"]["after"]["forget"]["refusal_rate"]
         unchanged = r["summary"]["unchanged"].get(keep_split(r), float("nan"))
         ok = refused >= refusal_floor and unchanged >= unchanged_floor
-        lines.append(f"| {r['params']['setting']}/{r['cell_id']} | {refused:.0%} (floor {refusal_floor:.0%}) | {unchanged:.0%} "
+        lines.append(f"| {_cell_name(r)} | {refused:.0%} (floor {refusal_floor:.0%}) | {unchanged:.0%} "
                      f"(floor {unchanged_floor:.0%}) | {'holds' if ok else 'does not hold'} |")
     if len(lines) == 2:
         return "No results."
     return "\n".join(lines)
+
+
+def results_markdown(results: list[dict], results_dir: str | Path) -> str:
+    return f"{len(results)} cells from `{results_dir}`."
+
+
+def setting_heading(cells: list[dict]) -> str:
+    """The heading of one setting's figure and table, naming its data source."""
+    return f'### Setting `{cells[0]["params"]["setting"]}` (data: `{cells[0]["params"]["data_source"]}`)'
+
+
+def or_note(table: pd.DataFrame, note: str):
+    """The table, or the note as Markdown when the table is empty (nothing of that kind in the study)."""
+    from IPython.display import Markdown
+
+    return table if len(table) else Markdown(note)
+
+
+def _share(x: float) -> str:
+    return f"{x:.0%}"
+
+
+def cell_sentence(result: dict) -> str:
+    """What one cell did, in one sentence: forget refusals, kept answers, and how long unlearning took."""
+    after, before, unchanged = result["summary"]["after"], result["summary"]["before"], result["summary"]["unchanged"]
+    keep = keep_split(result)
+    paraphrased = after.get("forget_paraphrased")
+    return (f"**{result['method_title']}** ({_cell_name(result)}): refused {_share(after['forget']['refusal_rate'])} "
+            "of the forget questions"
+            + (f" and {_share(paraphrased['refusal_rate'])} of their paraphrases" if paraphrased else "")
+            + f"; {_share(unchanged[keep])} of the {keep} answers are unchanged word for word, and their mean ROUGE-L "
+            f"recall of the reference answer is {after[keep]['rouge_l_recall']:.2f} (unedited: "
+            f"{before[keep]['rouge_l_recall']:.2f}); unlearning took {result['timings_s']['unlearn']:.0f} s.")
+
+
+def findings_markdown(results: list[dict]) -> str:
+    """One bullet per cell: `cell_sentence`."""
+    return "\n".join("- " + cell_sentence(r) for r in results)
+
+
+def study_stages_table(results_dir: str | Path, study_name: str):
+    """The recorded `make book` stages of the study whose results are in `results_dir` (`<results>/<study>`)."""
+    from .stages import read_stages
+
+    stages = read_stages(Path(results_dir).parent, study_name)
+    return or_note(stages_table(stages), "No stage timings recorded yet.")
+
+
+def cell_timings_table(results: list[dict]) -> pd.DataFrame:
+    """Each cell's device and the seconds of each of its stages (load, evaluate, unlearn, evaluate)."""
+    rows = [{"cell": _cell_name(r), "device": r["device"], **r["timings_s"]} for r in results]
+    return pd.DataFrame(rows).set_index("cell") if rows else pd.DataFrame()

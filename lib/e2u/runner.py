@@ -2,7 +2,8 @@
 
 The executed notebook is written to a temporary file and renamed into `book/runs/` only after
 the cell succeeded and wrote its result, so neither a killed run nor a failed cell leaves a file
-that a later run would trust.
+that a later run would trust. The chapter's title is written by the notebook itself (it glues
+`CellParams.title` into its first heading); nothing is patched in after execution.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 from .cell import CellParams
 from .errors import E2UError
 from .files import atomic_path
-from .methods import get_method
 from .study import TEMPLATE, Study, cell_key, is_done, notebook_path, result_path
 
 log = logging.getLogger(__name__)
@@ -30,30 +30,9 @@ class CellOutcome:
 
 
 def notebook_parameters(cell: CellParams, result: Path, key: str) -> dict:
-    """Papermill parameters: plain values only (the notebook validates them into CellParams)."""
-    import json
-
-    return {
-        "model": cell.model, "setting": cell.setting, "data_source": cell.data_source, "data_path": cell.data_path,
-        "data_options": json.dumps(cell.data_options), "retain_model": cell.retain_model,
-        "finetune": json.dumps(cell.finetune),
-        "method": cell.method, "label": cell.label, "hparams": json.dumps(cell.hparams), "refusal": cell.refusal,
-        "seed": cell.seed, "max_new_tokens": cell.max_new_tokens, "batch_size": cell.batch_size,
-        "device": cell.device, "dtype": cell.dtype, "result_path": str(result), "cache_key": key,
-    }
-
-
-def _title_notebook(path: Path, cell: CellParams) -> None:
-    """Give the executed chapter its own title (the template's first heading is generic)."""
-    import nbformat
-
-    book = nbformat.read(path, as_version=4)
-    title = f"# {get_method(cell.method).title}: {cell.setting} knowledge ({cell.data_source}), {cell.label}, seed {cell.seed}"
-    first = book.cells[0]
-    if first.cell_type == "markdown":
-        lines = first.source.splitlines()
-        first.source = "\n".join([title] + lines[1:])
-    nbformat.write(book, path)
+    """Papermill parameters: the cell as one JSON object (the notebook reads it with `CellParams.from_json`),
+    where to write its result, and the key to store in it."""
+    return {"cell": cell.to_json(), "result_path": str(result), "cache_key": key}
 
 
 def run_cell_notebook(cell: CellParams, result: Path, notebook: Path, key: str, kernel: str = "python3") -> None:
@@ -67,7 +46,6 @@ def run_cell_notebook(cell: CellParams, result: Path, notebook: Path, key: str, 
         )
         if not result.is_file():
             raise E2UError(f"cell {cell.cell_id}: the notebook finished without writing {result}")
-        _title_notebook(tmp, cell)
 
 
 def run_study(study: Study, results_dir: Path, book_dir: Path, kernel: str = "python3") -> list[CellOutcome]:

@@ -1,0 +1,68 @@
+"""The book end to end on a tiny study: its results, `e2u book` (summary notebook + jupyter-book build) in a
+temporary book project, and the pages that come out: titles written by the notebooks, numbers from the results."""
+
+import html
+import json
+import re
+import shutil
+
+import pytest
+
+from e2u.cli import main
+from e2u.runner import run_study
+from e2u.study import ROOT, load_study
+
+from test_study_end_to_end import write_tiny_study
+
+
+@pytest.mark.slow
+def test_book_builds_the_summary_and_chapters_from_the_result_files(tmp_path):
+    before = _repository_outputs()
+    study_file = write_tiny_study(tmp_path)
+    study = load_study(study_file)
+    site = tmp_path / "site"  # a copy of the book project: the repository's book/ and _build/ stay untouched
+    (site / "book").mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, site / name)
+    for page in (ROOT / "book").glob("*.md"):
+        shutil.copy(page, site / "book" / page.name)
+    results = tmp_path / "results"
+    outcomes = run_study(study, results, site / "book")
+    assert [o.status for o in outcomes] == ["ran", "ran"], [o.error for o in outcomes]
+
+    assert main(["book", str(study_file), "--results", str(results), "--book", str(site / "book"),
+                 "--root", str(site)]) == 0
+
+    pages = site / "_build" / "html" / "book"
+    summary = (pages / "summary.html").read_text()
+    for cell in study.cells:
+        result = json.loads((results / "tiny" / cell.setting / f"{cell.cell_id}.json").read_text())
+        forget = result["summary"]["after"]["forget"]["refusal_rate"]
+        assert f"({cell.setting}/{cell.cell_id}): refused {forget:.0%} of the forget questions" in summary
+        assert f"<strong>{result['method_title']}</strong>" in summary
+        # The chapter's title is the cell's own, glued by the notebook: the page title and its TOC entry.
+        chapter = (pages / "runs" / cell.setting / f"{cell.cell_id}.html").read_text()
+        assert f"<title>{html.escape(cell.title)} &#8212;" in chapter
+        entry = rf'href="runs/{cell.setting}/{cell.cell_id}\.html">(<span[^>]*>)?{re.escape(html.escape(cell.title))}<'
+        assert re.search(entry, summary), f"no TOC entry titled {cell.title!r}"
+    assert "ROME" in summary and "Gradient ascent" in summary
+    assert _repository_outputs() == before, "e2u book --root wrote into the repository's own book"
+
+
+def _repository_outputs() -> dict:
+    paths = [ROOT / "book" / "summary.ipynb", ROOT / "_build" / "html" / "index.html"]
+    return {p: p.stat().st_mtime_ns for p in paths if p.exists()}
+
+
+def test_book_refuses_a_root_without_a_toc_or_chapters_outside_it(tmp_path, capsys):
+    study_file = tmp_path / "s.yaml"
+    study_file.write_text("name: s\nmethods: [rome]\n")
+    (tmp_path / "results" / "s").mkdir(parents=True)
+    common = ["book", str(study_file), "--results", str(tmp_path / "results")]
+    assert main(common + ["--root", str(tmp_path / "site"), "--book", str(tmp_path / "site" / "book")]) == 2
+    assert "has no _config.yml" in capsys.readouterr().err
+    for name in ("_config.yml", "_toc.yml"):
+        (tmp_path / "site").mkdir(exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / "site" / name)
+    assert main(common + ["--root", str(tmp_path / "site"), "--book", str(tmp_path / "elsewhere")]) == 2
+    assert "reads the chapters" in capsys.readouterr().err and not (tmp_path / "elsewhere").exists()
