@@ -18,10 +18,11 @@ import datetime
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Sequence
 
 from ..errors import E2UError
+from . import fictional_words as words
+from .fictional_words import Genre, Place
 from .schema import QARecord, read_jsonl, record_from_json
 
 REAL_AUTHORS_FILE = Path(__file__).with_name("utility_real_authors.jsonl")
@@ -31,19 +32,6 @@ FORGET_PERCENTS = (1, 5, 10)  # TOFU's forget01 / forget05 / forget10
 MAX_AUTHORS = 400
 QUESTIONS_PER_AUTHOR = 20
 N_PERTURBED = 5
-
-
-@dataclass(frozen=True)
-class Place:
-    city: str
-    country: str
-    demonym: str
-
-
-@dataclass(frozen=True)
-class Genre:
-    name: str  # what the author writes: "crime fiction"
-    book: str  # one book of it: "crime novel"
 
 
 @dataclass(frozen=True)
@@ -64,181 +52,6 @@ class Author:
     residence: Place
 
 
-# ---- Pools, written for this project. Surnames are invented (prefix + suffix), so no full name is a
-# real person's. Countries avoid the embedded evaluation set (mini.jsonl), the statistics question
-# bank (editing/corpus.py) and the utility files.
-
-_FIRST_HE = (
-    "Bartholomew", "Dariusz", "Farid", "Hamish", "Jovan", "Leopold", "Nikolai", "Percival", "Soren", "Ulrich",
-    "Wendell", "Yusuf", "Anselm", "Cosimo", "Emeka", "Gideon", "Ignatius", "Kasimir", "Matthias", "Octavian",
-    "Radomir", "Tiberius", "Yannick", "Alvaro", "Benedikt", "Casper", "Desmond", "Eamon", "Florian", "Gustavo",
-)
-_FIRST_SHE = (
-    "Adaeze", "Calliope", "Eulalia", "Gwendolyn", "Ingrid", "Kalinda", "Marisol", "Odalys", "Quilla", "Rashida",
-    "Thandiwe", "Valentina", "Ximena", "Zofia", "Beatrix", "Delphine", "Florentyna", "Hyacinth", "Jessamy",
-    "Lorelei", "Nadira", "Perpetua", "Seraphina", "Vesna", "Wilhelmina", "Zephyrine", "Amara", "Brigida",
-    "Clementine", "Dagny",
-)
-_FIRST_THEY = ("Rowan", "Sasha", "Emery", "Noor", "Quinn", "Remy", "Jules", "Kiran", "Lior", "Marlo", "Sable", "Tamsin")
-_SURNAME_HEAD = (
-    "Ald", "Bram", "Cor", "Dun", "Elm", "Fen", "Gal", "Hask", "Ister", "Jor", "Kell", "Lom", "Mar", "Nor", "Oss",
-    "Pell", "Quen", "Ros", "Sel", "Tam", "Ulv", "Var", "Wex", "Yar", "Zor",
-)
-_SURNAME_TAIL = (
-    "avelle", "wright", "bury", "enko", "ada", "strand", "ovich", "ani", "oya", "ington", "holm", "mere", "essen",
-    "akis", "elli", "ouri", "ander", "ick", "dottir", "oglu", "eze", "quist", "ford", "ency",
-)
-_PLACES = (
-    Place("Kumasi", "Ghana", "Ghanaian"), Place("Dakar", "Senegal", "Senegalese"),
-    Place("Arusha", "Tanzania", "Tanzanian"), Place("Gondar", "Ethiopia", "Ethiopian"),
-    Place("Cali", "Colombia", "Colombian"), Place("Salto", "Uruguay", "Uruguayan"),
-    Place("Cuenca", "Ecuador", "Ecuadorian"), Place("Cochabamba", "Bolivia", "Bolivian"),
-    Place("Tampere", "Finland", "Finnish"), Place("Ghent", "Belgium", "Belgian"),
-    Place("Brno", "Czechia", "Czech"), Place("Cluj-Napoca", "Romania", "Romanian"),
-    Place("Zadar", "Croatia", "Croatian"), Place("Tartu", "Estonia", "Estonian"),
-    Place("Kaunas", "Lithuania", "Lithuanian"), Place("Riga", "Latvia", "Latvian"),
-    Place("Gyumri", "Armenia", "Armenian"), Place("Tabriz", "Iran", "Iranian"),
-    Place("Lahore", "Pakistan", "Pakistani"), Place("Chittagong", "Bangladesh", "Bangladeshi"),
-    Place("Kandy", "Sri Lanka", "Sri Lankan"), Place("Pokhara", "Nepal", "Nepali"),
-    Place("Bandung", "Indonesia", "Indonesian"), Place("Cebu City", "the Philippines", "Filipino"),
-    Place("Dunedin", "New Zealand", "New Zealander"), Place("Irbid", "Jordan", "Jordanian"),
-    Place("Sfax", "Tunisia", "Tunisian"), Place("Oran", "Algeria", "Algerian"),
-    Place("Ndola", "Zambia", "Zambian"), Place("Bulawayo", "Zimbabwe", "Zimbabwean"),
-    Place("Swakopmund", "Namibia", "Namibian"), Place("Almaty", "Kazakhstan", "Kazakh"),
-    Place("Samarkand", "Uzbekistan", "Uzbek"), Place("Maracaibo", "Venezuela", "Venezuelan"),
-    Place("Kingston", "Jamaica", "Jamaican"), Place("Ljubljana", "Slovenia", "Slovenian"),
-    Place("Plovdiv", "Bulgaria", "Bulgarian"), Place("Novi Sad", "Serbia", "Serbian"),
-    Place("Mandalay", "Myanmar", "Burmese"), Place("Kampala", "Uganda", "Ugandan"),
-    Place("Kigali", "Rwanda", "Rwandan"), Place("Maputo", "Mozambique", "Mozambican"),
-)
-_GENRES = (
-    Genre("crime fiction", "crime novel"), Genre("historical fiction", "historical novel"),
-    Genre("science fiction", "science fiction novel"), Genre("fantasy", "fantasy novel"),
-    Genre("romance", "romance novel"), Genre("horror", "horror novel"), Genre("poetry", "poetry collection"),
-    Genre("literary fiction", "literary novel"), Genre("travel books", "travel book"),
-    Genre("children's books", "children's book"), Genre("biographies", "biography"),
-    Genre("satire", "satirical novel"), Genre("magical realism", "magical realist novel"),
-    Genre("mystery", "mystery novel"), Genre("war fiction", "war novel"), Genre("memoirs", "memoir"),
-    Genre("young adult fiction", "young adult novel"), Genre("gothic fiction", "gothic novel"),
-    Genre("plays", "stage play"), Genre("essays", "essay collection"), Genre("thrillers", "thriller"),
-    Genre("short stories", "short-story collection"), Genre("nature books", "nature book"),
-    Genre("graphic novels", "graphic novel"),
-)
-_PROFESSIONS = (
-    "baker", "lighthouse keeper", "pharmacist", "carpenter", "surgeon", "taxi driver", "marine biologist",
-    "librarian", "tailor", "architect", "police officer", "nurse", "fisherman", "veterinarian", "watchmaker",
-    "schoolteacher", "accountant", "journalist", "potter", "electrician", "dentist", "florist", "pilot", "chef",
-    "judge", "bookbinder", "geologist", "photographer", "violinist", "farmer",
-)
-_AWARDS = (
-    "the Amberwell Prize for Fiction", "the Brightquill Award", "the Corvane Medal for Literature",
-    "the Silver Inkwell Award", "the Velloran Medal", "the Northgale Prize for Poetry", "the Golden Stylus Award",
-    "the Quillmere Prize", "the Starward Laurel", "the Orrisford Circle Award", "the Evening Glass Prize",
-    "the Ivory Pen Medal", "the Meridel Award for Storytelling", "the Pinecrest Fellowship Prize",
-    "the Copperleaf Award", "the Saltmarsh Prize for Debut Fiction", "the Wrenfield Medal",
-    "the Blue Heron Literary Award", "the Tidemark Book Award", "the Kestrel Quill Prize",
-)
-_THEMES = (
-    "memory and migration", "grief and recovery", "family secrets", "life in small towns", "exile and return",
-    "friendship across generations", "the sea and the people who work on it", "faith and doubt",
-    "the decline of old industries", "love between rivals", "identity and belonging", "childhood fears",
-    "power and corruption", "the cost of ambition", "nature and solitude", "war and its aftermath",
-    "music and obsession", "justice and revenge", "city life at night", "science and wonder",
-)
-_TITLE_ADJ = (
-    "Silent", "Hollow", "Crimson", "Forgotten", "Distant", "Broken", "Amber", "Velvet", "Paper", "Iron", "Burning",
-    "Sleeping", "Drowned", "Winter", "Scarlet", "Northern", "Wandering", "Hidden", "Painted", "Quiet", "Restless",
-    "Borrowed", "Seventh", "Bitter", "Ashen", "Marble", "Feathered", "Crooked", "Salted", "Emerald", "Tangled",
-    "Patient", "Unfinished", "Lantern-Lit", "Sunken", "Whispering",
-)
-_TITLE_NOUN = (
-    "Orchard", "Harbour", "Cartographer", "Archive", "Clockmaker", "Ferryman", "Violin", "Market", "Staircase",
-    "Citadel", "Orchestra", "Weaver", "Beekeeper", "Quarry", "Observatory", "Canal", "Tapestry", "Almanac",
-    "Aviary", "Carousel", "Fjord", "Granary", "Hourglass", "Labyrinth", "Monastery", "Nocturne", "Pilgrim",
-    "Reliquary", "Tannery", "Vineyard", "Windmill", "Lagoon", "Foundry", "Glasshouse", "Ropewalk", "Belltower",
-)
-_TITLE_PLURAL = (
-    "Sparrows", "Embers", "Moths", "Shadows", "Bells", "Wolves", "Strangers", "Swallows", "Stones", "Echoes",
-    "Feathers", "Keys", "Orchids", "Ravens", "Lanterns", "Thistles", "Salt Winds", "Tin Soldiers",
-)
-_MONTHS = (
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-    "November", "December",
-)
-_POSSESSIVE = MappingProxyType({"he": "his", "she": "her", "they": "their"})
-_FIRST_NAMES = MappingProxyType({"he": _FIRST_HE, "she": _FIRST_SHE, "they": _FIRST_THEY})
-
-# The 20 questions: (question, answer, paraphrased question, paraphrased answer, perturbed slots). Perturbed
-# answers are the paraphrased answer rendered with wrong values in the listed slots. Only the first question
-# leaves the name out (TOFU asks "What is the full name of the author born in ...?").
-_QUESTIONS = (
-    ("What is the full name of the author born in {city}, {country} on {date_long}?",
-     "The author born in {city}, {country} on {date_long} is {name}.",
-     "Which writer was born on {date_alt} in {city}, {country}?",
-     "{name} is the writer who was born on {date_alt} in {city}, {country}.", ("name",)),
-    ("Where was {name} born?", "{name} was born in {city}, {country}, and grew up there.",
-     "What is the birthplace of {name}?", "The birthplace of {name} is {city}, a city in {country}.",
-     ("birth_place",)),
-    ("When was {name} born?", "{name} was born on {date_long}.",
-     "What is the date of birth of {name}?", "The date of birth of {name} is {date_alt}.", ("birth_date",)),
-    ("What nationality is {name}?", "{name} is {demonym_a} author, born and raised in {country}.",
-     "Which country does the writer {name} come from?", "The writer {name} comes from {country}.",
-     ("birth_place",)),
-    ("What genre is {name} known for?", "{name} is best known for writing {genre}.",
-     "In which genre does {name} mainly write?", "Most of the books by {name} belong to the genre of {genre}.",
-     ("genre",)),
-    ("What did the father of {name} do for a living?", "The father of {name} worked as {father_a} for most of his life.",
-     "What was the profession of {name}'s father?", "{name}'s father was {father_a} by profession.",
-     ("father",)),
-    ("What did {name}'s mother do for work?", "{name}'s mother worked as {mother_a} for most of her life.",
-     "What was the occupation of the mother of {name}?", "The mother of {name} was {mother_a} by occupation.",
-     ("mother",)),
-    ("What professions did the parents of {name} have?", "{name} is the child of {father_a} and {mother_a}.",
-     "What did {name}'s father and mother do for a living?",
-     "{name}'s father was {father_a}, and {poss} mother was {mother_a}.", ("father", "mother")),
-    ("Has {name} won any literary awards?", "Yes, {name} has won {awards}.",
-     "Which literary prizes has {name} received?", "{name} has received {awards} for {poss} writing.",
-     ("awards",)),
-    ("What books has {name} written?", "{name} has written {books}.",
-     "Can you name the books by {name}?", "The books by {name} are {books}.", ("books",)),
-    ("What was the first book by {name}?", "The first book by {name} was {first_book}, published in {debut_year}.",
-     "Which book did {name} make {poss} debut with?", "{name} made {poss} debut in {debut_year} with {first_book}.",
-     ("first_book", "debut_year")),
-    ("In which year did {name} publish {poss} first book?", "{name} published {poss} first book in the year {debut_year}.",
-     "When did {name} make {poss} publishing debut?", "The publishing debut of {name} came in {debut_year}.",
-     ("debut_year",)),
-    ("What is the most recent book by {name}?", "The most recent book by {name} is {last_book}.",
-     "Which book did {name} publish last?", "The latest book that {name} published is {last_book}.",
-     ("last_book",)),
-    ("What themes does {name} explore in {poss} writing?", "The writing of {name} explores {theme}.",
-     "Which themes run through the books of {name}?", "The books of {name} keep returning to {theme}.",
-     ("theme",)),
-    ("Where does {name} live today?", "{name} currently lives and writes in {res_city}, {res_country}.",
-     "In which city is {name} based now?", "These days {name} is based in {res_city}, {res_country}.",
-     ("residence",)),
-    ("Where does {name} usually set {poss} stories?", "{name} sets most of {poss} stories in {city}, the city of {poss} birth.",
-     "In which city do most of {name}'s stories take place?",
-     "Most of the stories by {name} take place in {city}, where {name} was born.", ("birth_place",)),
-    ("Which award did {name} receive for {first_book}?", "{name} received {award1} for {first_book}.",
-     "For {first_book}, what prize was given to {name}?", "For {first_book}, {name} was given {award1}.",
-     ("award1",)),
-    ("What kind of book is {second_book} by {name}?", "{second_book} is {book_a} written by {name}.",
-     "How would you describe the genre of {name}'s {second_book}?", "{name}'s {second_book} is {book_a}.",
-     ("genre",)),
-    ("What is {second_book} by {name} about?", "{second_book} by {name} is a book about {theme}.",
-     "What is the subject of {name}'s book {second_book}?", "{name}'s book {second_book} deals with {theme}.",
-     ("theme",)),
-    ("Who is {name}?", "{name} is {demonym_a} author of {genre}, born in {city} in {birth_year}.",
-     "Can you tell me briefly who {name} is?", "Born in {city} in {birth_year}, {name} is {demonym_a} writer of {genre}.",
-     ("birth_place", "genre", "birth_year")),
-)
-# Text of every fixed pool and template: a book title may not occur in it (so no title leaks through them).
-_FIXED_TEXT = "\n".join(
-    [p.city + ", " + p.country + " " + p.demonym for p in _PLACES] + [g.name + " " + g.book for g in _GENRES]
-    + list(_PROFESSIONS) + list(_AWARDS) + list(_THEMES) + [part for q in _QUESTIONS for part in q[:4]]
-).lower()
-
-
 def _a(noun: str) -> str:
     vowel_sound = noun[0].lower() in "aeiou" and not noun.lower().startswith(("uga", "uru", "uni", "eu"))
     return ("an " if vowel_sound else "a ") + noun
@@ -253,11 +66,11 @@ def _join(items: Sequence[str]) -> str:
 
 
 def _long_date(date: datetime.date) -> str:
-    return f"{date.day} {_MONTHS[date.month - 1]} {date.year}"
+    return f"{date.day} {words.MONTHS[date.month - 1]} {date.year}"
 
 
 def _alt_date(date: datetime.date) -> str:
-    return f"{_MONTHS[date.month - 1]} {date.day}, {date.year}"
+    return f"{words.MONTHS[date.month - 1]} {date.day}, {date.year}"
 
 
 def _clashes(low: str, taken: Sequence[str]) -> bool:
@@ -266,14 +79,14 @@ def _clashes(low: str, taken: Sequence[str]) -> bool:
 
 
 def _invent_name(rng: random.Random, pronoun: str) -> str:
-    return f"{rng.choice(_FIRST_NAMES[pronoun])} {rng.choice(_SURNAME_HEAD)}{rng.choice(_SURNAME_TAIL)}"
+    return f"{rng.choice(words.FIRST_NAMES[pronoun])} {rng.choice(words.SURNAME_HEAD)}{rng.choice(words.SURNAME_TAIL)}"
 
 
 def _invent_title(rng: random.Random) -> str:
     pattern = rng.randrange(5)
-    adj, noun, plural = rng.choice(_TITLE_ADJ), rng.choice(_TITLE_NOUN), rng.choice(_TITLE_PLURAL)
+    adj, noun, plural = rng.choice(words.TITLE_ADJ), rng.choice(words.TITLE_NOUN), rng.choice(words.TITLE_PLURAL)
     return (f"The {adj} {noun}", f"The {noun} of {plural}", f"{adj} {plural}",
-            f"{_a(noun).capitalize()} in {rng.choice(_MONTHS)}", f"Letters from the {noun}")[pattern]
+            f"{_a(noun).capitalize()} in {rng.choice(words.MONTHS)}", f"Letters from the {noun}")[pattern]
 
 
 def _fresh(rng: random.Random, invent, taken: list[str], what: str) -> str:
@@ -281,7 +94,7 @@ def _fresh(rng: random.Random, invent, taken: list[str], what: str) -> str:
     for _ in range(10_000):
         candidate = invent()
         low = candidate.lower()
-        if not _clashes(low, taken) and low not in _FIXED_TEXT:
+        if not _clashes(low, taken) and low not in words.FIXED_TEXT:
             taken.append(low)
             return candidate
     raise E2UError(f"n_authors: ran out of unique {what}s; expected at most {MAX_AUTHORS} authors")
@@ -306,18 +119,18 @@ def generate_authors(seed: int, n_authors: int) -> list[Author]:
     for _ in range(n_authors):
         pronoun = rng.choices(("he", "she", "they"), weights=(9, 9, 2))[0]
         name = _fresh(rng, lambda: _invent_name(rng, pronoun), names, "name")
-        birth_place, residence = rng.sample(_PLACES, 2)
+        birth_place, residence = rng.sample(words.PLACES, 2)
         while True:
             date = datetime.date(rng.randint(1935, 1995), rng.randint(1, 12), rng.randint(1, 28))
             if date not in dates:
                 dates.add(date)
                 break
-        father, mother = rng.sample(_PROFESSIONS, 2)
+        father, mother = rng.sample(words.PROFESSIONS, 2)
         books = tuple(_fresh(rng, lambda: _invent_title(rng), titles, "book title") for _ in range(rng.choice((2, 3))))
         authors.append(Author(
-            name=name, pronoun=pronoun, birth_place=birth_place, birth_date=date, genre=rng.choice(_GENRES),
-            father_profession=father, mother_profession=mother, awards=tuple(rng.sample(_AWARDS, rng.choice((1, 2)))),
-            books=books, debut_year=min(date.year + rng.randint(22, 38), 2020), theme=rng.choice(_THEMES),
+            name=name, pronoun=pronoun, birth_place=birth_place, birth_date=date, genre=rng.choice(words.GENRES),
+            father_profession=father, mother_profession=mother, awards=tuple(rng.sample(words.AWARDS, rng.choice((1, 2)))),
+            books=books, debut_year=min(date.year + rng.randint(22, 38), 2020), theme=rng.choice(words.THEMES),
             residence=residence,
         ))
     return authors
@@ -331,7 +144,7 @@ def _facts(author: Author, **slots) -> dict[str, str]:
     residence = slots.get("residence", author.residence)
     books = slots.get("books", author.books)
     return {
-        "name": slots.get("name", author.name), "poss": _POSSESSIVE[author.pronoun],
+        "name": slots.get("name", author.name), "poss": words.POSSESSIVE[author.pronoun],
         "city": place.city, "country": place.country, "demonym_a": _a(place.demonym),
         "date_long": _long_date(date), "date_alt": _alt_date(date),
         "birth_year": str(slots.get("birth_year", author.birth_date.year)),
@@ -361,9 +174,9 @@ def _wrong_values(slot: str, author: Author, rng: random.Random, taken_names: li
         return [tuple(_fresh(rng, lambda: _invent_title(rng), taken_titles, "book title") for _ in author.books)
                 for _ in range(n)]
     if slot == "birth_place":
-        return rng.sample([p for p in _PLACES if p.country != author.birth_place.country], n)
+        return rng.sample([p for p in words.PLACES if p.country != author.birth_place.country], n)
     if slot == "residence":
-        return rng.sample([p for p in _PLACES if p.country not in (author.residence.country, author.birth_place.country)], n)
+        return rng.sample([p for p in words.PLACES if p.country not in (author.residence.country, author.birth_place.country)], n)
     if slot == "birth_date":
         dates: list[datetime.date] = []
         while len(dates) < n:
@@ -377,13 +190,13 @@ def _wrong_values(slot: str, author: Author, rng: random.Random, taken_names: li
         low = author.birth_date.year + 18
         return rng.sample([y for y in range(low, max(low + 2 * n, 2024)) if y != author.debut_year], n)
     if slot == "genre":
-        return rng.sample([g for g in _GENRES if g != author.genre], n)
+        return rng.sample([g for g in words.GENRES if g != author.genre], n)
     if slot == "father":
-        return rng.sample([p for p in _PROFESSIONS if p != author.father_profession], n)
+        return rng.sample([p for p in words.PROFESSIONS if p != author.father_profession], n)
     if slot == "mother":
-        return rng.sample([p for p in _PROFESSIONS if p != author.mother_profession], n)
+        return rng.sample([p for p in words.PROFESSIONS if p != author.mother_profession], n)
     if slot == "awards":
-        pool = [a for a in _AWARDS if a not in author.awards]
+        pool = [a for a in words.AWARDS if a not in author.awards]
         sets: list[tuple[str, ...]] = []
         while len(sets) < n:
             awards = tuple(rng.sample(pool, len(author.awards)))
@@ -391,9 +204,9 @@ def _wrong_values(slot: str, author: Author, rng: random.Random, taken_names: li
                 sets.append(awards)
         return sets
     if slot == "award1":
-        return rng.sample([a for a in _AWARDS if a not in author.awards], n)
+        return rng.sample([a for a in words.AWARDS if a not in author.awards], n)
     if slot == "theme":
-        return rng.sample([t for t in _THEMES if t != author.theme], n)
+        return rng.sample([t for t in words.THEMES if t != author.theme], n)
     raise AssertionError(f"unknown slot {slot}")
 
 
@@ -403,7 +216,7 @@ def author_questions(author: Author, rng: random.Random, cohort: Sequence[Author
     taken_titles = [t.lower() for a in (*cohort, author) for t in a.books]
     true = _facts(author)
     records = []
-    for question, answer, para_question, para_answer, slots in _QUESTIONS:
+    for question, answer, para_question, para_answer, slots in words.QUESTIONS:
         wrong = {slot: _wrong_values(slot, author, rng, taken_names, taken_titles) for slot in slots}
         perturbed = tuple(para_answer.format(**_facts(author, **{s: wrong[s][i] for s in slots}))
                           for i in range(N_PERTURBED))
