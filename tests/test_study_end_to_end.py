@@ -63,6 +63,11 @@ def test_study_runs_every_cell_through_papermill_then_skips_finished_cells(tiny_
     assert set(rome_result["after"]) == {"forget", "forget_paraphrased", "neighbour", "neighbour_paraphrased"}
     item = rome_result["after"]["forget"][0]
     assert {"generated", "rouge_l_recall", "probability", "refusal", "unchanged"} <= set(item)
+    # ROME changed layer 1's matrix and nothing else, and with it what the model says about the forget questions
+    assert list(rome_result["change"]["norm_by_layer"]) == ["1"] and rome_result["change"]["norm_by_layer"]["1"] > 0
+    moved = [abs(a["probability"] / b["probability"] - 1)
+             for a, b in zip(rome_result["after"]["forget"], rome_result["before"]["forget"])]
+    assert max(moved) > 1e-4, moved
     notebook = book / "runs" / "pretrained" / "rome-seed0.ipynb"
     assert notebook.is_file() and "ROME: pretrained knowledge" in notebook.read_text()
     assert _glued_title(notebook) == study.cells[0].title  # written by the notebook, not patched in afterwards
