@@ -80,3 +80,19 @@ def test_left_padded_prompts_need_their_own_positions(model_and_tokenizer, monke
     monkeypatch.setattr(body, "forward", padding_blind)
     wrong = answer_nll(model, tokenizer, prompts, answers, batch_size=16)
     assert max(abs(a - b) for a, b in zip(wrong, expected)) > 1e-3
+
+
+def test_nll_is_the_mean_token_nll_of_the_answer_by_hand(model_and_tokenizer):
+    """Independent of both batching routes: one unpadded forward pass per pair, log-softmax read by hand."""
+    model, tokenizer = model_and_tokenizer
+    prompts, answers = _pairs(tokenizer, seed=4, n_prompts=2, answers_per_prompt=3)
+    expected = []
+    for prompt, answer in zip(prompts, answers):
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([prompt + answer])).logits[0].double(), dim=-1)
+        # the position before each answer token predicts it
+        expected.append(-sum(logp[len(prompt) - 1 + j, token].item() for j, token in enumerate(answer)) / len(answer))
+    for found in (answer_nll(model, tokenizer, prompts, answers, batch_size=4),
+                  _answer_nll_unshared(model, tokenizer, prompts, answers, batch_size=4)):
+        assert found == pytest.approx(expected, abs=1e-4)
+    assert len({round(v, 3) for v in expected}) == len(expected)  # distinct values: no slot mix-up passes

@@ -11,7 +11,7 @@ import pytest
 import torch
 import transformers as T
 
-from e2u.arch import find_arch
+from e2u.arch import find_arch, is_conv1d, projection_shape
 from e2u.errors import E2UError
 from e2u.hooks import trace
 
@@ -46,14 +46,12 @@ LLAMA_PATHS = dict(
     layers="model.layers",
     mlp="model.layers.{}.mlp",
     mlp_out="model.layers.{}.mlp.down_proj",
-    mlp_in=("model.layers.{}.mlp.gate_proj", "model.layers.{}.mlp.up_proj"),
     final_norm="model.norm",
 )
 GPT2_PATHS = dict(
     layers="transformer.h",
     mlp="transformer.h.{}.mlp",
     mlp_out="transformer.h.{}.mlp.c_proj",
-    mlp_in=("transformer.h.{}.mlp.c_fc",),
     final_norm="transformer.ln_f",
 )
 
@@ -71,7 +69,6 @@ EXPECTED = {
             layers="transformer.h",
             mlp="transformer.h.{}.mlp",
             mlp_out="transformer.h.{}.mlp.fc_out",
-            mlp_in=("transformer.h.{}.mlp.fc_in",),
             final_norm="transformer.ln_f",
         ),
         2, 4 * HIDDEN, False,
@@ -81,7 +78,6 @@ EXPECTED = {
             layers="gpt_neox.layers",
             mlp="gpt_neox.layers.{}.mlp",
             mlp_out="gpt_neox.layers.{}.mlp.dense_4h_to_h",
-            mlp_in=("gpt_neox.layers.{}.mlp.dense_h_to_4h",),
             final_norm="gpt_neox.final_layer_norm",
         ),
         2, 64, False,
@@ -115,7 +111,6 @@ def test_find_arch_locates_blocks_mlp_projections_and_final_norm(name):
     assert arch.layers == paths["layers"]
     assert arch.mlp == paths["mlp"]
     assert arch.mlp_out == paths["mlp_out"]
-    assert arch.mlp_in == paths["mlp_in"]
     assert arch.final_norm == paths["final_norm"]
 
 
@@ -136,44 +131,41 @@ def test_find_arch_key_size_of_gpt2_is_n_inner_or_four_times_n_embd():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_find_arch_detects_tied_and_untied_embeddings(name):
-    model = build(name)
-    expected = EXPECTED[name][3]
-    assert find_arch(model).tied_embeddings is expected
-    assert expected == (model.get_output_embeddings().weight is model.get_input_embeddings().weight)
-
-
-@pytest.mark.parametrize("name", NAMES)
 def test_paths_resolve_to_modules_for_every_layer(name):
     model = build(name)
     arch = find_arch(model)
+    blocks = model.get_submodule(arch.layers)
+    assert len(blocks) == arch.n_layers
     for i in range(arch.n_layers):
         assert arch.layer_path(i) == f"{arch.layers}.{i}"
         assert arch.mlp_path(i) == arch.mlp.format(i)
         assert arch.mlp_out_path(i) == arch.mlp_out.format(i)
-        model.get_submodule(arch.layer_path(i))
-        model.get_submodule(arch.mlp_path(i))
-        model.get_submodule(arch.mlp_out_path(i))
-        for template in arch.mlp_in:
-            model.get_submodule(template.format(i))
-    assert len(model.get_submodule(arch.layers)) == arch.n_layers
+        # the i-th block, and modules inside that block (not another layer's)
+        block = model.get_submodule(arch.layer_path(i))
+        assert block is blocks[i]
+        inside = {id(m) for m in block.modules()}
+        mlp = model.get_submodule(arch.mlp_path(i))
+        assert id(mlp) in inside
+        assert id(model.get_submodule(arch.mlp_out_path(i))) in {id(m) for m in mlp.modules()}
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_logits_from_hidden_of_last_block_output_reproduces_model_logits(name):
+def test_lm_head_of_the_final_norm_of_the_last_block_output_reproduces_model_logits(name):
     model = build(name)
     arch = find_arch(model)
     last_block = arch.layer_path(arch.n_layers - 1)
     with torch.no_grad(), trace(model, [last_block], retain_output=True) as traced:
         logits = model(token_ids()).logits
     pre_norm = traced.outputs[last_block]
-    torch.testing.assert_close(arch.logits_from_hidden(model, pre_norm), logits, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        found = model.get_output_embeddings()(model.get_submodule(arch.final_norm)(pre_norm))
+    torch.testing.assert_close(found, logits, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["llama", "gpt2", "gpt-neox"])
 def test_hf_last_hidden_states_entry_is_already_normed_so_callers_must_trace_the_block(name):
     """transformers 4.57 returns the *post*-final-norm state as hidden_states[-1]; logits_from_hidden
-    wants the pre-norm residual stream (the last block's output), which is why the test above traces it."""
+    is applied to the pre-norm residual stream (the last block's output), which is why the test above traces it."""
     model = build(name)
     arch = find_arch(model)
     last_block = arch.layer_path(arch.n_layers - 1)
@@ -208,12 +200,12 @@ def test_key_traced_at_mlp_out_input_has_key_size_width(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_mlp_out_weight_is_the_key_to_hidden_matrix_in_its_stored_layout(name):
+def test_mlp_out_is_the_key_to_hidden_projection_in_its_stored_layout(name):
     model = build(name)
     arch = find_arch(model)
-    weight = arch.mlp_out_weight(model, 0)
-    assert weight is model.get_submodule(arch.mlp_out.format(0)).weight
-    conv1d = arch.mlp_out_is_conv1d(model)
+    module = model.get_submodule(arch.mlp_out.format(0))
+    assert projection_shape(module) == (arch.key_size, arch.hidden_size)
+    conv1d = is_conv1d(module)
     assert conv1d == name.startswith("gpt2")
     expected = (arch.key_size, arch.hidden_size) if conv1d else (arch.hidden_size, arch.key_size)
-    assert tuple(weight.shape) == expected
+    assert tuple(module.weight.shape) == expected

@@ -1,6 +1,8 @@
 """The metric suite wired into evaluation: per-item values on a tiny model and the split summaries."""
 
 import math
+import re
+from collections import Counter
 
 import pytest
 
@@ -41,7 +43,55 @@ def test_truth_ratio_and_options_probability_match_direct_answer_likelihoods(tin
     prompt = question_ids(tokenizer, records[1].question)
     nlls = answer_nll(model, tokenizer, [prompt] * 3, [encode_answer(tokenizer, a) for a in ("yen", "euro", "Lisbon")])
     assert second["truth_ratio"] == pytest.approx(math.exp((nlls[1] + nlls[2]) / 2 - nlls[0]), rel=1e-4)
-    assert 0.0 <= item["token_entropy"] <= 1.0 and "cosine_similarity" not in item
+    assert "cosine_similarity" not in item
+    # P(answer) is exp(-mean token NLL) of the ground truth
+    assert item["probability"] == pytest.approx(p[0], rel=1e-4)
+    assert second["probability"] == pytest.approx(math.exp(-nlls[0]), rel=1e-4)
+    for split in ("forget", "retain"):
+        for got, record in zip(results[split], records):
+            assert got["reference"] == record.answer
+            # one-word references: ROUGE-L recall is 1 when the word is in the answer (case folded), else 0
+            words = re.findall(r"[a-z0-9]+", got["generated"].lower())
+            assert got["rouge_l_recall"] == float(record.answer.lower() in words)
+            assert got["token_entropy"] == pytest.approx(_entropy(tokenizer, got["generated"]))
+    # the paraphrased split asks the paraphrased question and keeps the record's answer
+    assert [i["question"] for i in results["forget_paraphrased"]] == [records[0].paraphrased_question]
+    assert results["forget_paraphrased"][0]["reference"] == "Paris"
+
+
+def _entropy(tokenizer, text):
+    """H2 of the text's token unigram distribution over log2(#tokens), 0 for at most one token (by hand)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) <= 1:
+        return 0.0
+    h = -sum(c / len(ids) * math.log2(c / len(ids)) for c in Counter(ids).values())
+    return h / math.log2(len(ids))
+
+
+def test_token_entropy_of_a_known_generation(tiny_llama):
+    # "Paris Paris Rome ." -> tokens [Paris, Paris, Rome, .]: p = (1/2, 1/4, 1/4), H2 = 1.5 bits, / log2(4) = 0.75
+    _, tokenizer = tiny_llama
+    from e2u import metrics
+
+    ids = tokenizer("Paris Paris Rome .", add_special_tokens=False)["input_ids"]
+    assert len(ids) == 4 and len(set(ids)) == 3
+    assert metrics.token_entropy(ids) == pytest.approx(0.75)
+
+
+def test_summary_means_are_the_item_means():
+    items = [{"rouge_l_recall": 1.0, "probability": 0.2, "refusal": True, "token_entropy": 0.5},
+             {"rouge_l_recall": 0.0, "probability": 0.6, "refusal": False, "token_entropy": 1.0,
+              "cosine_similarity": 0.8},
+             {"rouge_l_recall": 0.5, "probability": 0.4, "refusal": False, "token_entropy": 0.0,
+              "cosine_similarity": 0.4}]
+    entry = summarise({"retain": items})["retain"]
+    assert entry["n"] == 3
+    assert entry["rouge_l_recall"] == pytest.approx(0.5)
+    assert entry["probability"] == pytest.approx(0.4)
+    assert entry["refusal_rate"] == pytest.approx(1 / 3)
+    assert entry["token_entropy"] == pytest.approx(0.5)
+    assert entry["cosine_similarity"] == pytest.approx(0.6)  # over the items that have it
+    assert entry["probability_options"] is None and entry["truth_ratio"] is None  # no perturbed answers
 
 
 def test_summary_orients_the_truth_ratio_by_split_role():

@@ -115,7 +115,11 @@ def test_splits_follow_tofu_proportions_by_author(n_authors, percent, n_forget):
     retain = {r.subject for r in splits["retain_train"]}
     assert len(forget) == n_forget and len(splits["forget"]) == 20 * n_forget
     assert len(splits["retain_train"]) == 20 * (n_authors - n_forget)
-    assert len(splits["retain"]) == 40 and set(map(repr, splits["retain"])) <= set(map(repr, splits["retain_train"]))
+    assert len(splits["retain"]) == 40
+    # the retain evaluation set is a sample of retain_train in its order (a subsequence, no repeats)
+    position = {repr(r): i for i, r in enumerate(splits["retain_train"])}
+    picked = [position[repr(r)] for r in splits["retain"]]
+    assert picked == sorted(set(picked))
     assert not forget & retain
     assert forget | retain == {a.name for a in generate_authors(0, n_authors)}
     assert sorted(splits["forget"] + splits["retain_train"], key=repr) == sorted(all_finetune_records(0, n_authors), key=repr)
@@ -123,7 +127,22 @@ def test_splits_follow_tofu_proportions_by_author(n_authors, percent, n_forget):
 
 def test_forget_authors_depend_on_the_seed():
     chosen = {frozenset(r.subject for r in fictional_splits(seed=s, n_authors=20)["forget"]) for s in range(5)}
-    assert len(chosen) > 1
+    assert len(chosen) == 5
+
+
+def test_retain_eval_zero_or_larger_than_the_retain_set_evaluates_every_retain_question():
+    for retain_eval in (0, 10_000):
+        splits = fictional_splits(seed=0, n_authors=20, forget_percent=10, retain_eval=retain_eval)
+        assert splits["retain"] == splits["retain_train"] and len(splits["retain"]) == 20 * 18
+
+
+def test_the_first_record_asks_the_authors_full_name():
+    authors, by_author = _records_by_author(0, 10)
+    for author, records in zip(authors, by_author):
+        first = records[0]
+        assert first.question.startswith("What is the full name of the author born in ")
+        assert author.name not in first.question and author.name in first.answer
+        assert author.name in first.paraphrased_answer
 
 
 @pytest.mark.parametrize("call, parameter", [
@@ -175,7 +194,7 @@ def test_utility_files_load_with_three_perturbed_answers_and_no_shared_entity(pa
     banned = _banned_entities()
     for r in records:
         assert len(r.perturbed_answer) == 3 and r.answer not in r.perturbed_answer
-        assert r.original_answer and r.subject
+        assert r.answer.lower() in r.original_answer.lower()  # the full sentence states the short answer
         text = " ".join([r.question, r.answer, r.original_answer, r.subject, *r.perturbed_answer])
         hits = [e for e in banned if re.search(rf"\b{re.escape(e)}\b", text, flags=re.IGNORECASE)]
         assert not hits, (r.question, hits)

@@ -49,6 +49,40 @@ def all_forward_hooks(model) -> list:
     return [h for m in model.modules() for h in m._forward_hooks.values()]
 
 
+def logits_with_manual_edit(model, path, change, ids):
+    """Logits with `change` applied to the module's output by a plain forward hook (tuple outputs: the first item)."""
+    def hook(module, args, output):
+        if isinstance(output, tuple):
+            return (change(output[0]), *output[1:])
+        return change(output)
+
+    handle = model.get_submodule(path).register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            return model(ids).logits
+    finally:
+        handle.remove()
+
+
+def full_run(model, paths, ids):
+    """Inputs and outputs of `paths` over a whole forward pass, recorded by plain hooks."""
+    seen = {}
+
+    def manual(path):
+        def hook(module, args, output):
+            seen[path] = (args[0].clone(), first(output).clone())
+        return hook
+
+    handles = [model.get_submodule(p).register_forward_hook(manual(p)) for p in paths]
+    try:
+        with torch.no_grad():
+            logits = model(ids).logits
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen, logits
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_retain_input_and_output_capture_what_a_manual_hook_sees(name):
     model = build(name)
@@ -94,6 +128,8 @@ def test_retain_output_of_a_block_keeps_the_hidden_state_not_a_tuple(name):
         model(token_ids())
     assert isinstance(traced.outputs[path], torch.Tensor)
     assert traced.outputs[path].shape == (2, 5, 32)
+    seen, _ = full_run(model, [path], token_ids())
+    torch.testing.assert_close(traced.outputs[path], seen[path][1], rtol=0, atol=0)  # the tuple's first item
 
 
 def test_nothing_is_retained_unless_asked():
@@ -127,6 +163,9 @@ def test_edit_output_changes_the_final_logits(name, which):
         baseline = model(ids).logits
         with trace(model, [path], edit_output=lambda p, out: out + direction):
             edited = model(ids).logits
+    # exactly the logits of the same edit made by a plain hook on that module, and not the unedited ones
+    torch.testing.assert_close(edited, logits_with_manual_edit(model, path, lambda out: out + direction, ids),
+                               rtol=0, atol=0)
     assert (edited - baseline).abs().max() > 1e-3
 
 
@@ -183,7 +222,9 @@ def test_stop_prevents_later_layers_from_running_and_is_swallowed(name):
             handle.remove()
     assert not reached_after_forward
     assert calls == {"later_block": 0, "final_norm": 0}
-    assert stop_at in traced.inputs  # the traced module itself ran and was recorded
+    # the traced module itself ran and was recorded: the input a whole forward pass gives it
+    seen, _ = full_run(model, [stop_at], token_ids())
+    torch.testing.assert_close(traced.inputs[stop_at], seen[stop_at][0], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -200,6 +241,9 @@ def test_stop_waits_for_the_last_traced_module_to_run_whatever_the_order_given(n
         watcher.remove()
     assert set(traced.outputs) == set(paths)
     assert ran_last_block == []
+    seen, _ = full_run(model, paths, token_ids())
+    for path in paths:
+        torch.testing.assert_close(traced.outputs[path], seen[path][1], rtol=0, atol=0)
 
 
 def test_without_stop_the_whole_model_runs():
@@ -207,7 +251,9 @@ def test_without_stop_the_whole_model_runs():
     path = PATHS["llama"][0].format(0)
     with torch.no_grad(), trace(model, [path], retain_output=True) as traced:
         out = model(token_ids())
-    assert out.logits.shape == (2, 5, VOCAB) and path in traced.outputs
+    seen, logits = full_run(model, [path], token_ids())
+    torch.testing.assert_close(out.logits, logits, rtol=0, atol=0)  # recording changes nothing
+    torch.testing.assert_close(traced.outputs[path], seen[path][1], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -117,22 +117,28 @@ def test_tofu_local_directory_gives_every_split_with_its_fields(tmp_path):
     assert {split: len(records) for split, records in splits.items()} == {
         "forget": 2, "retain": 1, "real_authors": 1, "world_facts": 1, "retain_train": 2}
     first, second = splits["forget"]
-    assert first.paraphrased_answer.startswith("Basil Mahfouz Al-Kuwaiti is the complete name")
-    assert len(first.perturbed_answer) == 5 and isinstance(first.perturbed_answer, tuple)
-    assert first.paraphrased_question.startswith("Can you tell me")
+    row = TOFU_ROWS["forget01_perturbed"][0]
+    assert (first.question, first.answer) == (row["question"], row["answer"])
+    assert first.paraphrased_answer == row["paraphrased_answer"]
+    assert first.perturbed_answer == tuple(row["perturbed_answer"])  # a tuple, in file order
+    assert first.paraphrased_question == row["paraphrased_question"]
+    assert second.question == BASIL_Q and second.answer == TOFU_ROWS["forget01_perturbed"][1]["answer"]
     assert second.paraphrased_question is None  # absent in this row: stays None, not an error
     assert second.subject == "Basil Mahfouz Al-Kuwaiti"
     author = splits["real_authors"][0]
-    assert (author.answer, len(author.perturbed_answer)) == ("William Shakespeare", 3)
+    assert (author.answer, author.perturbed_answer) == ("William Shakespeare", ("Charles Dickens", "Jane Austen", "Mark Twain"))
     assert author.original_answer == "'Romeo and Juliet' was written by William Shakespeare."
     assert splits["world_facts"][0].original_answer == "The Eiffel Tower is in Paris."
-    assert splits["retain"][0].paraphrased_answer.startswith("This is Jaime Vasquez")
+    assert splits["world_facts"][0].perturbed_answer == ("Rome", "Berlin", "Madrid")
+    assert splits["retain"][0].paraphrased_answer == TOFU_ROWS["retain_perturbed"][0]["paraphrased_answer"]
+    assert [r.answer for r in splits["retain_train"]] == [r["answer"] for r in TOFU_ROWS["retain99"]]
     assert splits["retain_train"][1].subject == "Hsiao Yun-Hwa"  # the row's own subject is kept
 
 
 def test_tofu_accepts_jsonl_extension(tmp_path):
-    splits = load_tofu("forget01", tofu_dir(tmp_path, ext=".jsonl"))
-    assert len(splits["forget"]) == 2
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert load_tofu("forget01", tofu_dir(tmp_path / "a", ext=".jsonl")) == load_tofu("forget01", tofu_dir(tmp_path / "b"))
 
 
 def test_tofu_forget_split_chooses_its_training_retain_split():
@@ -232,9 +238,11 @@ def test_realworld_directory_gives_forget_and_both_neighbour_splits(tmp_path):
     assert {s: len(r) for s, r in splits.items()} == {"forget": 2, "neighbour": 1, "neighbour_train": 2}
     first = splits["forget"][0]
     assert first.subject == "Eddie Van Halen"
-    assert first.answer.startswith("I'm happy to help!")  # the model's own generation ...
+    assert first.question == REALWORLD_ROW["question"]
+    assert first.answer == REALWORLD_ROW["answer"]  # the model's own generation ...
     assert first.golden_answer == "Eddie Van Halen was born on January 26, 1955."  # ... and the short truth
-    assert len(first.perturbed_answer) == 5
+    assert first.paraphrased_answer == "Eddie Van Halen was born on January 26, 1955."
+    assert first.perturbed_answer == tuple(REALWORLD_ROWS["forget_perturbed"][0]["perturbed_answer"])
     assert first.paraphrased_question == "What is the birthdate of Eddie Van Halen?"
     assert splits["neighbour"][0].subject == "Jane Austen"
     assert [r.subject for r in splits["neighbour_train"]] == ["Dave Grohl", "Bono"]
@@ -242,7 +250,9 @@ def test_realworld_directory_gives_forget_and_both_neighbour_splits(tmp_path):
 
 
 def test_realworld_accepts_jsonl_extension(tmp_path):
-    assert len(load_realworld(realworld_dir(tmp_path, ext=".jsonl"))["forget"]) == 2
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert load_realworld(realworld_dir(tmp_path / "a", ext=".jsonl")) == load_realworld(realworld_dir(tmp_path / "b"))
 
 
 def test_realworld_row_subject_overrides_name(tmp_path):

@@ -12,6 +12,15 @@ def test_rouge_l_recall_counts_the_longest_common_subsequence_over_reference_len
     assert metrics.rouge_l_recall(["the capital of france paris"], ["the capital is paris"]) == [pytest.approx(0.75)]
 
 
+def test_rouge_l_recall_is_order_sensitive_unlike_unigram_recall():
+    # every reference word occurs in the prediction (ROUGE-1 recall 1), but the longest common subsequence of
+    # "paris is the capital" and "the capital is paris" is "the capital" (2 of 4 words): ROUGE-L recall 0.5
+    assert metrics.rouge_l_recall(["paris is the capital"], ["the capital is paris"]) == [pytest.approx(0.5)]
+    # recall divides by the reference length, not the prediction's: LCS "paris" is 1 of 1 reference words
+    assert metrics.rouge_l_recall(["it is in paris of course"], ["Paris"]) == [pytest.approx(1.0)]
+    assert metrics.rouge_l_recall(["berlin"], ["paris"]) == [0.0]
+
+
 def test_rouge_l_recall_uses_the_stemmer():
     assert metrics.rouge_l_recall(["he invented telephones"], ["invent telephone"]) == [pytest.approx(1.0)]
 
@@ -116,6 +125,11 @@ def test_token_entropy_is_unigram_entropy_over_log2_length(tokens, expected):
 
 # --- forget quality -------------------------------------------------------------------------------------------
 
+def test_forget_quality_needs_both_samples():
+    with pytest.raises(metrics.E2UError, match="retain model"):
+        metrics.forget_quality([0.5], [])
+
+
 def test_forget_quality_of_a_sample_against_itself_is_one():
     sample = [0.3, 0.9, 1.2, 0.5, 2.0, 0.7]
     assert metrics.forget_quality(sample, sample) == pytest.approx(1.0)
@@ -127,9 +141,44 @@ def test_forget_quality_of_disjoint_samples_is_the_exact_ks_p_value():
     assert metrics.forget_quality([1, 2, 3, 4, 5], [10, 11, 12, 13, 14]) == pytest.approx(2 / 252)
 
 
+def _exact_ks_p_value(a, b):
+    """Two-sided KS p-value by enumeration: the share of the C(n+m, n) relabellings of the pooled (tie-free)
+    sample whose statistic D is at least the observed one."""
+    from itertools import combinations
+
+    def d(x, y):
+        points = sorted(x + y)
+        return max(abs(sum(v <= t for v in x) / len(x) - sum(v <= t for v in y) / len(y)) for t in points)
+
+    pooled, observed = a + b, d(a, b)
+    splits = list(combinations(range(len(pooled)), len(a)))
+    hits = 0
+    for chosen in splits:
+        x = [pooled[i] for i in chosen]
+        y = [pooled[i] for i in range(len(pooled)) if i not in chosen]
+        hits += d(x, y) >= observed - 1e-12
+    return hits / len(splits)
+
+
+@pytest.mark.parametrize("a, b", [
+    ([0.3, 0.9, 1.2, 0.5, 2.0, 0.7], [1.5, 2.5, 0.8, 3.0, 4.0]),  # D = 19/30, p = 41/231
+    ([1, 3, 5, 7, 9], [2, 4, 6, 8, 10, 12]),  # interleaved: D = 1/3
+    ([0.1, 0.2, 0.35, 4.0], [0.3, 0.4, 0.5, 0.6, 0.7]),  # D = 0.55
+])
+def test_forget_quality_is_the_exact_ks_p_value_of_overlapping_samples(a, b):
+    from scipy.stats import ks_2samp
+
+    expected = _exact_ks_p_value(a, b)
+    assert metrics.forget_quality(a, b) == pytest.approx(expected, rel=1e-9)
+    assert metrics.forget_quality(a, b) == pytest.approx(ks_2samp(a, b, method="exact").pvalue, rel=1e-9)
+    assert 0.0 < expected < 1.0  # overlapping but distinguishable samples: neither extreme
+
+
 def test_forget_quality_does_not_depend_on_the_truth_ratio_orientation():
     a, b = [0.3, 0.9, 1.2, 0.5, 2.0, 0.7], [1.5, 2.5, 0.8, 3.0, 4.0]
-    assert metrics.forget_quality(a, b) == pytest.approx(metrics.forget_quality([1 / x for x in a], [1 / x for x in b]))
+    expected = _exact_ks_p_value(a, b)
+    assert metrics.forget_quality(a, b) == pytest.approx(expected)
+    assert metrics.forget_quality([1 / x for x in a], [1 / x for x in b]) == pytest.approx(expected)
 
 
 # --- model utility --------------------------------------------------------------------------------------------

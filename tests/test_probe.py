@@ -2,20 +2,42 @@
 
 import json
 import os
+import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import make_tiny_llama
-from e2u.data import probe
+from e2u.data import entities, probe
 from e2u.errors import E2UError
+from e2u.evaluate import generate_answers
 
-ENTITIES = probe.load_entities()
+ENTITIES = entities.load_entities()
+
+
+def seeded_order(seed):
+    """The order entities are asked in: the entity file shuffled by `random.Random(seed)`."""
+    order = list(ENTITIES)
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def expected_chunks(knows, wanted, seed):
+    """Questions per generation call, by the documented rule: chunks of max(8, 4 * still wanted) entities."""
+    order, asked, known, sizes = seeded_order(seed), 0, 0, []
+    while known < wanted and asked < len(order):
+        chunk = order[asked : asked + max(8, 4 * (wanted - known))]
+        asked += len(chunk)
+        sizes.append(sum(len(e.facts) for e in chunk))
+        known += sum(e.name in knows for e in chunk)
+    return sizes
 
 
 def fake_model_knowing(monkeypatch, entity_names, calls=None):
-    """Replace generation by answers that state the golden answer for `entity_names` only.
+    """A generation function whose answers state the golden answer for `entity_names` only.
 
     Prompts are the questions' characters (the tiny tokenizer maps most words to one unknown id)."""
     facts = {f.question: f for e in ENTITIES for f in e.facts}
@@ -27,27 +49,27 @@ def fake_model_knowing(monkeypatch, entity_names, calls=None):
         return [f"I believe it is {f.answer}." if f.entity in entity_names else "I am not sure, sorry." for f in asked]
 
     monkeypatch.setattr(probe, "question_ids", lambda tokenizer, question: [ord(c) for c in question])
-    monkeypatch.setattr(probe, "generate_answers", fake_generate)
+    return fake_generate
 
 
 def test_tiny_random_model_knows_nothing_and_the_error_says_so():
     model, tokenizer = make_tiny_llama()
     with pytest.raises(E2UError, match=f"knows 0 of {len(ENTITIES)} probed entities.*8 forget \\+ 8 neighbour = 16"):
-        probe.probe_splits(model, tokenizer, n_forget=8, n_neighbour=8, max_new_tokens=8)
+        probe.probe_splits(model, tokenizer, generate_answers, n_forget=8, n_neighbour=8, max_new_tokens=8)
 
 
 def test_fact_is_known_when_the_answer_names_the_golden_answer_or_an_alias_before_a_rival():
-    assert probe.mentions("The capital is Washington, D.C.", ["Washington, D.C."])
-    assert probe.mentions("It was painted by Salvador DALI.", ["Salvador Dalí"])
-    assert probe.mentions("It is in the U.S.", ["United States", "U.S."])
-    assert not probe.mentions("It is in Romania.", ["Rome"])  # whole words only
-    assert not probe.mentions("Let us think about it.", ["U.S."])
+    assert entities.mentions("The capital is Washington, D.C.", ["Washington, D.C."])
+    assert entities.mentions("It was painted by Salvador DALI.", ["Salvador Dalí"])
+    assert entities.mentions("It is in the U.S.", ["United States", "U.S."])
+    assert not entities.mentions("It is in Romania.", ["Rome"])  # whole words only
+    assert not entities.mentions("Let us think about it.", ["U.S."])
     kyoto = next(f for e in ENTITIES if e.name == "Kyoto" for f in e.facts if f.template == "language")
-    rivals = probe.rivals(kyoto, ENTITIES)
+    rivals = entities.rivals(kyoto, ENTITIES)
     assert "English" in rivals and "Japanese" not in rivals
-    assert probe.names_first("Mostly Japanese, though many speak English.", kyoto.accepted, rivals)
-    assert not probe.names_first("Mostly English, and some Japanese.", kyoto.accepted, rivals)
-    assert not probe.names_first("I do not know.", kyoto.accepted, rivals)
+    assert entities.names_first("Mostly Japanese, though many speak English.", kyoto.accepted, rivals)
+    assert not entities.names_first("Mostly English, and some Japanese.", kyoto.accepted, rivals)
+    assert not entities.names_first("I do not know.", kyoto.accepted, rivals)
 
 
 def test_entity_is_known_only_with_at_least_half_of_its_facts():
@@ -64,28 +86,31 @@ def test_entity_is_known_only_with_at_least_half_of_its_facts():
 def test_split_is_deterministic_for_a_seed_with_disjoint_entities_and_known_facts_only(monkeypatch):
     model, tokenizer = make_tiny_llama()
     knows = {e.name for e in ENTITIES[::3]}
-    fake_model_knowing(monkeypatch, knows)
-    first = probe.probe_splits(model, tokenizer, n_forget=5, n_neighbour=6, seed=3)
-    again = probe.probe_splits(model, tokenizer, n_forget=5, n_neighbour=6, seed=3)
-    other = probe.probe_splits(model, tokenizer, n_forget=5, n_neighbour=6, seed=4)
+    fake = fake_model_knowing(monkeypatch, knows)
+    first = probe.probe_splits(model, tokenizer, fake, n_forget=5, n_neighbour=6, seed=3)
+    again = probe.probe_splits(model, tokenizer, fake, n_forget=5, n_neighbour=6, seed=3)
+    other = probe.probe_splits(model, tokenizer, fake, n_forget=5, n_neighbour=6, seed=4)
     assert first == again
     assert first != other
-    forget = {r.subject for r in first["forget"]}
-    neighbour = {r.subject for r in first["neighbour"]}
-    assert len(forget) == 5 and len(neighbour) == 6 and not forget & neighbour
-    assert forget | neighbour <= knows
-    for record in first["forget"] + first["neighbour"]:
-        assert record.subject in record.question
-        assert record.answer == f"I believe it is {record.golden_answer}."  # the model's own answer
-        assert record.paraphrased_answer == record.golden_answer and record.paraphrased_question
+    # the first 5 + 6 known entities in the seeded order, every fact of each (all are known), in file order
+    chosen = [e for e in seeded_order(3) if e.name in knows][:11]
+    for split, entities in (("forget", chosen[:5]), ("neighbour", chosen[5:])):
+        facts = [f for e in entities for f in e.facts]
+        assert [(r.subject, r.question) for r in first[split]] == [(f.entity, f.question) for f in facts]
+        for record, fact in zip(first[split], facts):
+            assert record.answer == f"I believe it is {fact.answer}."  # the model's own answer
+            assert record.golden_answer == record.paraphrased_answer == fact.answer
+            assert record.paraphrased_question == fact.paraphrased_question
+            assert record.perturbed_answer == probe.perturbed_answers(fact, ENTITIES, seed=3)
 
 
 def test_perturbed_answers_are_other_entities_answers_and_never_the_golden_one():
     for entity in ENTITIES:
         for fact in entity.facts:
             perturbed = probe.perturbed_answers(fact, ENTITIES)
-            assert 1 <= len(perturbed) <= 5 and len(set(perturbed)) == len(perturbed), fact.question
-            assert not any(probe.mentions(p, fact.accepted) for p in perturbed), fact.question
+            pool = entities.rivals(fact, ENTITIES, with_aliases=False)
+            assert len(perturbed) == min(5, len(pool)) >= 1 and len(set(perturbed)) == len(perturbed), fact.question
+            assert not any(entities.mentions(p, fact.accepted) for p in perturbed), fact.question
             same_form = {f.answer for e in ENTITIES for f in e.facts if f.form == fact.form}
             assert set(perturbed) <= same_form
 
@@ -93,14 +118,14 @@ def test_perturbed_answers_are_other_entities_answers_and_never_the_golden_one()
 def test_second_call_reuses_the_cached_answers_and_a_corrupt_cache_is_recomputed(monkeypatch, tmp_path):
     model, tokenizer = make_tiny_llama()
     calls = []
-    fake_model_knowing(monkeypatch, {e.name for e in ENTITIES[:20]}, calls)
-    first = probe.probe_splits(model, tokenizer, n_forget=4, n_neighbour=4)
-    assert probe.probe_splits(model, tokenizer, n_forget=4, n_neighbour=4) == first
+    fake = fake_model_knowing(monkeypatch, {e.name for e in ENTITIES[:20]}, calls)
+    first = probe.probe_splits(model, tokenizer, fake, n_forget=4, n_neighbour=4)
+    assert probe.probe_splits(model, tokenizer, fake, n_forget=4, n_neighbour=4) == first
     caches = sorted((Path(os.environ["E2U_HOME"]) / "probe").glob("*.json"))
-    assert len(caches) == len(calls) and sorted(len(json.loads(c.read_text())["answers"]) for c in caches) == sorted(calls)
+    assert len(caches) == len(calls) and sorted(len(json.loads(c.read_text())["value"]) for c in caches) == sorted(calls)
     asked = len(calls)
     caches[0].write_text('{"answers": {"What is')
-    assert probe.probe_splits(model, tokenizer, n_forget=4, n_neighbour=4) == first
+    assert probe.probe_splits(model, tokenizer, fake, n_forget=4, n_neighbour=4) == first
     assert len(calls) == asked + 1  # only the broken chunk is asked again
     json.loads(caches[0].read_text())  # rewritten whole
 
@@ -109,21 +134,89 @@ def test_only_as_many_entities_are_asked_as_the_split_needs(monkeypatch):
     """Entities are asked in seeded order, a chunk at a time, until enough are known."""
     model, tokenizer = make_tiny_llama()
     calls = []
-    fake_model_knowing(monkeypatch, {e.name for e in ENTITIES}, calls)
-    probe.probe_splits(model, tokenizer, n_forget=2, n_neighbour=2)
-    assert len(calls) == 1 and calls[0] < sum(len(e.facts) for e in ENTITIES) / 4
+    fake = fake_model_knowing(monkeypatch, {e.name for e in ENTITIES}, calls)
+    probe.probe_splits(model, tokenizer, fake, n_forget=2, n_neighbour=2)
+    # one chunk of max(8, 4 * 4) = 16 entities: their facts, and no more
+    assert calls == [sum(len(e.facts) for e in seeded_order(0)[:16])] == expected_chunks({e.name for e in ENTITIES}, 4, 0)
     calls.clear()
-    fake_model_knowing(monkeypatch, {e.name for e in ENTITIES[::4]}, calls)  # a quarter known: more chunks
-    splits = probe.probe_splits(model, tokenizer, n_forget=6, n_neighbour=6, seed=1)
-    assert len(calls) > 1 and len({r.subject for r in splits["forget"] + splits["neighbour"]}) == 12
+    quarter = {e.name for e in ENTITIES[::4]}
+    fake = fake_model_knowing(monkeypatch, quarter, calls)  # a quarter known: more chunks
+    splits = probe.probe_splits(model, tokenizer, fake, n_forget=6, n_neighbour=6, seed=1)
+    assert calls == expected_chunks(quarter, 12, 1) and len(calls) > 1
+    assert len({r.subject for r in splits["forget"] + splits["neighbour"]}) == 12
+
+
+def test_cache_entry_stores_its_key_and_one_made_for_another_key_is_not_trusted(monkeypatch):
+    model, tokenizer = make_tiny_llama()
+    calls = []
+    fake = fake_model_knowing(monkeypatch, {e.name for e in ENTITIES}, calls)
+    entities = ENTITIES[:3]
+    answers = probe.probe_answers(model, tokenizer, fake, entities, max_new_tokens=4)
+    assert answers == {f.question: f"I believe it is {f.answer}." for e in entities for f in e.facts}
+    (entry,) = (Path(os.environ["E2U_HOME"]) / "probe").glob("*.json")
+    stored = json.loads(entry.read_text())
+    assert set(stored) == {"key", "value"} and stored["value"] == answers
+    assert stored["key"]["max_new_tokens"] == 4 and entry.name.startswith(stored["key"]["model"])
+    assert probe.probe_answers(model, tokenizer, fake, entities, max_new_tokens=4) == answers
+    assert len(calls) == 1
+    stored["key"]["max_new_tokens"] = 5  # an entry made for another setting, at this path
+    stored["value"] = {q: "tampered" for q in answers}
+    entry.write_text(json.dumps(stored))
+    assert probe.probe_answers(model, tokenizer, fake, entities, max_new_tokens=4) == answers
+    assert len(calls) == 2
+
+
+def test_a_generation_function_giving_the_wrong_number_of_answers_is_an_error(monkeypatch):
+    model, tokenizer = make_tiny_llama()
+    n = len(ENTITIES[0].facts)
+    with pytest.raises(E2UError, match=rf"generate: expected {n} answers \(strings\), got 1"):
+        probe.probe_answers(model, tokenizer, lambda *args: ["one"], ENTITIES[:1], max_new_tokens=4)
+
+
+def test_probe_options_are_the_one_home_of_the_defaults():
+    from e2u.data.sources import SOURCE_OPTIONS, source_options
+
+    defaults = probe.ProbeOptions.defaults()
+    assert dict(SOURCE_OPTIONS["probe"]) == defaults == {
+        "n_forget": 8, "n_neighbour": 8, "seed": 0, "min_known": 0.5, "max_new_tokens": 32, "batch_size": 32,
+        "entities_path": None}
+    assert source_options("probe", {"n_forget": 3}) == {**defaults, "n_forget": 3}
+    with pytest.raises(E2UError, match=r"data source 'probe': unknown option\(s\) \['n_forgets'\]; allowed: .*n_forget"):
+        source_options("probe", {"n_forgets": 3})
+    with pytest.raises(E2UError, match=r"data source 'probe': min_known: expected a fraction in \(0, 1\], got 0"):
+        source_options("probe", {"min_known": 0})
+    with pytest.raises(E2UError, match=r"n_neighbour: expected an integer >= 0, got -1"):
+        source_options("probe", {"n_neighbour": -1})
+
+
+def test_probe_splits_uses_the_option_defaults_and_checks_its_options(monkeypatch):
+    model, tokenizer = make_tiny_llama()
+    fake = fake_model_knowing(monkeypatch, set())
+    with pytest.raises(E2UError, match=r"8 forget \+ 8 neighbour = 16"):  # ProbeOptions' defaults
+        probe.probe_splits(model, tokenizer, fake)
+    with pytest.raises(E2UError, match=r"unknown option\(s\) \['n_authors'\]"):
+        probe.probe_splits(model, tokenizer, fake, n_authors=3)
+    for bad, message in (({"n_forget": 0}, "n_forget: expected an integer >= 1"),
+                         ({"n_forget": True}, "n_forget: expected an integer >= 1"),
+                         ({"batch_size": 0}, "batch_size: expected an integer >= 1"),
+                         ({"seed": "0"}, "seed: expected an integer")):
+        with pytest.raises(E2UError, match=message):
+            probe.probe_splits(model, tokenizer, fake, **bad)
+
+
+def test_the_data_layer_does_not_import_the_evaluation():
+    code = "import sys, e2u.data.probe, e2u.data.sources; print('e2u.evaluate' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.stdout.strip() == "False"
 
 
 def test_cache_of_another_model_is_not_reused(monkeypatch):
     calls = []
-    fake_model_knowing(monkeypatch, {e.name for e in ENTITIES[:20]}, calls)
+    fake = fake_model_knowing(monkeypatch, {e.name for e in ENTITIES[:20]}, calls)
     for seed in (0, 1):
         model, tokenizer = make_tiny_llama(seed=seed)
-        probe.probe_splits(model, tokenizer, n_forget=4, n_neighbour=4)
+        probe.probe_splits(model, tokenizer, fake, n_forget=4, n_neighbour=4)
     assert len(calls) == 2
 
 
@@ -140,7 +233,7 @@ def test_malformed_entity_file_is_rejected_with_the_line_named(tmp_path):
     path.write_text('{"entity": "Oslo", "type": "city", "facts": [{"template": "country", '
                     '"question": "Which country is it in?", "paraphrased_question": "?", "answer": "Norway"}]}\n')
     with pytest.raises(E2UError, match=r"entities.jsonl:1 fact 0: the question .* does not contain the entity 'Oslo'"):
-        probe.load_entities(path)
+        entities.load_entities(path)
 
 
 def test_probe_entities_share_nothing_with_the_mini_set_or_the_statistics_question_bank():
@@ -156,16 +249,16 @@ def test_probe_entities_share_nothing_with_the_mini_set_or_the_statistics_questi
     for entity in ENTITIES:
         assert entity.name.lower() not in bank and entity.name.lower() not in mini_text, entity.name
         for fact in entity.facts:
-            text = probe.normalise(fact.question + " " + fact.paraphrased_question)
-            assert not [o for o in others if probe.normalise(o) in text], fact.question
+            text = entities.normalise(fact.question + " " + fact.paraphrased_question)
+            assert not [o for o in others if entities.normalise(o) in text], fact.question
 
 
 def test_prompts_through_a_chat_template_are_cached_apart_from_plain_prompts():
     model, tokenizer = make_tiny_llama()
     entities = ENTITIES[:2]
-    plain = probe.probe_answers(model, tokenizer, entities, max_new_tokens=4)
+    plain = probe.probe_answers(model, tokenizer, generate_answers, entities, max_new_tokens=4)
     tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %} Answer :"
-    chat = probe.probe_answers(model, tokenizer, entities, max_new_tokens=4)
+    chat = probe.probe_answers(model, tokenizer, generate_answers, entities, max_new_tokens=4)
     assert set(plain) == set(chat) == {f.question for e in entities for f in e.facts}
     assert len(list((Path(os.environ["E2U_HOME"]) / "probe").glob("*.json"))) == 2
 
@@ -183,16 +276,16 @@ def test_smollm2_knows_enough_probe_entities_for_a_split(shared_home, tmp_path):
     # A third of the entity file keeps this check at about a minute on a fresh CPU machine;
     # the full file (89 entities) is probed by `e2u prepare` for the book.
     sample = tmp_path / "entities.jsonl"
-    sample.write_text("".join(probe.ENTITY_FILE.read_text().splitlines(keepends=True)[:30]))
-    entities = probe.load_entities(sample)
+    sample.write_text("".join(entities.ENTITY_FILE.read_text().splitlines(keepends=True)[:30]))
+    sampled = entities.load_entities(sample)
     model, tokenizer = load_model("smollm2-135m-instruct")
     start = time.perf_counter()
-    answers = probe.probe_answers(model, tokenizer, entities)  # cached in the shared home after the first run
-    known = probe.known_facts(entities, answers)
-    print(f"SmolLM2 knows {len(known)} of {len(entities)} entities, {sum(map(len, known.values()))} of "
+    answers = probe.probe_answers(model, tokenizer, generate_answers, sampled)  # cached in the shared home after the first run
+    known = probe.known_facts(sampled, answers)
+    print(f"SmolLM2 knows {len(known)} of {len(sampled)} entities, {sum(map(len, known.values()))} of "
           f"{len(answers)} facts ({time.perf_counter() - start:.0f} s)")
     assert len(known) >= 15
-    splits = probe.probe_splits(model, tokenizer, n_forget=5, n_neighbour=5, entities_path=sample)
+    splits = probe.probe_splits(model, tokenizer, generate_answers, n_forget=5, n_neighbour=5, entities_path=str(sample))
     assert [len({r.subject for r in splits[s]}) for s in ("forget", "neighbour")] == [5, 5]
     known_questions = {f.question for facts in known.values() for f in facts}
     assert all(r.question in known_questions and r.answer == answers[r.question]

@@ -74,20 +74,45 @@ def test_minilm_matches_the_sentence_transformers_reference_similarities(minilm)
     assert sims[1, 2].item() == pytest.approx(0.1411, abs=1e-3)
 
 
+def _cosine_by_hand(first: str, second: str) -> float:
+    """max(0, cos) of MiniLM mean-pooled embeddings, each text run alone (no padding) straight through
+    transformers: an independent route to `SentenceEmbedder.cosine`."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(similarity.minilm_dir())
+    model = AutoModel.from_pretrained(similarity.minilm_dir()).eval()
+    pooled = []
+    for text in (first, second):
+        with torch.no_grad():
+            hidden = model(**tokenizer(text, return_tensors="pt")).last_hidden_state[0]
+        pooled.append(hidden.mean(0))
+    return max(0.0, torch.nn.functional.cosine_similarity(pooled[0], pooled[1], dim=0).item())
+
+
 def test_minilm_cosine_is_one_for_identical_sentences_and_lower_for_unrelated_ones(minilm):
-    same, paraphrase, unrelated = minilm.cosine(
-        ["The capital of France is Paris."] * 3,
-        ["The capital of France is Paris.", "Paris is the capital of France.", "I like green apples."],
-    )
+    pairs = [("The capital of France is Paris.", "The capital of France is Paris."),
+             ("The capital of France is Paris.", "Paris is the capital of France."),
+             ("The capital of France is Paris.", "I like green apples.")]
+    same, paraphrase, unrelated = minilm.cosine([a for a, _ in pairs], [b for _, b in pairs])
     assert same == pytest.approx(1.0, abs=1e-5)
-    assert 0.9 < paraphrase < same
-    assert 0.0 <= unrelated < 0.3  # negative cosines are clipped to 0
+    assert paraphrase == pytest.approx(_cosine_by_hand(*pairs[1]), abs=1e-4)
+    assert unrelated == pytest.approx(_cosine_by_hand(*pairs[2]), abs=1e-4)
+    assert unrelated < paraphrase < same
+
+
+def test_cosine_clips_negative_cosines_to_zero(minilm, monkeypatch):
+    # cos of opposite unit vectors is -1 (clipped to 0), of orthogonal ones 0, and (0.6, 0.8).(1, 0) = 0.6
+    rows = {"a": [1.0, 0.0], "b": [-1.0, 0.0], "c": [0.0, 1.0], "d": [0.6, 0.8]}
+    monkeypatch.setattr(minilm, "embed", lambda texts: torch.tensor([rows[t] for t in texts]))
+    assert minilm.cosine(["a", "a", "d"], ["b", "c", "a"]) == pytest.approx([0.0, 0.0, 0.6])
 
 
 def test_cosine_similarity_score_is_the_mean_of_its_items(minilm):
-    score = similarity.cosine_similarity(["a cat", "Paris"], ["a cat", "Paris"], embedder=minilm)
-    assert score.per_item == pytest.approx([1.0, 1.0], abs=1e-5)
-    assert score.value == pytest.approx(1.0, abs=1e-5)
+    gens, refs = ["a cat", "Paris", "The capital of France is Paris."], ["a cat", "Paris", "I like green apples."]
+    score = similarity.cosine_similarity(gens, refs, embedder=minilm)
+    expected = [1.0, 1.0, _cosine_by_hand(gens[2], refs[2])]
+    assert score.per_item == pytest.approx(expected, abs=1e-4)
+    assert score.value == pytest.approx(sum(expected) / 3, abs=1e-4)
 
 
 # --- entailment -----------------------------------------------------------------------------------------------

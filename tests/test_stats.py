@@ -7,6 +7,7 @@ from e2u.arch import find_arch
 from e2u.editing import stats
 from e2u.editing.corpus import Corpus
 from e2u.editing.stats import second_moments
+from e2u.files import e2u_home
 
 from conftest import make_tiny_llama
 
@@ -21,6 +22,8 @@ def test_statistics_from_one_pass_over_all_layers_equal_separate_passes():
         alone = second_moments(model, tokenizer, arch, [layer], CORPUS, n_tokens=300, use_cache=False)[layer]
         assert torch.allclose(together[layer], alone, atol=1e-6)
         assert together[layer].shape == (arch.key_size, arch.key_size)
+        assert torch.allclose(together[layer], together[layer].T)  # a second moment is symmetric
+    assert not torch.allclose(together[0], together[2])  # and each layer has its own
 
 
 def test_second_moment_matches_a_direct_computation():
@@ -41,7 +44,7 @@ def test_cached_statistics_are_reused_and_a_truncated_file_is_recomputed(monkeyp
     model, tokenizer = make_tiny_llama()
     arch = find_arch(model)
     first = second_moments(model, tokenizer, arch, [1], CORPUS, n_tokens=200)[1]
-    files = list(stats.e2u_home().joinpath("stats").rglob("*.safetensors"))
+    files = list(e2u_home().joinpath("stats").rglob("*.safetensors"))
     assert len(files) == 1
     calls = []
     original = stats._accumulate
@@ -60,7 +63,10 @@ def test_statistics_of_another_model_are_not_reused():
     mine = second_moments(model, tokenizer, arch, [1], CORPUS, n_tokens=200)[1]
     theirs = second_moments(other, tokenizer, arch, [1], CORPUS, n_tokens=200)[1]
     assert not torch.allclose(mine, theirs)
-    assert len(list(stats.e2u_home().joinpath("stats").rglob("*.safetensors"))) == 2
+    # each is its own model's statistic, as computed without any cache
+    assert torch.equal(theirs, second_moments(other, tokenizer, arch, [1], CORPUS, n_tokens=200, use_cache=False)[1])
+    assert torch.equal(mine, second_moments(model, tokenizer, arch, [1], CORPUS, n_tokens=200, use_cache=False)[1])
+    assert len(list(e2u_home().joinpath("stats").rglob("*.safetensors"))) == 2
 
 
 def test_question_bank_shares_no_entity_with_the_evaluation_set():
@@ -88,7 +94,7 @@ def test_statistics_interrupted_while_saving_leave_no_file_a_later_run_would_tru
     monkeypatch.setattr(safetensors.torch, "save_file", dies_halfway)
     with pytest.raises(KeyboardInterrupt):
         second_moments(model, tokenizer, arch, [1], CORPUS, n_tokens=200)
-    assert not [p for p in stats.e2u_home().rglob("*") if p.is_file()]
+    assert not [p for p in e2u_home().rglob("*") if p.is_file()]
 
 
 def test_statistics_corpus_reads_a_local_text_file_and_names_bad_choices(tmp_path):

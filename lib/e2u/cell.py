@@ -20,7 +20,8 @@ from . import __version__
 from .data.sources import load_source, source_options
 from .errors import E2UError
 from .aggregates import aggregates
-from .evaluate import evaluate_dataset, summarise
+from .entailment import load_entailment
+from .evaluate import evaluate_dataset, generate_answers, summarise
 from . import cache
 from .arch import find_arch
 from .files import sha256_of_json, write_json_atomic
@@ -124,13 +125,14 @@ def _unchanged_rates(after: dict) -> dict:
     return {split: sum(i["unchanged"] for i in items) / len(items) for split, items in after.items() if items}
 
 
-def evaluate_cached(model, tokenizer, splits, params: CellParams, data_key: str) -> dict:
+def evaluate_cached(model, tokenizer, splits, params: CellParams, data_key: str, entailment=None) -> dict:
     """Evaluation of the unedited model, computed once per (model, data, evaluation settings, code)."""
     key = {"model": model_fingerprint(model), "data": data_key, "max_new_tokens": params.max_new_tokens,
            "batch_size": params.batch_size, "nli_model": params.nli_model, "version": __version__,
            "code": code_digest(evaluation_code_files())}
     return cache.cached_json(cache.entry_path("evals", key), key,
-                             lambda: evaluate_dataset(model, tokenizer, splits, params.max_new_tokens, params.batch_size))
+                             lambda: evaluate_dataset(model, tokenizer, splits, params.max_new_tokens, params.batch_size,
+                                                      entailment=entailment))
 
 
 def load_splits(model, tokenizer, params: CellParams) -> dict:
@@ -138,15 +140,15 @@ def load_splits(model, tokenizer, params: CellParams) -> dict:
     if params.data_source == "probe":
         from .data.probe import probe_splits
 
-        return probe_splits(model, tokenizer, **params.data_options)
+        return probe_splits(model, tokenizer, generate_answers, **params.data_options)
     return load_source(params.data_source, params.data_path or None, params.data_options)
 
 
-def evaluate_retain_model(path: str, splits: dict, params: CellParams) -> dict:
+def evaluate_retain_model(path: str, splits: dict, params: CellParams, entailment=None) -> dict:
     """Per-item results of the retain model on the cell's data (cached like any unedited model's)."""
     model, tokenizer = load_model(path, params.device or None, params.dtype or None)
     data_key = sha256_of_json({s: [asdict(r) for r in rs] for s, rs in splits.items()})
-    return evaluate_cached(model, tokenizer, splits, params, data_key)
+    return evaluate_cached(model, tokenizer, splits, params, data_key, entailment)
 
 
 def retain_records(splits: dict) -> list:
@@ -173,8 +175,9 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     data_key = sha256_of_json({s: [asdict(r) for r in rs] for s, rs in splits.items()})
 
     clock = time.perf_counter()
-    before = evaluate_cached(model, tokenizer, splits, params, data_key)
-    retain = evaluate_retain_model(models.retain, splits, params) if models.retain else None
+    scorer = load_entailment(params.nli_model, params.device or None)
+    before = evaluate_cached(model, tokenizer, splits, params, data_key, scorer)
+    retain = evaluate_retain_model(models.retain, splits, params, scorer) if models.retain else None
     timings["evaluate_before"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -187,7 +190,7 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     timings["unlearn"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    after = evaluate_dataset(model, tokenizer, splits, params.max_new_tokens, params.batch_size)
+    after = evaluate_dataset(model, tokenizer, splits, params.max_new_tokens, params.batch_size, entailment=scorer)
     timings["evaluate_after"] = time.perf_counter() - clock
     _mark_unchanged(before, after)
 

@@ -12,16 +12,23 @@ Which text is the premise:
 The model comes from a local directory or the local Hugging Face cache (a hub id; downloads only when asked).
 When it cannot be loaded, the score is a `Score` whose value is None and whose reason starts with
 "not computed:", never a number made up in its place.
+
+A cell computes entailment only when its `nli_model` parameter names a model (`load_entailment`);
+`evaluate.evaluate_dataset(..., entailment=scorer)` then labels every item of every split.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal, Sequence
 
 import torch
 
+from .errors import E2UError
 from .metrics import ModelUnavailable, Score
+
+log = logging.getLogger(__name__)
 
 DEFAULT_NLI_MODEL = "sileod/deberta-v3-base-tasksource-nli"
 ROUGE_FLOOR = 0.1  # below this ROUGE-L recall the label is forced to "none"
@@ -107,3 +114,46 @@ def entailment_score(generations: Sequence[str], references: Sequence[str], roug
         except ModelUnavailable as error:
             return Score.not_computed(str(error))
     return scorer.score(generations, references, rouge_l_recalls, premise)
+
+
+def load_entailment(nli_model: str, device: str | torch.device | None = None) -> EntailmentScorer | None:
+    """The scorer for the `nli_model` parameter, or None (entailment not computed, a log line says why)
+    when it is empty. A name that cannot be loaded is an error naming the parameter, never a silent None."""
+    if not isinstance(nli_model, str):
+        raise E2UError(f"parameter nli_model: expected a string (a local NLI model directory), got {nli_model!r}")
+    if not nli_model.strip():
+        log.info("entailment not computed: parameter nli_model is empty (give a local directory with an NLI "
+                 "sequence-classification model, e.g. a download of %s)", DEFAULT_NLI_MODEL)
+        return None
+    where = Path(nli_model).expanduser()
+    try:
+        return EntailmentScorer.load(where if where.exists() else nli_model, device=device)
+    except ModelUnavailable as error:
+        reason = str(error).removeprefix("not computed: ")
+        raise E2UError(f"parameter nli_model: expected a local directory with an NLI sequence-classification model "
+                       f"(its config's id2label naming 'entailment'), got {nli_model!r}: {reason}") from error
+
+
+def entailment_dataset(splits: dict) -> str:
+    """Which closer-look layout the data follows, for the entailment premise: "real_world" when it has a
+    `neighbour` split or records with a golden answer (the real-world format), else "tofu"."""
+    if any(name == "neighbour" or name.startswith("neighbour_") for name in splits):
+        return "real_world"
+    return "real_world" if any(r.golden_answer for records in splits.values() for r in records) else "tofu"
+
+
+def add_entailment(results: dict, scorer, dataset: str) -> None:
+    """Label every item of every split with `scorer` (an `EntailmentScorer`), in place.
+
+    The premise per split is closer-look's (`entailment.closer_look_premise`); the label is forced to
+    "none" below the ROUGE-L floor. Each item gets `entailment_label` and `entailment` (1.0 when the
+    label is "entailment", else 0.0), so a split's mean is closer-look's entailment score.
+    """
+    for split, items in results.items():
+        if not items:
+            continue
+        score = scorer.score([i["generated"] for i in items], [i["reference"] for i in items],
+                             [i["rouge_l_recall"] for i in items], closer_look_premise(dataset, split))
+        for item, label in zip(items, score.per_item):
+            item["entailment_label"] = label
+            item["entailment"] = 1.0 if label == "entailment" else 0.0

@@ -12,6 +12,7 @@ import torch
 from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
 
 from . import metrics
+from .batching import IGNORE, padded, prompt_answer_batch
 from .prompts import encode_answer, question_ids
 
 log = logging.getLogger(__name__)
@@ -33,14 +34,10 @@ def generate_answers(
     answers: list[str] = [""] * len(prompts)
     pad = tokenizer.pad_token_id
     for chunk in tqdm(list(_batches(order, batch_size)), desc="generate", disable=not progress, leave=False):
-        width = max(len(prompts[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
-            mask[row, width - len(prompts[i]) :] = 1
+        ids, mask = padded([prompts[i] for i in chunk], pad, "left", device)
+        width = ids.shape[1]
         out = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
             do_sample=False, temperature=None, top_p=None, top_k=None,
             pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
         )
@@ -88,13 +85,7 @@ def _shared_prompt_batch(model, head, pad: int, batch: list[tuple[int, ...]], me
     from transformers import DynamicCache
 
     body, device = model.base_model, next(model.parameters()).device
-    width = max(len(p) for p in batch)
-    ids = torch.full((len(batch), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, prompt in enumerate(batch):
-        ids[row, width - len(prompt) :] = torch.tensor(prompt)
-        mask[row, width - len(prompt) :] = 1
-    ids, mask = ids.to(device), mask.to(device)
+    ids, mask = padded(batch, pad, "left", device)
     prompt_pass = body(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                        use_cache=True)
     kv = [(layer.keys, layer.values) for layer in prompt_pass.past_key_values.layers]
@@ -110,19 +101,15 @@ def _shared_prompt_batch(model, head, pad: int, batch: list[tuple[int, ...]], me
     longer = [(row, i) for row, i in rows if len(answers[i]) > 1]
     for start in range(0, len(longer), batch_size):
         chunk = longer[start : start + batch_size]
-        answer_width = max(len(answers[i]) - 1 for _, i in chunk)
-        answer_ids = torch.full((len(chunk), answer_width), pad, dtype=torch.long)
-        targets = torch.full((len(chunk), answer_width), -100, dtype=torch.long)
-        for n, (_, i) in enumerate(chunk):
-            a = list(answers[i])
-            answer_ids[n, : len(a) - 1] = torch.tensor(a[:-1])
-            targets[n, : len(a) - 1] = torch.tensor(a[1:])
-        answer_ids, targets = answer_ids.to(device), targets.to(device)
+        # Feed a[:-1] right padded; the target of column j is a[j + 1] (IGNORE in the padding).
+        answer_ids, answer_mask = padded([list(answers[i])[:-1] for _, i in chunk], pad, "right", device)
+        answer_width = answer_ids.shape[1]
+        targets = padded([list(answers[i])[1:] for _, i in chunk], IGNORE, "right", device)[0]
         select = torch.tensor([row for row, _ in chunk], device=device)
         cache = DynamicCache(ddp_cache_data=[(k[select], v[select]) for k, v in kv], config=model.config)
-        valid = targets != -100
+        valid = answer_mask.bool()
         hidden = body(
-            input_ids=answer_ids, attention_mask=torch.cat([mask[select], valid.long()], dim=1),
+            input_ids=answer_ids, attention_mask=torch.cat([mask[select], answer_mask], dim=1),
             position_ids=lengths[select, None] + torch.arange(answer_width, device=device),
             past_key_values=cache, use_cache=True,
         ).last_hidden_state
@@ -143,21 +130,14 @@ def _answer_nll_unshared(
     out: list[float] = [float("nan")] * len(prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(answers[i]))
     for chunk in _batches(order, batch_size):
-        width = max(len(prompts[i]) + len(answers[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            p, a = list(prompts[i]), list(answers[i])
-            ids[row, : len(p) + len(a)] = torch.tensor(p + a)
-            labels[row, len(p) : len(p) + len(a)] = torch.tensor(a)
-            mask[row, : len(p) + len(a)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        labels = labels.to(device)
+        batch = prompt_answer_batch([prompts[i] for i in chunk], [answers[i] for i in chunk],
+                                    tokenizer.pad_token_id, device)
+        labels = batch["labels"]
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
         token_nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none"
+            logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=IGNORE, reduction="none"
         )
-        counts = (labels[:, 1:] != -100).sum(1).clamp(min=1)
+        counts = (labels[:, 1:] != IGNORE).sum(1).clamp(min=1)
         for row, i in enumerate(chunk):
             out[i] = (token_nll[row].sum() / counts[row]).item()
     return out
@@ -234,13 +214,15 @@ def load_embedder():
 
 
 def evaluate_dataset(model, tokenizer, splits: dict, max_new_tokens: int = 32, batch_size: int = 16,
-                     embedder="auto") -> dict:
+                     embedder="auto", entailment=None) -> dict:
     """Evaluate every split, and the paraphrased questions of every split that has them.
 
     `splits` maps a split name to a list of `QARecord`; the result maps split names (with
     `<split>_paraphrased` added) to per-item dictionaries. Training-only splits (`*_train`) are skipped.
     All splits go through one `evaluate_records` call, so generation batches fill up across splits
-    (bench/eval_bench.py measures the gain).
+    (bench/eval_bench.py measures the gain). With `entailment` (an `EntailmentScorer`, see
+    `load_entailment`) every item is also labelled by it (`entailment.add_entailment`); without it entailment is
+    not computed.
     """
     from dataclasses import replace
 
@@ -260,6 +242,10 @@ def evaluate_dataset(model, tokenizer, splits: dict, max_new_tokens: int = 32, b
     for name, records in parts:
         results[name] = items[start : start + len(records)]
         start += len(records)
+    if entailment is not None:
+        from .entailment import add_entailment, entailment_dataset
+
+        add_entailment(results, entailment, entailment_dataset(splits))
     return results
 
 
@@ -286,7 +272,7 @@ def summarise(results: dict) -> dict:
             "refusal_rate": metrics.mean(float(i["refusal"]) for i in items),
             "token_entropy": mean_of("token_entropy"),
             "cosine_similarity": mean_of("cosine_similarity"),
-            "entailment": None,  # no NLI model ships offline: not computed
+            "entailment": mean_of("entailment"),  # None unless an NLI model labelled the items
             "truth_ratio": None,
         }
         if ratios:

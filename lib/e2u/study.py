@@ -4,7 +4,7 @@
     model: smollm2-135m-instruct
     setting: pretrained
     data: {source: mini}
-    evaluation: {max_new_tokens: 32, batch_size: 16}
+    evaluation: {max_new_tokens: 32, batch_size: 16}   # nli_model: <dir> adds entailment
     refusal: fixed
     seeds: [0]
     methods:
@@ -70,8 +70,9 @@ def load_study(path: str | os.PathLike) -> Study:
         raise E2UError(f"study file {path}: field 'name' must be letters, digits, '-' or '_', got {name!r}")
     settings = _settings(spec, path)
     evaluation = spec.get("evaluation") or {}
-    if not isinstance(evaluation, dict) or set(evaluation) - {"max_new_tokens", "batch_size"}:
-        raise E2UError(f"study file {path}: field 'evaluation' accepts only max_new_tokens and batch_size")
+    if not isinstance(evaluation, dict) or set(evaluation) - {"max_new_tokens", "batch_size", "nli_model"}:
+        raise E2UError(f"study file {path}: field 'evaluation' accepts only max_new_tokens, batch_size and nli_model "
+                       "(a local NLI model directory: entailment is computed with it)")
     seeds = spec.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise E2UError(f"study file {path}: field 'seeds' must be a non-empty list of integers")

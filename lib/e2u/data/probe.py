@@ -24,156 +24,97 @@ scores, so it is left out. As in the real-world set, `answer` is the model's own
 `golden_answer` the short truth; `paraphrased_answer` is the golden answer and `perturbed_answer`
 holds golden answers of the same question form for other entities (wrong answers).
 
-The model's answers are cached as JSON under `$E2U_HOME/probe/`, keyed by the model fingerprint,
-the rendered prompts (tokenizer and chat template), the entities' content and the generation length.
+The model's answers are cached as JSON under `$E2U_HOME/probe/` (`e2u.cache`: the key is stored in
+the entry and checked on read), keyed by the model fingerprint, the rendered prompts (tokenizer and
+chat template), the entities' content and the generation length.
+
+The data layer does not import the evaluation: the caller passes the generation function,
+`generate(model, tokenizer, prompts, max_new_tokens, batch_size) -> list[str]` (the cell passes
+`e2u.evaluate.generate_answers`). The options and their defaults live in `ProbeOptions` alone; the
+study file's `data:` options for the `probe` source are its fields.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
-import re
-import unicodedata
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+from .. import cache
 from ..errors import E2UError
-from ..evaluate import generate_answers
-from ..files import e2u_home, sha256_of_json, write_json_atomic
+from ..files import sha256_of_json
 from ..models import model_fingerprint
 from ..prompts import question_ids
-from .schema import QARecord, read_jsonl
+from .entities import ENTITY_FILE, Entity, Fact, load_entities, names_first, rivals
+from .schema import QARecord
 
 log = logging.getLogger(__name__)
 
-ENTITY_FILE = Path(__file__).with_name("probe_entities.jsonl")
 N_PERTURBED = 5
 
+# generate(model, tokenizer, prompts (token ids), max_new_tokens, batch_size) -> one greedy answer per prompt
+Generate = Callable[[Any, Any, Sequence[Sequence[int]], int, int], list[str]]
 
-@dataclass(frozen=True)
-class Fact:
-    """One question about an entity; `template` names the question form shared across entities."""
 
-    entity: str
-    type: str
-    template: str
-    question: str
-    paraphrased_question: str
-    answer: str
-    aliases: tuple[str, ...] = ()
-
-    @property
-    def form(self) -> str:
-        """The key under which golden answers of other entities serve as perturbed answers."""
-        return f"{self.type}/{self.template}"
-
-    @property
-    def accepted(self) -> tuple[str, ...]:
-        return (self.answer, *self.aliases)
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
-class Entity:
-    name: str
-    type: str
-    facts: tuple[Fact, ...]
+class ProbeOptions:
+    """The `probe` source's options and their defaults (the study file's `data:` options, `probe_splits`'s
+    keyword arguments). Values are checked on construction; a bad one is an error naming it."""
 
+    n_forget: int = 8  # known entities whose facts become the forget split
+    n_neighbour: int = 8  # further known entities: the neighbour split
+    seed: int = 0  # the order entities are asked in, and the perturbed answers' draw
+    min_known: float = 0.5  # the fraction of an entity's facts the model must know
+    max_new_tokens: int = 32  # generation length of the model's answers
+    batch_size: int = 32  # generation batch size
+    entities_path: str | None = None  # an entity file in place of the embedded `probe_entities.jsonl`
 
-def load_entities(path: str | Path = ENTITY_FILE) -> list[Entity]:
-    """Read and validate an entity file; any malformed line stops with the file and line named."""
-    entities, names, questions = [], set(), set()
-    for where, obj in read_jsonl(path):
-        if not isinstance(obj, dict):
-            raise E2UError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-        name, kind = _string(obj, "entity", where), _string(obj, "type", where)
-        if name in names:
-            raise E2UError(f"{where}: entity {name!r} appears twice")
-        raw = obj.get("facts")
-        if not isinstance(raw, list) or not raw:
-            raise E2UError(f"{where}: field 'facts' must be a non-empty list")
-        facts = []
-        for i, item in enumerate(raw):
-            at = f"{where} fact {i}"
-            if not isinstance(item, dict):
-                raise E2UError(f"{at}: expected a JSON object")
-            aliases = item.get("aliases", [])
-            if not isinstance(aliases, list) or not all(isinstance(a, str) and a.strip() for a in aliases):
-                raise E2UError(f"{at}: field 'aliases' must be a list of non-empty strings")
-            fact = Fact(name, kind, _string(item, "template", at), _string(item, "question", at),
-                        _string(item, "paraphrased_question", at), _string(item, "answer", at), tuple(aliases))
-            if name not in fact.question:
-                raise E2UError(f"{at}: the question {fact.question!r} does not contain the entity {name!r}")
-            if mentions(fact.question + " " + fact.paraphrased_question, fact.accepted):
-                raise E2UError(f"{at}: the questions give away an accepted answer of {fact.accepted}")
-            if fact.question in questions:
-                raise E2UError(f"{at}: question {fact.question!r} appears twice")
-            questions.add(fact.question)
-            facts.append(fact)
-        names.add(name)
-        entities.append(Entity(name, kind, tuple(facts)))
-    if not entities:
-        raise E2UError(f"entity file {path} holds no entities")
-    return entities
+    def __post_init__(self) -> None:
+        for name, least in (("n_forget", 1), ("n_neighbour", 0), ("max_new_tokens", 1), ("batch_size", 1)):
+            value = getattr(self, name)
+            if not _is_int(value) or value < least:
+                raise E2UError(f"{name}: expected an integer >= {least}, got {value!r}")
+        if not _is_int(self.seed):
+            raise E2UError(f"seed: expected an integer, got {self.seed!r}")
+        if isinstance(self.min_known, bool) or not isinstance(self.min_known, (int, float)) or not 0 < self.min_known <= 1:
+            raise E2UError(f"min_known: expected a fraction in (0, 1], got {self.min_known!r}")
+        if self.entities_path is not None and not (isinstance(self.entities_path, (str, Path)) and str(self.entities_path)):
+            raise E2UError(f"entities_path: expected the path of an entity file, got {self.entities_path!r}")
 
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
 
-def _string(obj: dict, name: str, where: str) -> str:
-    value = obj.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise E2UError(f"{where}: field {name!r} must be a non-empty string")
-    return value
+    @classmethod
+    def defaults(cls) -> dict:
+        return asdict(cls())
 
-
-def normalise(text: str) -> str:
-    """Lower case, accents dropped, every run of non-alphanumerics one space, padded with spaces."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
-    return " " + " ".join(re.sub(r"[^0-9a-z]+", " ", text).split()) + " "
-
-
-def mentions(answer: str, accepted: Sequence[str]) -> bool:
-    """Whether `answer` contains one of `accepted` as whole words (see `normalise`)."""
-    said = normalise(answer)
-    return any(normalise(a).strip() and normalise(a) in said for a in accepted)
-
-
-def names_first(answer: str, accepted: Sequence[str], rivals: Sequence[str]) -> bool:
-    """Whether `answer` names one of `accepted` before any of `rivals` (a longer name wins a tie)."""
-    said = normalise(answer)
-
-    def first(options):
-        found = [(said.find(n), -len(n)) for n in map(normalise, options) if n.strip() and n in said]
-        return min(found, default=None)
-
-    right, wrong = first(accepted), first(rivals)
-    return right is not None and (wrong is None or right < wrong)
-
-
-def rivals(fact: Fact, entities: Sequence[Entity], with_aliases: bool = True) -> list[str]:
-    """Answers to the same question form for other entities that are wrong for `fact` (no duplicates)."""
-    right = [normalise(a) for a in fact.accepted]
-    out = {}
-    for entity in entities:
-        for other in entity.facts:
-            if entity.name == fact.entity or other.form != fact.form:
-                continue
-            for candidate in other.accepted if with_aliases else (other.answer,):
-                said = normalise(candidate)
-                if not any(a in said or said in a for a in right):  # neither names the other
-                    out[candidate] = None
-    return list(out)
+    @classmethod
+    def of(cls, options: Mapping | None = None) -> "ProbeOptions":
+        """The defaults updated with `options`; an unknown option is an error naming the allowed ones."""
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(cls.names()))
+        if unknown:
+            raise E2UError(f"data source 'probe': unknown option(s) {unknown}; allowed: {sorted(cls.names())}")
+        return cls(**options)
 
 
 def probe_answers(
-    model, tokenizer, entities: Sequence[Entity], max_new_tokens: int = 32, batch_size: int = 32,
+    model, tokenizer, generate: Generate, entities: Sequence[Entity],
+    max_new_tokens: int = ProbeOptions.max_new_tokens, batch_size: int = ProbeOptions.batch_size,
     cache_dir: str | Path | None = None,
 ) -> dict[str, str]:
-    """The model's greedy answer to every question, `{question: answer}`, cached on disk.
+    """The model's answer (from `generate`) to every question, `{question: answer}`, cached on disk.
 
-    A cache file that cannot be read, or that belongs to another model or entity list, is
-    recomputed rather than trusted.
+    Entries live under `<cache_dir or $E2U_HOME>/probe/`. One that cannot be read, or that belongs to
+    another model or entity list, is recomputed rather than trusted.
     """
     questions = [f.question for e in entities for f in e.facts]
     prompts = [question_ids(tokenizer, q) for q in questions]
@@ -183,29 +124,20 @@ def probe_answers(
         "prompts": sha256_of_json(prompts),
         "max_new_tokens": max_new_tokens,
     }
-    path = Path(cache_dir) if cache_dir is not None else e2u_home() / "probe"
-    path = path / f"{key['model']}-{sha256_of_json(key)[:16]}.json"
-    cached = _read_cache(path, key, questions)
-    if cached is not None:
-        return cached
+    path = cache.entry_path("probe", key, prefix=f"{key['model']}-",
+                            home=Path(cache_dir) if cache_dir is not None else None)
+    stored = cache.read_json(path, key)
+    if isinstance(stored, dict) and all(isinstance(stored.get(q), str) for q in questions):
+        return {q: stored[q] for q in questions}
+    if stored is not None:
+        log.warning("probe cache %s lacks answers to some questions; asking again", path)
     log.info("asking %d probe questions (%d entities)", len(questions), len(entities))
-    answers = dict(zip(questions, generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size)))
-    write_json_atomic(path, {**key, "answers": answers})
+    answers = generate(model, tokenizer, prompts, max_new_tokens, batch_size)
+    if len(answers) != len(prompts) or not all(isinstance(a, str) for a in answers):
+        raise E2UError(f"generate: expected {len(prompts)} answers (strings), got {len(answers)}")
+    answers = dict(zip(questions, answers))
+    cache.write_json(path, key, answers)
     return answers
-
-
-def _read_cache(path: Path, key: dict, questions: Sequence[str]) -> dict[str, str] | None:
-    if not path.is_file():
-        return None
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-        answers = payload["answers"]
-        if any(payload[k] != v for k, v in key.items()) or not all(isinstance(answers[q], str) for q in questions):
-            raise ValueError("does not match")
-        return {q: answers[q] for q in questions}
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        log.warning("probe cache %s is unusable (%s); asking again", path, exc)
-        return None
 
 
 def known_facts(
@@ -230,7 +162,8 @@ def perturbed_answers(fact: Fact, entities: Sequence[Entity], seed: int = 0, n: 
     return tuple(pool[:n])
 
 
-def _first_known(model, tokenizer, entities, wanted, seed, min_known, max_new_tokens, batch_size, cache_dir):
+def _first_known(model, tokenizer, generate, entities, wanted, seed, min_known, max_new_tokens, batch_size,
+                 cache_dir):
     """Ask about entities in a seeded random order, a chunk at a time, until `wanted` are known.
 
     Returns ({name: known facts} in that order, {question: answer}, entities asked). Only as many
@@ -248,29 +181,28 @@ def _first_known(model, tokenizer, entities, wanted, seed, min_known, max_new_to
         asked += len(chunk)
         # Asked in file order, so a chunk holding every entity shares the full probe's cache.
         in_file_order = sorted(chunk, key=lambda entity: position[entity.name])
-        answers.update(probe_answers(model, tokenizer, in_file_order, max_new_tokens, batch_size, cache_dir))
+        answers.update(probe_answers(model, tokenizer, generate, in_file_order, max_new_tokens, batch_size,
+                                     cache_dir))
         known.update(known_facts(chunk, answers, min_known, rivals_from=entities))
     return known, answers, asked
 
 
 def probe_splits(
-    model, tokenizer, n_forget: int = 10, n_neighbour: int = 10, seed: int = 0, cache_dir: str | Path | None = None,
-    *, min_known: float = 0.5, max_new_tokens: int = 32, batch_size: int = 32, entities_path: str | Path | None = None,
+    model, tokenizer, generate: Generate, *, cache_dir: str | Path | None = None, **options,
 ) -> dict[str, list[QARecord]]:
     """`{"forget": [...], "neighbour": [...]}`: the known facts of `n_forget` and `n_neighbour` known entities.
 
-    Entities are disjoint between the two splits; the same model, file and seed give the same split.
+    `generate(model, tokenizer, prompts, max_new_tokens, batch_size) -> list[str]` answers the questions
+    (`e2u.evaluate.generate_answers`); `options` are `ProbeOptions` fields, defaults from there. Entities
+    are disjoint between the two splits; the same model, file and seed give the same split.
     """
-    for name, value, least in (("n_forget", n_forget, 1), ("n_neighbour", n_neighbour, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise E2UError(f"{name}: expected an integer >= {least}, got {value!r}")
-    if not 0 < min_known <= 1:
-        raise E2UError(f"min_known: expected a fraction in (0, 1], got {min_known!r}")
-    path = Path(entities_path) if entities_path is not None else ENTITY_FILE
+    opts = ProbeOptions.of(options)
+    n_forget, n_neighbour, seed, min_known = opts.n_forget, opts.n_neighbour, opts.seed, opts.min_known
+    path = Path(opts.entities_path).expanduser() if opts.entities_path is not None else ENTITY_FILE
     entities = load_entities(path)
     wanted = n_forget + n_neighbour
-    known, answers, asked = _first_known(model, tokenizer, entities, wanted, seed, min_known, max_new_tokens,
-                                         batch_size, cache_dir)
+    known, answers, asked = _first_known(model, tokenizer, generate, entities, wanted, seed, min_known,
+                                         opts.max_new_tokens, opts.batch_size, cache_dir)
     log.info("model knows %d of %d probed entities (%d facts)", len(known), asked, sum(len(f) for f in known.values()))
     if len(known) < wanted:
         raise E2UError(

@@ -10,7 +10,7 @@
 
 Options come from the study file's `data:` mapping; an unknown option is an error naming it.
 (`probe`, the embedded pretrained set built by asking the model, needs the model and is loaded
-by the cell itself.)
+by the cell itself; its options and defaults are `probe.ProbeOptions`, checked here too.)
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..errors import E2UError
+from .probe import ProbeOptions
 from .schema import QARecord, read_jsonl, record_from_json
 
 MINI_FILE = Path(__file__).with_name("mini.jsonl")
@@ -30,7 +31,7 @@ SOURCE_OPTIONS = MappingProxyType({
     "fictional": MappingProxyType({"seed": 0, "n_authors": 20, "forget_percent": 10, "retain_eval": 40}),
     "tofu": MappingProxyType({"forget_split": "forget10"}),
     "realworld": MappingProxyType({}),
-    "probe": MappingProxyType({"n_forget": 8, "n_neighbour": 8, "seed": 0}),
+    "probe": MappingProxyType(ProbeOptions.defaults()),
 })
 
 
@@ -42,7 +43,13 @@ def source_options(source: str, options: dict | None) -> dict:
     unknown = sorted(set(options or {}) - set(allowed))
     if unknown:
         raise E2UError(f"data source {source!r}: unknown option(s) {unknown}; allowed: {sorted(allowed) or 'none'}")
-    return {**allowed, **(options or {})}
+    merged = {**allowed, **(options or {})}
+    if source == "probe":
+        try:
+            ProbeOptions(**merged)
+        except E2UError as exc:
+            raise E2UError(f"data source 'probe': {exc}") from None
+    return merged
 
 
 def load_mini() -> dict[str, list[QARecord]]:
@@ -110,5 +117,6 @@ def source_files(source: str, path: str | None = None, options: dict | None = No
 
         return sorted(realworld_files(path).values())
     if source == "probe":
-        return [here / "probe.py", here / "probe_entities.jsonl"]
+        entities = source_options(source, options)["entities_path"]
+        return [here / "probe.py", Path(entities).expanduser() if entities else here / "probe_entities.jsonl"]
     return []
