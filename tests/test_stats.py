@@ -40,6 +40,27 @@ def test_second_moment_matches_a_direct_computation():
     assert torch.allclose(moment, keys.T @ keys / keys.shape[0], atol=1e-6)
 
 
+def test_batched_early_stopped_statistics_equal_the_plain_definition_under_a_token_budget():
+    """Batches of padded documents, a pass that stops after the deepest layer, and a token budget that
+    ends inside a document give the one-document-at-a-time full-pass definition (`plain_second_moments`)."""
+    model, tokenizer = make_tiny_llama()
+    arch = find_arch(model)
+    corpus = Corpus("mixed", tuple(" ".join(["the dog lives in a house"] * (1 + i % 5)) for i in range(30)))
+    fast = second_moments(model, tokenizer, arch, [1, 3], corpus, n_tokens=257, batch_tokens=64, use_cache=False)
+    plain = stats.plain_second_moments(model, tokenizer, arch, [1, 3], corpus, n_tokens=257)
+    for layer in (1, 3):
+        torch.testing.assert_close(fast[layer], plain[layer], rtol=1e-5, atol=1e-6)
+
+
+def test_an_unknown_moment_dtype_is_an_error_naming_the_allowed_ones():
+    from e2u.editing.rome import RomeHParams
+    from e2u.errors import E2UError
+
+    model, tokenizer = make_tiny_llama()
+    with pytest.raises(E2UError, match=r"mom2_dtype.*float32.*float64.*'float16'"):
+        stats.layer_moments(model, tokenizer, find_arch(model), [1], RomeHParams(mom2_dtype="float16"))
+
+
 def test_cached_statistics_are_reused_and_a_truncated_file_is_recomputed(monkeypatch):
     model, tokenizer = make_tiny_llama()
     arch = find_arch(model)
