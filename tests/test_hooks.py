@@ -88,20 +88,9 @@ def test_retain_input_and_output_capture_what_a_manual_hook_sees(name):
     model = build(name)
     block, proj, _ = PATHS[name]
     paths = [block.format(1), proj.format(0)]
-    seen = {}
-
-    def manual(path):
-        def hook(module, args, output):
-            seen[path] = (args[0].clone(), first(output).clone())
-        return hook
-
-    handles = [model.get_submodule(p).register_forward_hook(manual(p)) for p in paths]
-    try:
-        with torch.no_grad(), trace(model, paths, retain_input=True, retain_output=True) as traced:
-            model(token_ids())
-    finally:
-        for handle in handles:
-            handle.remove()
+    seen, _ = full_run(model, paths, token_ids())
+    with torch.no_grad(), trace(model, paths, retain_input=True, retain_output=True) as traced:
+        model(token_ids())
     assert set(traced.inputs) == set(traced.outputs) == set(paths)
     for path in paths:
         torch.testing.assert_close(traced.inputs[path], seen[path][0], rtol=0, atol=0)
