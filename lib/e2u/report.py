@@ -190,6 +190,18 @@ def hparams_table(result: dict) -> pd.DataFrame:
     return pd.DataFrame([result["hparams"]]).T.rename(columns={0: "value"})
 
 
+def change_table(result: dict) -> pd.DataFrame:
+    """What the method changed: the Frobenius norm of its weight change in each decoder block (by index)
+    and in any matrix outside the blocks, or the adaptor it attached."""
+    change = result.get("change") or {}
+    if change.get("kind") != "weight_deltas":
+        return pd.DataFrame([{k: v for k, v in change.items()}])
+    norms = change["norm_by_layer"]
+    order = sorted(norms, key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
+    return pd.DataFrame({"|dW| (Frobenius)": [norms[k] for k in order]},
+                        index=pd.Index([f"layer {k}" if k.isdigit() else k for k in order], name="where"))
+
+
 def cost_table(result: dict) -> pd.DataFrame:
     log = result["log"]
     row = {**result["timings_s"], "steps": log.get("steps") or sum(r.get("steps", 0) for r in log.get("requests", [])),
