@@ -4,6 +4,7 @@
                                       study, also probe answers and finetuned models its settings need
     e2u study run studies/default.yaml
     e2u book studies/default.yaml     summary notebook + Jupyter Book build (--root: another book project)
+    e2u compare A B [--tolerance 1e-6] do two result directories hold the same per-item numbers?
 """
 
 from __future__ import annotations
@@ -131,6 +132,25 @@ def _hide_parameter_cells(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
+def _compare(args) -> int:
+    from .compare import compare_results
+
+    for directory in (args.a, args.b):
+        if not Path(directory).is_dir():
+            raise E2UError(f"compare: {directory} is not a directory of result files (<setting>/<cell>.json)")
+    comparisons = compare_results(args.a, args.b, args.tolerance)
+    if not comparisons:
+        raise E2UError(f"compare: no result files (<setting>/<cell>.json) under {args.a}")
+    for c in comparisons:
+        print(f"{c.name}: {'same' if not c.differences else 'DIFFERS'} (largest |difference| {c.largest:.2e})")
+        for line in c.differences[:5]:
+            print(f"    {line}")
+    differing = sum(bool(c.differences) for c in comparisons)
+    print(f"{len(comparisons)} cells, {differing} differ, largest |difference| "
+          f"{max(c.largest for c in comparisons):.2e} (tolerance {args.tolerance:g})")
+    return 1 if differing else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="e2u", description="Editing as unlearning: the study runner")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -156,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
                       "and book/; default: the repository)")
     book.add_argument("--no-build", action="store_true", help="only execute the summary notebook")
     book.set_defaults(run=_book)
+    compare = sub.add_parser("compare", help="compare the per-item numbers of two result directories")
+    compare.add_argument("a", help="a results directory, e.g. results/default")
+    compare.add_argument("b", help="another one, with the same <setting>/<cell>.json files")
+    compare.add_argument("--tolerance", type=float, default=1e-6, help="largest absolute difference allowed")
+    compare.set_defaults(run=_compare)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
