@@ -125,9 +125,14 @@ def _unchanged_rates(after: dict) -> dict:
     return {split: sum(i["unchanged"] for i in items) / len(items) for split, items in after.items() if items}
 
 
-def evaluate_cached(model, tokenizer, splits, params: CellParams, data_key: str, entailment=None) -> dict:
+def splits_digest(splits: dict) -> str:
+    """Hash of every record of every split: what an evaluation of this data depends on."""
+    return sha256_of_json({s: [asdict(r) for r in rs] for s, rs in splits.items()})
+
+
+def evaluate_cached(model, tokenizer, splits, params: CellParams, entailment=None) -> dict:
     """Evaluation of the unedited model, computed once per (model, data, evaluation settings, code)."""
-    key = {"model": model_fingerprint(model), "data": data_key, "max_new_tokens": params.max_new_tokens,
+    key = {"model": model_fingerprint(model), "data": splits_digest(splits), "max_new_tokens": params.max_new_tokens,
            "batch_size": params.batch_size, "nli_model": params.nli_model, "version": __version__,
            "code": code_digest(evaluation_code_files())}
     return cache.cached_json(cache.entry_path("evals", key), key,
@@ -147,8 +152,7 @@ def load_splits(model, tokenizer, params: CellParams) -> dict:
 def evaluate_retain_model(path: str, splits: dict, params: CellParams, entailment=None) -> dict:
     """Per-item results of the retain model on the cell's data (cached like any unedited model's)."""
     model, tokenizer = load_model(path, params.device or None, params.dtype or None)
-    data_key = sha256_of_json({s: [asdict(r) for r in rs] for s, rs in splits.items()})
-    return evaluate_cached(model, tokenizer, splits, params, data_key, entailment)
+    return evaluate_cached(model, tokenizer, splits, params, entailment)
 
 
 def retain_records(splits: dict) -> list:
@@ -172,11 +176,10 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
         raise E2UError(f"data source {params.data_source!r} has no forget split")
     timings["load"] = time.perf_counter() - clock
     hp = method_hparams(params.method, model, params.model, params.hparams)
-    data_key = sha256_of_json({s: [asdict(r) for r in rs] for s, rs in splits.items()})
 
     clock = time.perf_counter()
     scorer = load_entailment(params.nli_model, params.device or None)
-    before = evaluate_cached(model, tokenizer, splits, params, data_key, scorer)
+    before = evaluate_cached(model, tokenizer, splits, params, scorer)
     retain = evaluate_retain_model(models.retain, splits, params, scorer) if models.retain else None
     timings["evaluate_before"] = time.perf_counter() - clock
 

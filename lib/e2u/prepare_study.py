@@ -18,11 +18,8 @@ from .study import Study
 
 def prepare_study(study: Study) -> Iterator[str]:
     """Prepare every distinct (model, data) of the study; yields one progress line per step."""
-    from dataclasses import asdict
-
     from .cell import evaluate_cached, evaluate_retain_model, load_splits
     from .entailment import load_entailment
-    from .files import sha256_of_json
     from .models import load_model
     from .setting_models import setting_models
 
@@ -45,9 +42,8 @@ def prepare_study(study: Study) -> Iterator[str]:
         sizes = ", ".join(f"{name} {len(records)}" for name, records in splits.items())
         yield f"setting {cell.setting}: model {models.target}, data {cell.data_source} ({sizes}) loaded after " \
               f"{time.perf_counter() - started:.1f} s"
-        data_key = sha256_of_json({s: [asdict(r) for r in rs] for s, rs in splits.items()})
         scorer = load_entailment(cell.nli_model, cell.device or None)
-        evaluate_cached(model, tokenizer, splits, cell, data_key, scorer)
+        evaluate_cached(model, tokenizer, splits, cell, scorer)
         if models.retain:
             evaluate_retain_model(models.retain, splits, cell, scorer)
         yield f"setting {cell.setting}: unedited{' and retain' if models.retain else ''} model evaluated; " \
