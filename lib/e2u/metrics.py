@@ -16,7 +16,7 @@ from typing import Iterable, Mapping, Sequence, Union
 
 from .errors import E2UError
 
-_REFUSAL_PATTERNS = [
+_REFUSAL_PATTERNS = (
     r"\bI (?:do not|don't|dont) (?:know|have (?:any |enough |specific |reliable )?(?:information|knowledge|details|data))",
     r"\bI(?:'m| am) (?:not (?:sure|aware|able|certain|familiar)|unable|afraid|sorry)",
     r"\bI (?:cannot|can't|can not|could not|couldn't) (?:answer|provide|help|share|find|say|tell|recall|confirm)",
@@ -26,7 +26,7 @@ _REFUSAL_PATTERNS = [
     r"\bbeyond my knowledge\b",
     r"\bnot something I (?:know|can answer)\b",
     r"^\s*(?:sorry|apologies)\b",
-]
+)
 
 
 def is_refusal(text: str) -> bool:

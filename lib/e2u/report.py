@@ -12,12 +12,12 @@ from types import MappingProxyType
 
 import pandas as pd
 
-HEADLINE = [
+HEADLINE = (
     ("forget", "refusal_rate", "forget refusal rate"),
     ("forget", "rouge_l_recall", "forget ROUGE-L"),
     ("forget_paraphrased", "refusal_rate", "paraphrase refusal rate"),
     ("keep", "rouge_l_recall", "kept ROUGE-L"),
-]
+)
 
 
 def load_results(directory: str | Path) -> list[dict]:

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parents[1]
 TEMPLATE = ROOT / "notebooks" / "unlearn.ipynb"
-_STUDY_KEYS = {"name", "model", "setting", "settings", "data", "evaluation", "refusal", "seeds", "methods", "device", "dtype"}
+_STUDY_KEYS = frozenset({"name", "model", "setting", "settings", "data", "evaluation", "refusal", "seeds", "methods",
+                         "device", "dtype"})
 
 
 @dataclass(frozen=True)
