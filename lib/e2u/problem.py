@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import torch
 
 from .data.schema import QARecord
+from .errors import E2UError
 from .editing.requests import EditRequest, unlearning_requests
 
 
@@ -33,7 +34,8 @@ class UnlearningProblem:
         """The frozen model before unlearning, loaded once (eval mode, no gradients)."""
         if self._reference is None:
             if self.load_reference is None:
-                raise ValueError("this unlearning problem has no reference model (load_reference is None)")
+                raise E2UError("this unlearning problem has no reference model: the method needs one, "
+                               "but no load_reference was given")
             model = self.load_reference().eval()
             for p in model.parameters():
                 p.requires_grad_(False)

@@ -53,7 +53,8 @@ class EditSetup:
 def set_up(model, tokenizer, requests: list[EditRequest], hp: LocateHParams, layers: list[int],
            with_moments: bool = True) -> EditSetup:
     started = time.perf_counter()
+    arch = find_arch(model)
     missing = report_missing_subjects(tokenizer, requests)
     templates = context_templates(model, tokenizer, hp.n_context_templates, hp.context_template_length, hp.seed)
-    moments, corpus_name = layer_moments(model, tokenizer, find_arch(model), layers, hp) if with_moments else ({}, None)
-    return EditSetup(find_arch(model), layers, templates, moments, corpus_name, missing, started)
+    moments, corpus_name = layer_moments(model, tokenizer, arch, layers, hp) if with_moments else ({}, None)
+    return EditSetup(arch, layers, templates, moments, corpus_name, missing, started)

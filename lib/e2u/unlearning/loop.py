@@ -32,9 +32,9 @@ def qa_batch(tokenizer, pairs: list[tuple[str, str]], device) -> dict[str, torch
 
 
 def changes_since(model, before: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The change of every parameter since `before` (a CPU snapshot), as (d_out, d_in) like nn.Linear stores it."""
-    return {name: p.detach().cpu().float() - before[name].float() for name, p in model.named_parameters()
-            if not torch.equal(p.detach().cpu(), before[name])}
+    """The change of every parameter that moved since `before` (a CPU snapshot), in its stored layout."""
+    changes = {name: p.detach().cpu().float() - before[name].float() for name, p in model.named_parameters()}
+    return {name: change for name, change in changes.items() if change.any()}
 
 
 def train_on_forget(model, tokenizer, pairs: list[tuple[str, str]], hp: TrainingHParams,
