@@ -2,7 +2,8 @@
 
     e2u prepare [studies/default.yaml] convert the embedded model once (GGUF -> safetensors); with a
                                       study, also probe answers and finetuned models its settings need
-    e2u study run studies/default.yaml
+    e2u study run studies/default.yaml  every cell not done, as Dask tasks (--scheduler tcp://HOST:PORT, --sequential)
+    e2u study plan studies/default.yaml the tasks it would submit, with their resources (--gpus N)
     e2u book studies/default.yaml     summary notebook + Jupyter Book build (--root: another book project)
     e2u compare A B [--tolerance 1e-6] do two result directories hold the same per-item numbers?
 """
@@ -36,7 +37,7 @@ def _prepare(args) -> int:
     install = (args.install_seconds or "").strip()
     if install.isdigit():  # `make book` passes the seconds its install took (the stamp file's content)
         record_stage(args.results, study.name, "install", float(install))
-    for line in prepare_study(study):
+    for line in prepare_study(study, models_only=args.models_only):
         print(line)
     seconds = time.perf_counter() - started
     record_stage(args.results, study.name, "prepare", seconds)
@@ -45,21 +46,45 @@ def _prepare(args) -> int:
 
 
 def _study_run(args) -> int:
-    from .runner import run_study
+    """Every cell not already done: as Dask tasks (a local cluster, or --scheduler), or --sequential here."""
+    from .stages import record_stage
     from .study import load_study
 
     study = load_study(args.study)
     started = time.perf_counter()
-    outcomes = run_study(study, Path(args.results), Path(args.book))
-    for o in outcomes:
-        print(f"{o.status:>7}  {o.cell_id:<32} {o.seconds:7.1f} s  {o.error}")
-    failed = [o for o in outcomes if o.status == "failed"]
-    from .stages import record_stage
+    if args.sequential:
+        from .runner import run_study
 
+        outcomes, steps = run_study(study, Path(args.results), Path(args.book)), []
+    else:
+        from .executor import run_study_on_dask
+
+        outcomes, steps = run_study_on_dask(study, Path(args.results), Path(args.book), args.scheduler, args.workers,
+                                            progress=not args.no_progress)
+    for step in steps:
+        print("\n".join(step["lines"]) + f"\n{step['step']}: {step['seconds']:.1f} s")
+        record_stage(args.results, study.name, f"shared: {step['step']}", step["seconds"])
+    for o in outcomes:
+        retried = f" (ran {o.attempts} times: its worker died)" if o.attempts > 1 else ""
+        print(f"{o.status:>7}  {o.cell_id:<32} {o.seconds:7.1f} s  {o.error}{retried}")
+    failed = [o for o in outcomes if o.status == "failed"]
     record_stage(args.results, study.name, "study", time.perf_counter() - started)
     print(f"study {study.name}: {len(outcomes)} cells, {sum(o.status == 'cached' for o in outcomes)} cached, "
           f"{len(failed)} failed, {time.perf_counter() - started:.1f} s")
     return 1 if failed else 0
+
+
+def _study_plan(args) -> int:
+    """What `study run` would submit, with each task's resources; starts no cluster and loads no model."""
+    from .executor import plan_study
+    from .study import load_study
+
+    study = load_study(args.study)
+    plan = plan_study(study, Path(args.results).resolve(), Path(args.book).resolve(), gpus=args.gpus > 0)
+    print("\n".join(plan.describe()))
+    print(f"study {study.name}: {len(plan.steps)} shared steps, {len(plan.cells)} cells to run, "
+          f"{len(plan.cached)} cached")
+    return 0
 
 
 def _book(args) -> int:
@@ -160,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     prepare.add_argument("--model", default="smollm2-135m-instruct", help="without a study: the model to convert")
     prepare.add_argument("--results", default="results")
     prepare.add_argument("--install-seconds", default="", help="record this as the install stage (make book)")
+    prepare.add_argument("--models-only", action="store_true", help="only make the study's models loadable "
+                         "(`study run` does the rest as Dask tasks)")
     prepare.set_defaults(run=_prepare)
     study = sub.add_parser("study", help="run a study")
     study_sub = study.add_subparsers(dest="action", required=True)
@@ -167,7 +194,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("study")
     run.add_argument("--results", default="results")
     run.add_argument("--book", default="book")
+    run.add_argument("--scheduler", default="", help="address of a running Dask scheduler (tcp://HOST:PORT); "
+                     "default: a local cluster, one single-threaded worker per core (one per GPU)")
+    run.add_argument("--workers", type=int, default=0, help="local cluster on CPU: this many workers (default: cores)")
+    run.add_argument("--sequential", action="store_true", help="no Dask: the cells one after another, in this process")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(run=_study_run)
+    plan = study_sub.add_parser("plan", help="list the tasks `study run` would submit, with their resources")
+    plan.add_argument("study")
+    plan.add_argument("--results", default="results")
+    plan.add_argument("--book", default="book")
+    plan.add_argument("--gpus", type=int, default=0, help="plan for a cluster with GPU workers")
+    plan.set_defaults(run=_study_plan)
     book = sub.add_parser("book", help="execute the summary notebook and build the Jupyter Book")
     book.add_argument("study")
     book.add_argument("--results", default="results")

@@ -49,6 +49,19 @@ def method_hparams(name: str, model, model_name: str, overrides: dict | None):
     return build_hparams(method.hparams, values, f"method {name}")
 
 
+def statistics_layers(name: str, model, hp) -> list[int]:
+    """The layers whose key second moments C = E[k k^T] the method reads (none for the training baselines)."""
+    from .arch import find_arch
+    from .editing.layers import edited_layers
+
+    n_layers = find_arch(model).n_layers
+    if name == "rome":
+        return edited_layers(hp.layer, n_layers, count=1, name="layer") if hp.mom2_adjustment else []
+    if name in ("memit", "alphaedit"):
+        return edited_layers(hp.layers, n_layers, count=5)
+    return []
+
+
 def run_method(name: str, model, tokenizer, problem, hp):
     """`name`'s apply on the unlearning problem; the model changes in place."""
     return get_method(name).apply(model, tokenizer, problem, hp)

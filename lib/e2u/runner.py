@@ -1,4 +1,5 @@
-"""Execute a study's cells: one papermill run of `notebooks/unlearn.ipynb` per cell, in order.
+"""One papermill run of `notebooks/unlearn.ipynb` per cell; and the plain runner: the cells in order, in this
+process (`e2u study run --sequential`; the Dask executor in executor.py is the default).
 
 The executed notebook is written to a temporary file and renamed into `book/runs/` only after
 the cell succeeded and wrote its result, so neither a killed run nor a failed cell leaves a file
@@ -27,6 +28,7 @@ class CellOutcome:
     status: str  # "cached" | "ran" | "failed"
     seconds: float
     error: str = ""
+    attempts: int = 1  # more than one: its worker died and the cell ran again
 
 
 def notebook_parameters(cell: CellParams, result: Path, key: str) -> dict:
@@ -50,24 +52,34 @@ def run_cell_notebook(cell: CellParams, result: Path, notebook: Path, key: str, 
 
 def run_study(study: Study, results_dir: Path, book_dir: Path, kernel: str = "python3") -> list[CellOutcome]:
     """Run every cell that is not already done; report what happened to each."""
-    outcomes = []
+    from .run_lock import study_run_lock
+
     results_dir, book_dir = Path(results_dir).resolve(), Path(book_dir).resolve()  # the kernel runs elsewhere
-    for cell in study.cells:
-        key = cell_key(cell)
-        result, notebook = result_path(results_dir, study, cell), notebook_path(book_dir, cell)
-        started = time.perf_counter()
-        if is_done(result, notebook, key):
-            outcomes.append(CellOutcome(cell.cell_id, "cached", 0.0))
-            log.info("cell %s: cached", cell.cell_id)
-            continue
+    with study_run_lock(book_dir, results_dir / study.name):
+        return [_run_one(study, cell, results_dir, book_dir, kernel) for cell in study.cells]
+
+
+def _run_one(study: Study, cell: CellParams, results_dir: Path, book_dir: Path, kernel: str) -> CellOutcome:
+    """One cell in this process: cached, ran, or failed with its error."""
+    key = cell_key(cell)
+    result, notebook = result_path(results_dir, study, cell), notebook_path(book_dir, cell)
+    started = time.perf_counter()
+    if is_done(result, notebook, key):
+        log.info("cell %s: cached", cell.cell_id)
+        return CellOutcome(cell.cell_id, "cached", 0.0)
+    result.unlink(missing_ok=True)
+    log.info("cell %s: running", cell.cell_id)
+    try:
+        run_cell_notebook(cell, result, notebook, key, kernel)
+        return CellOutcome(cell.cell_id, "ran", time.perf_counter() - started)
+    except Exception as exc:  # one failed cell must not stop the others
         result.unlink(missing_ok=True)
-        log.info("cell %s: running", cell.cell_id)
-        try:
-            run_cell_notebook(cell, result, notebook, key, kernel)
-            outcomes.append(CellOutcome(cell.cell_id, "ran", time.perf_counter() - started))
-        except Exception as exc:  # one failed cell must not stop the others
-            result.unlink(missing_ok=True)
-            message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            outcomes.append(CellOutcome(cell.cell_id, "failed", time.perf_counter() - started, message))
-            log.error("cell %s failed: %s", cell.cell_id, message)
-    return outcomes
+        message = error_line(exc)
+        log.error("cell %s failed: %s", cell.cell_id, message)
+        return CellOutcome(cell.cell_id, "failed", time.perf_counter() - started, message)
+
+
+def error_line(exc: BaseException) -> str:
+    """The last line of an exception's message (papermill's is the notebook's traceback), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__

@@ -1,0 +1,209 @@
+"""Run a study's cells as Dask tasks: the same code on a laptop and on a cluster (DESIGN section 5).
+
+1. Cells whose result file carries their key are `cached` and not submitted.
+2. The work they share (`shared_work`) is submitted first, each step once, after the step it needs.
+3. Every other cell is a task that waits for its setting's last shared step and runs the cell's
+   notebook through papermill on a worker (`runner.run_cell_notebook`); results come back as
+   files, so a cluster run and a local run build the same book.
+4. A cell whose worker died is submitted once more; a second death, or an error in the notebook,
+   makes it `failed` with its error. Finished cells are kept whatever happens to the others.
+
+Cells on CUDA ask for the resource `GPU=1`: one cell per GPU at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .cell import CellParams
+from .errors import E2UError
+from .runner import CellOutcome, error_line, run_cell_notebook
+from .shared_work import SharedStep, plan_shared_steps, run_shared_step, step_for_cell
+from .study import Study, cell_key, is_done, notebook_path, result_path
+
+RETRIES_AFTER_A_LOST_WORKER = 1
+
+
+@dataclass
+class PlannedCell:
+    cell: CellParams
+    key: str
+    result: Path
+    notebook: Path
+    needs: str  # the shared step it waits for
+    resources: dict = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    steps: list[SharedStep]
+    cells: list[PlannedCell]
+    cached: list[CellParams]
+
+    def describe(self) -> list[str]:
+        lines = [f"shared  {s.name:<40} after {s.after or '-'}  ({len(s.cells)} cells)" for s in self.steps]
+        lines += [f"cell    {p.cell.setting}/{p.cell.cell_id:<32} after {p.needs}  resources {p.resources or '{}'}"
+                  for p in self.cells]
+        lines += [f"cached  {c.setting}/{c.cell_id}" for c in self.cached]
+        return lines
+
+
+def wants_gpu(cell: CellParams, gpus: bool) -> bool:
+    """A cell runs on a GPU when it names CUDA (or `auto`), or names no device and the cluster has GPUs."""
+    device = cell.device.lower()
+    return device.startswith("cuda") or device == "auto" or (not device and gpus)
+
+
+def plan_study(study: Study, results_dir: Path, book_dir: Path, gpus: bool) -> Plan:
+    """What a run must do: shared steps for the cells not done, and those cells with their resources."""
+    pending, cached = [], []
+    for cell in study.cells:
+        key = cell_key(cell)
+        result, notebook = result_path(results_dir, study, cell), notebook_path(book_dir, cell)
+        (cached if is_done(result, notebook, key) else pending).append((cell, key, result, notebook))
+    steps = plan_shared_steps([c for c, *_ in pending])
+    cells = [PlannedCell(cell, key, result, notebook, step_for_cell(steps, cell).name,
+                         {"GPU": 1} if wants_gpu(cell, gpus) else {})
+             for cell, key, result, notebook in pending]
+    return Plan(steps, cells, [c for c, *_ in cached])
+
+
+def _run_cell_task(cell_json: str, result: str, notebook: str, key: str) -> tuple[float, str]:
+    """On a worker: one cell's notebook. Returns (seconds, error); an error is the notebook's, not the worker's."""
+    started = time.perf_counter()
+    cell = CellParams.from_json(cell_json)
+    Path(result).unlink(missing_ok=True)
+    try:
+        run_cell_notebook(cell, Path(result), Path(notebook), key)
+        return time.perf_counter() - started, ""
+    except Exception as exc:  # the cell failed; the worker is fine: no retry, report it
+        Path(result).unlink(missing_ok=True)
+        return time.perf_counter() - started, error_line(exc)
+
+
+@dataclass
+class _Job:
+    """A step or a cell in flight, and how many times it was submitted."""
+
+    name: str
+    step: SharedStep | None = None
+    cell: PlannedCell | None = None
+    attempts: int = 0
+
+
+def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcome], list[dict]]:
+    """Submit the plan to `client` and wait for every cell; returns the cell outcomes and the shared steps' logs.
+
+    Dependencies are kept here, not in the task graph: a job whose worker died is resubmitted alone,
+    and a step's cells are submitted once the step has succeeded (or failed with its error)."""
+    from distributed import wait
+    from tqdm import tqdm
+
+    gpu = any(p.resources for p in plan.cells)
+    if gpu and not _has_gpu(client):
+        names = [f"{p.cell.setting}/{p.cell.cell_id}" for p in plan.cells if p.resources]
+        raise E2UError(f"cells {names[:3]}{' ...' if len(names) > 3 else ''} run on CUDA but no worker of the "
+                       "cluster offers the resource GPU; start GPU workers with `--resources GPU=1`")
+    resources = {"GPU": 1} if gpu else None
+
+    def submit(job: _Job):
+        job.attempts += 1
+        key = f"{job.name}-{id(plan)}-{job.attempts}".replace(" ", "_")
+        if job.step is not None:
+            return client.submit(run_shared_step, job.step, key=key, resources=resources, pure=False)
+        p = job.cell
+        return client.submit(_run_cell_task, p.cell.to_json(), str(p.result), str(p.notebook), p.key, key=key,
+                             resources=p.resources or None, pure=False)
+
+    def release(step_name: str) -> list[_Job]:
+        """The jobs that waited for `step_name`."""
+        return [_Job(f"shared {s.name}", step=s) for s in plan.steps if s.after == step_name] + \
+               [_Job(f"cell {p.cell.setting}/{p.cell.cell_id}", cell=p) for p in plan.cells if p.needs == step_name]
+
+    def fail_all(job: _Job, why: str) -> list[CellOutcome]:
+        """A step failed: every cell that needs it, directly or through a later step, fails with its error."""
+        if job.cell is not None:
+            return [CellOutcome(job.cell.cell.cell_id, "failed", 0.0, why, attempts=job.attempts)]
+        return [o for waiting in release(job.step.name) for o in fail_all(waiting, why)]
+
+    first = [_Job(f"shared {s.name}", step=s) for s in plan.steps if s.after is None]
+    running = {submit(job): job for job in first}
+    outcomes = [CellOutcome(c.cell_id, "cached", 0.0) for c in plan.cached]
+    steps: list[dict] = []
+    counts = {"done": 0, "failed": 0, "cached": len(plan.cached)}
+    bar = tqdm(total=len(plan.cells) + len(plan.cached), initial=len(plan.cached), desc="cells", unit="cell",
+               disable=not progress)
+    while running:
+        try:
+            finished, _ = wait(list(running), timeout=5, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            finished = []
+        for future in finished:
+            job = running.pop(future)
+            value, error, lost = _collect(future)
+            if lost and job.attempts <= RETRIES_AFTER_A_LOST_WORKER:
+                running[submit(job)] = job
+                continue
+            if lost:
+                error = f"its worker died {job.attempts} times while running it"
+            new = []
+            if job.step is not None and not error:
+                steps.append(value)
+                running.update({submit(waiting): waiting for waiting in release(job.step.name)})
+            elif job.step is not None:
+                new = fail_all(job, f"shared step {job.step.name!r} failed: {error}")
+            else:
+                seconds, cell_error = value if not error else (0.0, error)
+                new = [CellOutcome(job.cell.cell.cell_id, "failed" if cell_error else "ran", seconds, cell_error,
+                                   attempts=job.attempts)]
+            for outcome in new:
+                counts["done" if outcome.status == "ran" else "failed"] += 1
+            outcomes += new
+            bar.update(len(new))
+        bar.set_postfix(running=_running_cells(client, running), **counts, refresh=True)
+    bar.close()
+    return outcomes, steps
+
+
+def _collect(future) -> tuple[object, str, bool]:
+    """(value, error, worker lost) of a finished future."""
+    from distributed import KilledWorker
+
+    try:
+        return future.result(), "", False
+    except KilledWorker:
+        return None, "", True
+    except Exception as exc:
+        return None, error_line(exc), False
+
+
+def _running_cells(client, running: dict) -> int:
+    """How many of the submitted jobs a worker is executing now (the others wait in a queue)."""
+    keys = {f.key for f, job in running.items() if job.cell is not None}
+    try:
+        return sum(len(keys & set(processing)) for processing in client.processing().values())
+    except Exception:  # the count is cosmetic; never let it stop the run
+        return 0
+
+
+def _has_gpu(client) -> bool:
+    from .cluster import has_gpu_workers
+
+    return has_gpu_workers(client)
+
+
+def run_study_on_dask(study: Study, results_dir: Path, book_dir: Path, scheduler: str = "", workers: int = 0,
+                      progress: bool = True) -> tuple[list[CellOutcome], list[dict]]:
+    """`e2u study run`: hold the run lock, plan, and run the plan on a local cluster or on `scheduler`."""
+    from .cluster import has_gpu_workers, study_client
+    from .run_lock import study_run_lock
+
+    results_dir, book_dir = Path(results_dir).resolve(), Path(book_dir).resolve()  # workers run elsewhere
+    with study_run_lock(book_dir, results_dir / study.name):
+        with study_client(scheduler, workers) as client:
+            plan = plan_study(study, results_dir, book_dir, has_gpu_workers(client))
+            if not plan.cells:
+                return [CellOutcome(c.cell_id, "cached", 0.0) for c in plan.cached], []
+            return run_plan(client, plan, progress)

@@ -1,0 +1,131 @@
+"""Work that several cells share, planned once per study and done before the cells that need it.
+
+Three kinds of step, each a function of a representative cell, each cached on disk by the code it
+calls, so doing a step twice costs only the loads:
+
+* ``model``: the base model is made loadable (the embedded GGUF converted once to safetensors);
+* ``setting``: the setting's models (finetuned and cached where the setting teaches its knowledge),
+  its data (the `probe` source asks the model), and the unedited (and retain) model's evaluation;
+* ``statistics``: the key second moments C = E[k k^T] of every layer any editor cell of the setting
+  rewrites, in one pass per statistics corpus.
+
+A step runs only after the step it needs (`after`); no two steps compute the same thing, so two
+workers never compute the same cache entry side by side.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .cell import CellParams
+
+
+@dataclass(frozen=True)
+class SharedStep:
+    kind: str  # "model" | "setting" | "statistics"
+    name: str  # unique in a study: "model <name>", "setting <setting>", "statistics <setting>"
+    cells: tuple[CellParams, ...]  # the cells that need this step; the first stands for the others
+    after: str | None = None
+
+
+def _setting_of(cell: CellParams) -> tuple:
+    """What a setting's shared work depends on: model, data, finetuning, device and evaluation settings."""
+    return (cell.model, cell.data_source, cell.data_path, tuple(sorted(cell.data_options.items())), cell.retain_model,
+            tuple(sorted(cell.finetune.items())), cell.device, cell.dtype, cell.max_new_tokens, cell.batch_size,
+            cell.nli_model)
+
+
+def plan_shared_steps(cells: list[CellParams]) -> list[SharedStep]:
+    """The steps these cells share, in an order that respects `after` (models, settings, statistics)."""
+    from .methods import get_method
+
+    models: dict[str, list[CellParams]] = {}
+    settings: dict[tuple, list[CellParams]] = {}
+    for cell in cells:
+        models.setdefault(cell.model, []).append(cell)
+        settings.setdefault(_setting_of(cell), []).append(cell)
+    steps = [SharedStep("model", f"model {name}", tuple(group)) for name, group in models.items()]
+    for group in settings.values():
+        first = group[0]
+        name = f"setting {first.setting}"
+        if any(step.name == name for step in steps):  # two data sets under one setting name: keep both
+            name = f"{name} #{sum(step.kind == 'setting' for step in steps)}"
+        steps.append(SharedStep("setting", name, tuple(group), after=f"model {first.model}"))
+        editors = tuple(c for c in group if get_method(c.method).kind == "editing")
+        if editors:
+            steps.append(SharedStep("statistics", name.replace("setting", "statistics", 1), editors, after=name))
+    return steps
+
+
+def step_for_cell(steps: list[SharedStep], cell: CellParams) -> SharedStep:
+    """The last step `cell` waits for: its setting's statistics if it edits, else its setting."""
+    mine = [s for s in steps if s.kind != "model" and cell in s.cells]
+    return mine[-1]
+
+
+def run_shared_step(step: SharedStep) -> dict:
+    """Do one step in this process; returns {"step", "seconds", "lines"} (what it did, for the log)."""
+    started = time.perf_counter()
+    lines = {"model": _prepare_model, "setting": _prepare_setting, "statistics": _prepare_statistics}[step.kind](step)
+    return {"step": step.name, "seconds": round(time.perf_counter() - started, 1), "lines": lines}
+
+
+def _prepare_model(step: SharedStep) -> list[str]:
+    from .models import load_model
+
+    cell = step.cells[0]
+    load_model(cell.model, cell.device or None, cell.dtype or None)
+    return [f"model {cell.model} ready"]
+
+
+def _prepare_setting(step: SharedStep) -> list[str]:
+    from .cell import evaluate_cached, evaluate_retain_model, load_splits
+    from .entailment import load_entailment
+    from .models import load_model
+    from .setting_models import setting_models
+
+    cell, lines = step.cells[0], []
+    models = setting_models(cell.model, cell.data_source, cell.data_options, cell.retain_model, cell.device or None,
+                            cell.finetune)
+    for role, info in models.info.items():
+        recall = ", ".join(f"{split} {values['rouge_l_recall']:.2f}"
+                           for split, values in (info.get("memorisation") or {}).items())
+        lines.append(f"setting {cell.setting}: finetuned {role} model {info['path']} "
+                     f"(greedy ROUGE-L recall of its training answers: {recall})")
+    model, tokenizer = load_model(models.target, cell.device or None, cell.dtype or None)
+    splits = load_splits(model, tokenizer, cell)
+    lines.append(f"setting {cell.setting}: data {cell.data_source} "
+                 f"({', '.join(f'{name} {len(records)}' for name, records in splits.items())})")
+    scorer = load_entailment(cell.nli_model, cell.device or None)
+    evaluate_cached(model, tokenizer, splits, cell, scorer)
+    if models.retain:
+        evaluate_retain_model(models.retain, splits, cell, scorer)
+    lines.append(f"setting {cell.setting}: unedited{' and retain' if models.retain else ''} model evaluated")
+    return lines
+
+
+def _prepare_statistics(step: SharedStep) -> list[str]:
+    """The union of every editor cell's layers, one pass per statistics corpus (stats.layer_moments caches)."""
+    from .arch import find_arch
+    from .editing.stats import layer_moments
+    from .methods import method_hparams, statistics_layers
+    from .models import load_model
+    from .setting_models import setting_models
+
+    cell = step.cells[0]
+    models = setting_models(cell.model, cell.data_source, cell.data_options, cell.retain_model, cell.device or None,
+                            cell.finetune)
+    model, tokenizer = load_model(models.target, cell.device or None, cell.dtype or None)
+    by_corpus: dict[tuple, tuple[object, set[int]]] = {}
+    for editor in step.cells:
+        hp = method_hparams(editor.method, model, editor.model, editor.hparams)
+        layers = statistics_layers(editor.method, model, hp)
+        if layers:
+            corpus = (hp.mom2_corpus, hp.mom2_corpus_texts, hp.mom2_n_tokens, hp.mom2_max_length, hp.mom2_dtype, hp.seed)
+            by_corpus.setdefault(corpus, (hp, set()))[1].update(layers)
+    lines = []
+    for hp, layers in by_corpus.values():
+        layer_moments(model, tokenizer, find_arch(model), sorted(layers), hp)
+        lines.append(f"setting {cell.setting}: key statistics of layers {sorted(layers)} ({hp.mom2_corpus})")
+    return lines

@@ -1,0 +1,116 @@
+"""The Dask executor: the plan, a two-worker local cluster against the sequential runner, a worker killed
+mid-cell, an unreachable scheduler, the run lock and the temporaries of killed runs."""
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from e2u.errors import E2UError
+from e2u.executor import plan_study, run_plan
+from e2u.study import load_study
+
+from test_study_end_to_end import tiny_study, write_tiny_study  # noqa: F401 (a fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_plan_shares_each_setting_step_once_and_editors_wait_for_statistics(tiny_study):
+    study, root = tiny_study
+    plan = plan_study(study, root / "results", root / "book", gpus=False)
+    assert [(s.kind, s.after) for s in plan.steps] == [
+        ("model", None), ("setting", f"model {study.cells[0].model}"), ("statistics", "setting pretrained")]
+    needs = {p.cell.method: p.needs for p in plan.cells}
+    assert needs == {"rome": "statistics pretrained", "gradient_ascent": "setting pretrained"}
+    assert all(p.resources == {} for p in plan.cells) and plan.cached == []
+
+
+def test_the_paper_scale_study_plans_every_cell_on_a_gpu_without_one():
+    study = load_study(ROOT / "studies" / "paper-scale.yaml")
+    plan = plan_study(study, ROOT / "results", ROOT / "book", gpus=True)
+    assert len(plan.cells) == len(study.cells) >= 8
+    assert all(p.resources == {"GPU": 1} for p in plan.cells)
+    settings = {s.cells[0].setting for s in plan.steps if s.kind == "setting"}
+    assert settings == {c.setting for c in study.cells}
+
+
+def test_an_unreachable_scheduler_is_a_clear_error_within_ten_seconds():
+    from e2u.cluster import study_client
+
+    started = time.perf_counter()
+    with pytest.raises(E2UError, match="could not reach the Dask scheduler at tcp://127.0.0.1:9"):
+        with study_client("tcp://127.0.0.1:9"):
+            pass
+    assert time.perf_counter() - started < 10
+
+
+def test_a_second_run_is_refused_while_one_holds_the_lock_and_leftovers_are_removed(tmp_path):
+    from e2u.run_lock import study_run_lock
+
+    book, results = tmp_path / "book", tmp_path / "results" / "s"
+    (book / "runs" / "pretrained").mkdir(parents=True)
+    (results / "pretrained").mkdir(parents=True)
+    left = [book / "runs" / "pretrained" / ".rome-seed0.ipynb.k1x9.ipynb",
+            results / "pretrained" / ".rome-seed0.json.a8b7.json"]
+    kept = [book / "runs" / "pretrained" / "rome-seed0.ipynb", results / "pretrained" / "rome-seed0.json"]
+    for path in left + kept:
+        path.write_text("{}")
+    with study_run_lock(book, results) as removed:
+        assert sorted(removed) == sorted(left) and all(p.exists() for p in kept)
+        with pytest.raises(E2UError, match="another `e2u study run`"):
+            with study_run_lock(book, results):
+                pass
+    with study_run_lock(book, results) as removed:  # released when the first run ended
+        assert removed == []
+
+
+def _kill_the_first_worker_that_runs_a_cell(client, killed: list, stop: threading.Event):
+    """SIGKILL the worker process executing a cell a few seconds after the cell started (its notebook running)."""
+    seen = {}
+    while not stop.is_set() and not killed:
+        for worker, keys in client.processing().items():
+            if any(str(k).startswith("cell_") for k in keys):
+                seen.setdefault(worker, time.perf_counter())
+                if time.perf_counter() - seen[worker] > 4:
+                    pid = client.run(os.getpid, workers=[worker])[worker]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(worker)
+                    return
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_two_workers_give_the_sequential_results_and_a_killed_worker_means_a_retry(tmp_path, monkeypatch):
+    """One run on a two-worker local cluster with a worker SIGKILLed mid-cell; its results, per item,
+    equal the sequential runner's."""
+    from distributed import Client
+
+    from e2u.cluster import local_cluster
+    from e2u.compare import compare_results
+    from e2u.runner import run_study
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernels of both runs: the same arithmetic
+    study = load_study(write_tiny_study(tmp_path))
+    sequential = run_study(study, tmp_path / "sequential", tmp_path / "book-sequential")
+    assert [o.status for o in sequential] == ["ran", "ran"]
+
+    killed, stop = [], threading.Event()
+    with local_cluster(workers=2) as cluster, Client(cluster) as client:
+        plan = plan_study(study, (tmp_path / "dask").resolve(), (tmp_path / "book-dask").resolve(), gpus=False)
+        killer = threading.Thread(target=_kill_the_first_worker_that_runs_a_cell, args=(client, killed, stop))
+        killer.start()
+        try:
+            outcomes, steps = run_plan(client, plan, progress=False)
+        finally:
+            stop.set()
+            killer.join()
+    assert killed, "no worker was running a cell long enough to be killed"
+    assert sorted(o.status for o in outcomes) == ["ran", "ran"], [o.error for o in outcomes]
+    assert sorted(o.attempts for o in outcomes) == [1, 2]  # the killed cell ran once more, the other once
+    assert [s["step"] for s in steps][:1] == [f"model {study.cells[0].model}"]
+    comparisons = compare_results(tmp_path / "sequential" / "tiny", tmp_path / "dask" / "tiny", 1e-6)
+    assert len(comparisons) == 2 and all(not c.differences for c in comparisons), \
+        [c.differences[:3] for c in comparisons]
