@@ -25,10 +25,11 @@ from .evaluate import evaluate_dataset, generate_answers, summarise
 from . import cache
 from .arch import find_arch
 from .files import sha256_of_json, write_json_atomic
+from .peak_memory import peak_memory_gb, peak_memory_kind
 from .problem import UnlearningProblem
 from .provenance import code_digest, evaluation_code_files
 from .methods import get_method, method_hparams, run_method
-from .models import load_model, model_fingerprint
+from .models import input_device, load_model, model_fingerprint
 from .setting_models import setting_models
 
 log = logging.getLogger(__name__)
@@ -184,8 +185,6 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     timings["evaluate_before"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
     problem = UnlearningProblem(splits["forget"], retain_records(splits), params.refusal, params.seed,
                                 load_reference=lambda: load_model(models.target, params.device or None,
                                                                   params.dtype or None)[0])
@@ -205,11 +204,12 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
         "hparams": asdict(hp),
         "method_title": get_method(params.method).title,
         "versions": {"e2u": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "device": str(next(model.parameters()).device),
+        "device": str(input_device(model)),
         "log": outcome.log,
         "change": outcome.record(find_arch(model).layers),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
-        "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
+        "peak_memory_gb": peak_memory_gb(),  # the whole cell: its kernel runs nothing else
+        "peak_memory_kind": peak_memory_kind(),
         "summary": {"before": summarise(before), "after": summarise(after), "unchanged": _unchanged_rates(after)},
         "aggregates": {"before": aggregates(summarise(before), before, retain),
                        "after": aggregates(summarise(after), after, retain)},

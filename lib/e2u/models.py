@@ -57,8 +57,17 @@ def resolve_model(name: str) -> ModelSource:
     )
 
 
+ONE_GPU_FRACTION = 0.8  # weights above this share of one GPU's memory are spread with device_map="auto"
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def input_device(model) -> torch.device:
+    """Where a model's inputs go: its input embedding's device. With `device_map="auto"` the
+    parameters span several devices and the first parameter need not sit where the inputs must."""
+    return model.get_input_embeddings().weight.device
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -125,26 +134,56 @@ def load_model(
 ):
     """Return `(model, tokenizer)` in eval mode, on `device` (auto) in `dtype` (auto).
 
+    `device="auto"` spreads the model over the visible GPUs (and the CPU if need be) with
+    accelerate's `device_map="auto"`; so does a CUDA device when the weights would take more than
+    `ONE_GPU_FRACTION` of its memory. Inputs then go to `input_device(model)`.
     Remote code is never trusted; weights load from safetensors, or from `.bin` files through
     transformers' `torch.load(weights_only=True)`.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_model(name)
-    device = torch.device(device) if device is not None else default_device()
+    spread = isinstance(device, str) and device.lower() == "auto"
+    device = default_device() if device is None or spread else torch.device(device)
     dtype = _parse_dtype(dtype) if dtype is not None else default_dtype(device)
     location = str(embedded_model_dir()) if source.kind == "embedded" else source.location
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, trust_remote_code=False)
+        if device.type == "cuda" and not spread:
+            spread = _too_large_for_one_gpu(location, dtype, device)
+        placement = {"device_map": "auto"} if spread and device.type == "cuda" else {}
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, trust_remote_code=False, **placement)
     except OSError as exc:
         hint = " (no hub access? download it and pass the local directory)" if source.kind == "hub" else ""
         raise E2UError(f"could not load model {name!r} from {source.kind} {location}{hint}: {exc}".splitlines()[0]) from None
-    model.to(device).eval()
+    if not placement:
+        model.to(device)
+    model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def parameter_bytes(location: str, dtype: torch.dtype) -> int:
+    """The size of a model's weights in `dtype`, counted on the meta device (nothing is loaded)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(location, trust_remote_code=False)
+    with init_empty_weights():
+        empty = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+    return sum(p.numel() for p in empty.parameters()) * torch.finfo(dtype).bits // 8
+
+
+def _too_large_for_one_gpu(location: str, dtype: torch.dtype, device: torch.device) -> bool:
+    size = parameter_bytes(location, dtype)
+    capacity = torch.cuda.get_device_properties(device.index or 0).total_memory
+    if size <= ONE_GPU_FRACTION * capacity:
+        return False
+    log.warning("%s: %.1f GiB of weights exceed %.0f%% of one GPU's %.1f GiB: spreading it with device_map='auto'",
+                location, size / 2**30, 100 * ONE_GPU_FRACTION, capacity / 2**30)
+    return True
 
 
 def _parse_dtype(dtype: str | torch.dtype) -> torch.dtype:

@@ -21,6 +21,7 @@ import torch
 
 from ..arch import find_arch
 from ..errors import E2UError
+from ..models import input_device
 from ..result import WeightDeltas
 from .keys import compute_keys
 from .layers import edited_layers
@@ -66,9 +67,10 @@ def edit(model, tokenizer, requests, hp: AlphaEditHParams) -> WeightDeltas:
     """AlphaEdit on `requests`, in place, batch after batch."""
     setup = set_up(model, tokenizer, requests, hp, edited_layers(hp.layers, find_arch(model).n_layers, count=5))
     projectors, kept_rank = {}, {}
+    device = input_device(model)  # the eigendecomposition and the solves run there, in float64
     for layer in setup.layers:
         projectors[layer], kept_rank[layer] = null_space_projector(
-            setup.moments[layer], hp.nullspace_threshold, hp.nullspace_fraction)
+            setup.moments[layer].to(device), hp.nullspace_threshold, hp.nullspace_fraction)
         log.info("AlphaEdit layer %d: null space of rank %d of %d", layer, kept_rank[layer], setup.arch.key_size)
     previous = {layer: torch.zeros_like(projectors[layer]) for layer in setup.layers}  # K_p K_p^T
     solve = partial(alphaedit_solve, projectors=projectors, previous=previous, alpha=hp.L2)

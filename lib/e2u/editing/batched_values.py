@@ -2,21 +2,28 @@
 
 The requests share nothing but the forward pass: the losses are summed, each delta has its own
 Adam state, and a request whose loss falls below `early_stop_loss` leaves the batch, so every
-request follows the trajectory it would follow alone. The tokens before each key site cannot see
-delta (causal attention), so their keys and values are computed once (`_PrefixCache`) and every
-step runs only the tokens from the site on; the LM head runs only where the loss reads it.
-tests/test_values.py checks the result against the plain loop; bench/edit_bench.py times both.
+request follows the trajectory it would follow alone. Two parts of every step's forward pass cannot
+see delta, so they are computed once, without gradient:
+* the tokens before each key site (causal attention): their keys and values (`_PrefixCache`), so
+  every step runs only the tokens from the site on;
+* the blocks below the one holding the edited module: the hidden states entering that block
+  (`_BlockInputs`), so every step starts there (ROME at layer 5 of 30 skips a sixth of the blocks).
+The LM head runs only where the loss reads it. tests/test_values.py checks the result against the
+plain loop; bench/edit_bench.py and bench/rome_values_bench.py time both.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ..arch import find_arch
 from ..batching import padded
 from ..hooks import trace
+from ..models import input_device
 from ..prompts import encode_answer
 from .requests import EditRequest, key_site
 from .values import ValueHParams, essence_site, frozen_parameters
@@ -45,16 +52,23 @@ def _value_rows(tokenizer, request: EditRequest, templates: list[str]) -> _Value
 
 def optimise_values(
     model, tokenizer, requests: list[EditRequest], templates: list[str], site_path: str, hp: ValueHParams,
+    skip_blocks: bool = True,
 ) -> list[tuple[torch.Tensor, torch.Tensor, dict]]:
-    """`values.optimise_value` of every request (ROME eq. 4 / MEMIT eq. 16): (v*, v0, log) per request."""
-    device = next(model.parameters()).device
+    """`values.optimise_value` of every request (ROME eq. 4 / MEMIT eq. 16): (v*, v0, log) per request.
+
+    delta, v0 and the losses are float32 whatever the model's dtype. `skip_blocks=False` runs every
+    block at every step (the cost before `_BlockInputs`, for benchmarks).
+    """
+    device = input_device(model)
     plans = [_value_rows(tokenizer, r, templates) for r in requests]
     prefix = _PrefixCache.build(model, plans, tokenizer.pad_token_id, device)
+    everyone = _stack_rows(plans, list(range(len(requests))), tokenizer.pad_token_id, device)
+    below = _BlockInputs.build(model, site_path, prefix, everyone) if skip_blocks else _BlockInputs.none()
     head = model.get_output_embeddings()
     width = model.get_input_embeddings().weight.shape[1]
     delta = torch.zeros(len(requests), width, device=device, dtype=torch.float32, requires_grad=True)
     optimiser = torch.optim.Adam([delta], lr=hp.v_lr)
-    v0 = torch.zeros(len(requests), width, device=device)
+    v0 = torch.zeros(len(requests), width, device=device, dtype=torch.float32)
     kl_init: dict[int, torch.Tensor] = {}
     histories: list[list[float]] = [[] for _ in requests]
     final_nll = [float("nan")] * len(requests)
@@ -65,19 +79,21 @@ def optimise_values(
             owner = torch.tensor(active, device=device)[batch["request"]]
 
             def add_delta(path, output):
-                # Every row starts at its key site: column 0.
+                # Every row starts at its key site: column 0. (The module may sit on another device.)
                 if step == 0:
-                    v0[owner[batch["first_rows"]]] = output[batch["first_rows"], 0].detach().float()
+                    first = batch["first_rows"]
+                    v0[owner[first]] = output[first.to(output.device), 0].detach().float().to(device)
                 output = output.clone()
-                output[batch["rows"], 0] += delta[owner].to(output.dtype)
+                output[batch["rows"].to(output.device), 0] += delta[owner].to(output.device, output.dtype)
                 return output
 
             optimiser.zero_grad()
-            with trace(model, [site_path], edit_output=add_delta):
+            with trace(model, [site_path], edit_output=add_delta), below.starting(model, batch):
                 hidden = prefix.run(model, batch)
             # The LM head only where a loss reads it: the vocabulary projection is a fifth of the cost.
             # (Base models end with their final norm; logit soft-capping, as in Gemma-2, is not applied.)
-            logprobs = head(hidden[batch["read_rows"], batch["read_cols"]]).float().log_softmax(-1)
+            reads = hidden[batch["read_rows"].to(hidden.device), batch["read_cols"].to(hidden.device)]
+            logprobs = head(reads).float().log_softmax(-1).to(device)
             n_labels = len(batch["label_ids"])
             token_nll = -logprobs[:n_labels].gather(1, batch["label_ids"].unsqueeze(1)).squeeze(1)
             row_nll = torch.zeros(len(batch["rows"]), device=device).index_add(0, batch["label_rows"], token_nll)
@@ -152,11 +168,104 @@ class _PrefixCache:
         positions = self.sites[select, None] + torch.arange(width, device=self.sites.device)
         cache = None
         if self.kv is not None:
-            cache = DynamicCache(ddp_cache_data=[(k[select], v[select]) for k, v in self.kv], config=model.config)
+            cache = DynamicCache(ddp_cache_data=[(k[select.to(k.device)], v[select.to(v.device)]) for k, v in self.kv],
+                                 config=model.config)
         return model.base_model(
             input_ids=batch["ids"], attention_mask=torch.cat([self.mask[select], batch["mask"]], dim=1),
             position_ids=positions, past_key_values=cache, use_cache=cache is not None,
         ).last_hidden_state
+
+
+@dataclass
+class _BlockInputs:
+    """The hidden states entering block `start` (the one holding the edited module) for every row's
+    suffix, computed once; while `starting` is active the blocks below `start` pass their input
+    through and block `start` reads these instead, so a step pays only for the blocks that see delta.
+
+    Computed for every row at the width of the longest suffix: right padding and causal attention
+    leave a real token's states unchanged when a later step runs fewer, narrower rows.
+    """
+
+    start: int
+    blocks: object  # the model's ModuleList of decoder blocks, or None (nothing to skip)
+    hidden: torch.Tensor | None  # (all rows, widest suffix, hidden)
+
+    @classmethod
+    def none(cls) -> "_BlockInputs":
+        return cls(0, None, None)
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, model, site_path: str, prefix: "_PrefixCache", batch: dict) -> "_BlockInputs":
+        arch = find_arch(model)
+        start = _block_of(arch.layers, arch.n_layers, site_path)
+        blocks = model.get_submodule(arch.layers)
+        if not start:  # the site is in the first block (or outside the blocks): nothing below it
+            return cls.none()
+        found: dict = {}
+
+        def capture(module, args, kwargs):
+            found["hidden"] = args[0] if args else kwargs["hidden_states"]
+            raise _Captured
+
+        def check(module, args, output):
+            found["tensor_out"] = isinstance(output, torch.Tensor)
+
+        handles = [blocks[start].register_forward_pre_hook(capture, with_kwargs=True),
+                   blocks[0].register_forward_hook(check)]
+        try:
+            prefix.run(model, batch)
+        except _Captured:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        if not found.get("tensor_out"):  # blocks returning tuples (older transformers): run them all
+            return cls.none()
+        return cls(start, blocks, found["hidden"].detach())
+
+    @contextmanager
+    def starting(self, model, batch: dict):
+        if self.blocks is None:
+            yield
+            return
+        rows, width = batch["prefix_rows"], batch["ids"].shape[1]
+
+        def substitute(module, args, kwargs):
+            hidden = self.hidden[rows.to(self.hidden.device), :width]
+            return ((hidden, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": hidden})
+
+        skipped = list(self.blocks)[: self.start]
+        own = [block.__dict__.get("forward") for block in skipped]  # accelerate's device hooks live here
+        for block in skipped:
+            block.forward = _pass_through
+        handle = self.blocks[self.start].register_forward_pre_hook(substitute, with_kwargs=True)
+        try:
+            yield
+        finally:
+            handle.remove()
+            for block, forward in zip(skipped, own):
+                if forward is None:
+                    del block.forward  # back to the class's forward
+                else:
+                    block.forward = forward
+
+
+class _Captured(Exception):
+    """Ends `_BlockInputs.build`'s pass once the block's input is seen."""
+
+
+def _pass_through(hidden_states, *args, **kwargs):
+    return hidden_states
+
+
+def _block_of(layers_path: str, n_layers: int, site_path: str) -> int:
+    """The index of the decoder block that holds module `site_path` (0 when none does)."""
+    for index in range(n_layers):
+        block = f"{layers_path}.{index}"
+        if site_path == block or site_path.startswith(block + "."):
+            return index
+    return 0
 
 
 def _stack_rows(plans: list[_ValueRows], active: list[int], pad_id: int, device) -> dict:

@@ -89,7 +89,9 @@ def _sample_texts(model, tokenizer, n_texts: int, length: int, seed: int) -> lis
     """Half plain continuations of `_SAMPLE_PROMPTS`, half chat answers about them (top-k 50, seeded)."""
     from ..prompts import render_question
 
-    device = next(model.parameters()).device
+    from ..models import input_device
+
+    device = input_device(model)
     prompts = []
     for i in range(n_texts):
         seed_text = _SAMPLE_PROMPTS[i % len(_SAMPLE_PROMPTS)]

@@ -13,6 +13,7 @@ import torch
 from ..arch import Arch
 from ..batching import padded
 from ..hooks import trace
+from ..models import input_device
 from .requests import EditRequest, key_site
 
 TEMPLATE_SEEDS = ("The", "Therefore", "Because", "I", "You")
@@ -25,7 +26,7 @@ def context_templates(model, tokenizer, count: int, length: int = 10, seed: int 
     """
     if count <= 0:
         return ["{}"]
-    device = next(model.parameters()).device
+    device = input_device(model)
     texts = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -47,7 +48,7 @@ def _mean_at_sites(model, tokenizer, paths: dict, requests: list[EditRequest], t
 
     One forward pass per batch serves every module, and stops after the deepest one.
     """
-    device = next(model.parameters()).device
+    device = input_device(model)
     sites = [key_site(tokenizer, r, t) for r in requests for t in templates]
     sums: dict = {}
     for start in range(0, len(sites), batch_size):
@@ -59,7 +60,7 @@ def _mean_at_sites(model, tokenizer, paths: dict, requests: list[EditRequest], t
         index = torch.tensor([s.index for s in chunk], device=device)
         owner = torch.tensor([(start + j) // len(templates) for j in range(len(chunk))], device=device)
         for name, path in paths.items():
-            found = (t.inputs if inputs else t.outputs)[path][rows, index].float()
+            found = (t.inputs if inputs else t.outputs)[path].to(device)[rows, index].float()
             if name not in sums:
                 sums[name] = torch.zeros(len(requests), found.shape[-1], device=device)
             sums[name].index_add_(0, owner, found)

@@ -10,6 +10,7 @@ Used as unlearning, the target is a refusal and the prompt is the chat-rendered 
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ import torch
 
 from ..arch import find_arch
 from ..errors import E2UError
+from ..models import input_device
 from ..result import WeightDeltas
 from .batched_values import optimise_values
 from .keys import compute_keys
@@ -39,15 +41,20 @@ class RomeHParams(LocateHParams):
 
 def rank_one_update(k_star: torch.Tensor, k: torch.Tensor, v_star: torch.Tensor, v: torch.Tensor,
                     inverse_moment: torch.Tensor | None) -> torch.Tensor:
-    """ROME eq. 2 as a (d_out, d_in) matrix: the minimal-C-norm change with W' k = v*."""
-    u = inverse_moment @ k_star if inverse_moment is not None else k_star
+    """ROME eq. 2 as a (d_out, d_in) matrix: the minimal-C-norm change with W' k = v*, in float32 at
+    least (bf16 keys or values are promoted)."""
+    given = [x for x in (k_star, k, v_star, v, inverse_moment) if x is not None]
+    dtype = functools.reduce(torch.promote_types, [x.dtype for x in given], torch.float32)  # float32 at least
+    k_star, k, v_star, v = (x.to(dtype) for x in (k_star, k, v_star, v))
+    u = inverse_moment.to(dtype) @ k_star if inverse_moment is not None else k_star
     return torch.outer(v_star - v, u) / (u @ k)
 
 
 def ridge_inverse(moment: torch.Tensor, ridge: float) -> torch.Tensor:
-    """(C + ridge * mean(diag C) I)^-1, computed in float64."""
+    """(C + ridge * mean(diag C) I)^-1, computed in float64 (on C's device)."""
     moment = moment.double()
-    return torch.linalg.inv(moment + ridge * moment.diagonal().mean() * torch.eye(moment.shape[0], dtype=moment.dtype))
+    identity = torch.eye(moment.shape[0], dtype=moment.dtype, device=moment.device)
+    return torch.linalg.inv(moment + ridge * moment.diagonal().mean() * identity)
 
 
 def edit(model, tokenizer, requests: list[EditRequest], hp: RomeHParams) -> WeightDeltas:
@@ -58,10 +65,10 @@ def edit(model, tokenizer, requests: list[EditRequest], hp: RomeHParams) -> Weig
                        "over several layers")
     layer = layers[0]
     setup = set_up(model, tokenizer, requests, hp, layers, with_moments=hp.mom2_adjustment)
-    device = next(model.parameters()).device
-    inverse = ridge_inverse(setup.moments[layer], hp.mom2_ridge).float().to(device) if hp.mom2_adjustment else None
+    device = input_device(model)
+    inverse = ridge_inverse(setup.moments[layer].to(device), hp.mom2_ridge).float() if hp.mom2_adjustment else None
     site = setup.arch.mlp_path(layer)
-    total = torch.zeros(setup.arch.hidden_size, setup.arch.key_size, device=device)
+    total = torch.zeros(setup.arch.hidden_size, setup.arch.key_size, device=device, dtype=torch.float32)
     per_request = []
     for i, request in enumerate(requests):
         k_star = compute_keys(model, tokenizer, setup.arch, layers, [request], setup.templates)[layer][0]

@@ -20,7 +20,7 @@ from ..arch import Arch
 from ..batching import padded
 from ..errors import E2UError
 from ..hooks import trace
-from ..models import model_fingerprint
+from ..models import input_device, model_fingerprint
 from .corpus import Corpus
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,9 @@ def second_moments(
 
 
 def _accumulate(model, tokenizer, arch, layers, corpus, n_tokens, max_length, dtype, batch_tokens):
-    device = next(model.parameters()).device
+    # Keys leave the model in its dtype (bf16 on a GPU) and are summed in `dtype` (float32 or float64)
+    # on the input device, whichever device their layer sits on (device_map="auto").
+    device = input_device(model)
     paths = {layer: arch.mlp_out_path(layer) for layer in layers}
     sums = {layer: torch.zeros(arch.key_size, arch.key_size, dtype=dtype, device=device) for layer in layers}
     docs = [tokenizer(t, add_special_tokens=False)["input_ids"][:max_length] for t in corpus.texts]
@@ -78,7 +80,7 @@ def _accumulate(model, tokenizer, arch, layers, corpus, n_tokens, max_length, dt
         keep = mask.bool()
         take = min(int(keep.sum()), n_tokens - seen)
         for layer, path in paths.items():
-            keys = t.inputs[path][keep][:take].to(dtype)
+            keys = t.inputs[path].to(device)[keep][:take].to(dtype)
             sums[layer] += keys.T @ keys
         seen += take
         bar.update(take)
@@ -93,7 +95,7 @@ def plain_second_moments(model, tokenizer, arch: Arch, layers: list[int], corpus
                          max_length: int = 256) -> dict[int, torch.Tensor]:
     """The definition, as the reference `layer_stats` computes it: one full forward pass per layer over
     the corpus, one document at a time. `second_moments` must agree (tests/test_stats.py, bench/stats_bench.py)."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     out = {}
     for layer in layers:
         path, total, seen = arch.mlp_out_path(layer), None, 0
@@ -105,7 +107,7 @@ def plain_second_moments(model, tokenizer, arch: Arch, layers: list[int], corpus
                 continue
             with trace(model, [path], retain_input=True) as t:
                 model(input_ids=ids)
-            keys = t.inputs[path][0][: n_tokens - seen].float()
+            keys = t.inputs[path][0][: n_tokens - seen].to(device).float()
             total = keys.T @ keys if total is None else total + keys.T @ keys
             seen += keys.shape[0]
         out[layer] = (total / seen).cpu()

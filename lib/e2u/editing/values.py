@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..hooks import trace
+from ..models import input_device
 from ..prompts import encode_answer
 from .requests import EditRequest, Site, key_site
 
@@ -60,25 +61,26 @@ def optimise_value(model, tokenizer, request: EditRequest, templates: list[str],
                    + v_weight_decay * |delta| / |v0|^2,
 
     |delta| clamped to clamp_norm_factor * |v0| after each step; stops once L < early_stop_loss.
-    Returns (v*, v0, log).
+    delta, v0 and the loss are float32 whatever the model's dtype. Returns (v*, v0, log).
     """
     target = encode_answer(tokenizer, request.target, with_eos=request.eos)
     prompts = [key_site(tokenizer, request, template) for template in templates]
     essence = essence_site(tokenizer, request)
-    device = next(model.parameters()).device
-    delta = torch.zeros(model.get_input_embeddings().weight.shape[1], device=device, requires_grad=True)
+    device = input_device(model)
+    delta = torch.zeros(model.get_input_embeddings().weight.shape[1], device=device, dtype=torch.float32,
+                        requires_grad=True)
     found: dict[str, torch.Tensor] = {}
 
     def log_probs(ids: list[int], index: int) -> torch.Tensor:
         """Next-token log-probabilities at every position, with v0 + delta written at `index`."""
         def add_delta(path, output):
-            found.setdefault("v0", output[0, index].detach().float().clone())
+            found.setdefault("v0", output[0, index].detach().float().to(device))
             output = output.clone()
-            output[0, index] += delta.to(output.dtype)
+            output[0, index] += delta.to(output.device, output.dtype)
             return output
 
         with trace(model, [site_path], edit_output=add_delta):
-            return model(input_ids=torch.tensor([ids], device=device)).logits[0].float().log_softmax(-1)
+            return model(input_ids=torch.tensor([ids], device=device)).logits[0].float().log_softmax(-1).to(device)
 
     def target_nll(site: Site) -> torch.Tensor:
         first = len(site.ids) - 1  # the last prompt position predicts the first target token

@@ -4,6 +4,11 @@ A method supplies `forget_loss(model, batch)`; the loop tokenises (question, ans
 the same chat rendering that evaluation uses, masks the question out of the labels (TOFU's
 `mask=true`), and runs AdamW for the given epochs over the forget set (closer-look / TOFU
 defaults: lr 1e-5, weight decay 0.01, 5 epochs). It returns the weight changes it made.
+
+A model in bf16 (or fp16) is trained with float32 master copies of its parameters: the forward and
+backward passes run in the model's dtype, AdamW steps the float32 copies, which are rounded into
+the model after each step. Stepping bf16 weights directly would lose most updates: at lr 1e-5 an
+Adam step is below half a bf16 ulp of a typical weight, so it rounds to nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (paper
 
 from ..batching import prompt_answer_batch
 from ..hparams import TrainingHParams
+from ..models import input_device
 from ..prompts import encode_answer, question_ids
 from ..result import WeightDeltas
 
@@ -37,13 +43,40 @@ def changes_since(model, before: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return {name: change for name, change in changes.items() if change.any()}
 
 
+class MasterWeights:
+    """The parameters AdamW steps: the model's own when they are float32 (or float64), float32 copies
+    of them when they are half precision (then gradients are copied in and the steps copied back)."""
+
+    def __init__(self, model):
+        self.pairs = []  # (model parameter, its float32 master or itself)
+        for p in model.parameters():
+            if not p.requires_grad:
+                continue
+            master = p.detach().float().requires_grad_(True) if p.dtype in (torch.bfloat16, torch.float16) else p
+            self.pairs.append((p, master))
+        self.parameters = [master for _, master in self.pairs]
+
+    def take_gradients(self) -> None:
+        for p, master in self.pairs:
+            if master is not p:
+                master.grad = None if p.grad is None else p.grad.float()
+                p.grad = None
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        for p, master in self.pairs:
+            if master is not p:
+                p.copy_(master)
+
+
 def train_on_forget(model, tokenizer, pairs: list[tuple[str, str]], hp: TrainingHParams,
                     forget_loss: Callable[[torch.nn.Module, dict], torch.Tensor], name: str) -> WeightDeltas:
     """Run AdamW over shuffled forget batches; the model changes in place."""
     hp.check()
-    device = next(model.parameters()).device
+    device = input_device(model)
     before = {name_: p.detach().cpu().clone() for name_, p in model.named_parameters()}
-    optimiser = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+    masters = MasterWeights(model)
+    optimiser = torch.optim.AdamW(masters.parameters, lr=hp.lr, weight_decay=hp.weight_decay)
     order = list(range(len(pairs)))
     rng = random.Random(hp.seed)
     losses = []
@@ -57,10 +90,13 @@ def train_on_forget(model, tokenizer, pairs: list[tuple[str, str]], hp: Training
                 batch = qa_batch(tokenizer, [pairs[i] for i in order[start : start + hp.batch_size]], device)
                 loss = forget_loss(model, batch)
                 optimiser.zero_grad()
+                model.zero_grad(set_to_none=True)
                 loss.backward()
+                masters.take_gradients()
                 if hp.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(masters.parameters, hp.max_grad_norm)
                 optimiser.step()
+                masters.write_back()
                 losses.append(round(loss.item(), 4))
                 bar.update(1)
     model.eval()
