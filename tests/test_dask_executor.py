@@ -114,3 +114,34 @@ def test_two_workers_give_the_sequential_results_and_a_killed_worker_means_a_ret
     comparisons = compare_results(tmp_path / "sequential" / "tiny", tmp_path / "dask" / "tiny", 1e-6)
     assert len(comparisons) == 2 and all(not c.differences for c in comparisons), \
         [c.differences[:3] for c in comparisons]
+
+
+@pytest.mark.slow
+def test_a_study_runs_on_an_existing_scheduler_given_by_address(tmp_path, monkeypatch):
+    """`--scheduler`: a `dask scheduler` and one `dask worker` started by hand, as on a cluster."""
+    import socket
+    import subprocess
+    import sys
+
+    from e2u.cli import main
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = str(Path(sys.executable).with_name("dask"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                   "--no-dashboard"], env=env, stderr=subprocess.DEVNULL)]
+    try:
+        processes.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--nworkers", "1",
+                                           "--no-dashboard"], env=env, stderr=subprocess.DEVNULL))
+        study_file = write_tiny_study(tmp_path)
+        assert main(["study", "run", str(study_file), "--results", str(tmp_path / "results"), "--book",
+                     str(tmp_path / "book"), "--scheduler", address, "--no-progress"]) == 0
+        for name in ("rome-seed0", "ga-seed0"):
+            assert (tmp_path / "results" / "tiny" / "pretrained" / f"{name}.json").is_file()
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
