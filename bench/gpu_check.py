@@ -33,7 +33,6 @@ def main() -> int:
 
     from e2u.cell import run_cell
     from e2u.files import write_json_atomic
-    from e2u.peak_memory import peak_memory_gb
     from e2u.study import load_study
 
     cells = {(c.setting, c.label): c for c in load_study(args.study).cells}
@@ -46,16 +45,17 @@ def main() -> int:
     print(f"{'cell':<28}" + "".join(f"{s:>16}" for s in STAGES) + f"{'peak GiB':>10}")
     for setting, label in HEAVIEST:
         cell = dataclasses.replace(cells[setting, label], device="cuda", dtype=args.dtype)
+        torch.cuda.reset_peak_memory_stats()  # each cell's own peak (the cells share this process)
         started = time.perf_counter()
         result = run_cell(cell)
         timings = result["timings_s"]
         figures["cells"][f"{setting}/{label}"] = {
             "timings_s": timings, "total_s": round(time.perf_counter() - started, 2),
-            "peak_gpu_memory_gb": result.get("peak_gpu_memory_gb"), "peak_memory_gb_so_far": peak_memory_gb(),
+            "peak_memory_gb": result["peak_memory_gb"], "peak_memory_kind": result["peak_memory_kind"],
             "device": result.get("device"), "forget_after": result["summary"]["after"].get("forget"),
         }
         print(f"{setting + '/' + label:<28}" + "".join(f"{timings.get(s, float('nan')):16.1f}" for s in STAGES)
-              + f"{peak_memory_gb():10.2f}", flush=True)
+              + f"{result['peak_memory_gb']:10.2f}", flush=True)
         write_json_atomic(args.output, figures)  # what is measured so far survives a later failure
     print(f"figures written to {args.output}")
     return 0

@@ -6,8 +6,8 @@ calls, so doing a step twice costs only the loads:
 * ``model``: the base model is made loadable (the embedded GGUF converted once to safetensors);
 * ``setting``: the setting's models (finetuned and cached where the setting teaches its knowledge),
   its data (the `probe` source asks the model), and the unedited (and retain) model's evaluation;
-* ``statistics``: the key second moments C = E[k k^T] of every layer any editor cell of the setting
-  rewrites, in one pass per statistics corpus.
+* ``statistics``: the editors' context templates, and the key second moments C = E[k k^T] of every
+  layer any editor cell of the setting rewrites, in one pass per statistics corpus.
 
 A step runs only after the step it needs (`after`); no two steps compute the same thing, so two
 workers never compute the same cache entry side by side.
@@ -108,6 +108,7 @@ def _prepare_setting(step: SharedStep) -> list[str]:
 def _prepare_statistics(step: SharedStep) -> list[str]:
     """The union of every editor cell's layers, one pass per statistics corpus (stats.layer_moments caches)."""
     from .arch import find_arch
+    from .editing.locate import shared_context_templates
     from .editing.stats import layer_moments
     from .methods import method_hparams, statistics_layers
     from .models import load_model
@@ -118,13 +119,16 @@ def _prepare_statistics(step: SharedStep) -> list[str]:
                             cell.finetune)
     model, tokenizer = load_model(models.target, cell.device or None, cell.dtype or None)
     by_corpus: dict[tuple, tuple[object, set[int]]] = {}
+    lines = []
     for editor in step.cells:
         hp = method_hparams(editor.method, model, editor.model, editor.hparams)
+        templates = shared_context_templates(model, tokenizer, hp)
+        line = f"setting {cell.setting}: {len(templates) - 1} context templates (seed {hp.seed})"
+        lines += [line] if line not in lines else []
         layers = statistics_layers(editor.method, model, hp)
         if layers:
             corpus = (hp.mom2_corpus, hp.mom2_corpus_texts, hp.mom2_n_tokens, hp.mom2_max_length, hp.mom2_dtype, hp.seed)
             by_corpus.setdefault(corpus, (hp, set()))[1].update(layers)
-    lines = []
     for hp, layers in by_corpus.values():
         layer_moments(model, tokenizer, find_arch(model), sorted(layers), hp)
         lines.append(f"setting {cell.setting}: key statistics of layers {sorted(layers)} ({hp.mom2_corpus})")

@@ -50,11 +50,27 @@ class EditSetup:
                 "seconds": round(time.perf_counter() - self.started, 2)}
 
 
+def shared_context_templates(model, tokenizer, hp: LocateHParams) -> list[str]:
+    """`keys.context_templates`, sampled once per (model, count, length, seed, device) and cached on disk:
+    every editor cell of a study (and the study's statistics step) reads the same templates."""
+    from pathlib import Path
+
+    from .. import cache
+    from ..models import input_device, model_fingerprint
+    from ..provenance import closure, code_digest
+
+    key = {"model": model_fingerprint(model), "count": hp.n_context_templates, "length": hp.context_template_length,
+           "seed": hp.seed, "device": input_device(model).type,
+           "code": code_digest(sorted(closure({Path(__file__).with_name("keys.py")})))}
+    return cache.cached_json(cache.entry_path("templates", key), key, lambda: context_templates(
+        model, tokenizer, hp.n_context_templates, hp.context_template_length, hp.seed))
+
+
 def set_up(model, tokenizer, requests: list[EditRequest], hp: LocateHParams, layers: list[int],
            with_moments: bool = True) -> EditSetup:
     started = time.perf_counter()
     arch = find_arch(model)
     missing = report_missing_subjects(tokenizer, requests)
-    templates = context_templates(model, tokenizer, hp.n_context_templates, hp.context_template_length, hp.seed)
+    templates = shared_context_templates(model, tokenizer, hp)
     moments, corpus_name = layer_moments(model, tokenizer, arch, layers, hp) if with_moments else ({}, None)
     return EditSetup(arch, layers, templates, moments, corpus_name, missing, started)

@@ -1,0 +1,38 @@
+"""The work cells share: planned once per setting, the context templates sampled once and cached."""
+
+import pytest
+
+from e2u.cell import CellParams
+from e2u.editing.keys import context_templates
+from e2u.editing.locate import LocateHParams, shared_context_templates
+from e2u.shared_work import plan_shared_steps, step_for_cell
+
+
+def test_context_templates_are_sampled_once_and_read_back_the_same(tiny_llama, monkeypatch):
+    model, tokenizer = tiny_llama
+    hp = LocateHParams(n_context_templates=3, context_template_length=4, seed=2)
+    first = shared_context_templates(model, tokenizer, hp)
+    assert first == context_templates(model, tokenizer, 3, 4, 2) and len(first) == 4
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("the cached templates were sampled again")
+
+    monkeypatch.setattr(model, "generate", no_sampling)
+    assert shared_context_templates(model, tokenizer, hp) == first
+    with pytest.raises(AssertionError, match="sampled again"):  # another seed is another cache entry
+        shared_context_templates(model, tokenizer, LocateHParams(n_context_templates=3, context_template_length=4,
+                                                                 seed=3))
+
+
+def test_each_setting_is_prepared_once_and_only_editor_settings_need_statistics():
+    cells = [CellParams(setting="a", data_source="mini", method="rome"),
+             CellParams(setting="a", data_source="mini", method="memit", seed=1),
+             CellParams(setting="b", data_source="fictional", method="gradient_ascent")]
+    steps = plan_shared_steps(cells)
+    assert [(s.kind, s.name, s.after) for s in steps] == [
+        ("model", "model smollm2-135m-instruct", None),
+        ("setting", "setting a", "model smollm2-135m-instruct"),
+        ("statistics", "statistics a", "setting a"),
+        ("setting", "setting b", "model smollm2-135m-instruct")]
+    assert [step_for_cell(steps, c).name for c in cells] == ["statistics a", "statistics a", "setting b"]
+    assert len(steps[2].cells) == 2  # one pass over the union of both editors' layers
