@@ -42,4 +42,4 @@ bench: $(STAMP)
 	$(PYTHON) bench/training_bench.py
 
 clean:
-	rm -rf _build book/runs book/summary.ipynb results
+	rm -rf _build book/runs book/summary.ipynb book/cost.ipynb results

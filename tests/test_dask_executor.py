@@ -145,3 +145,15 @@ def test_a_study_runs_on_an_existing_scheduler_given_by_address(tmp_path, monkey
         for process in processes:
             process.terminate()
             process.wait(timeout=30)
+
+
+def test_scaling_points_wait_for_their_model_and_are_planned_even_when_every_cell_is_done(tiny_study):
+    study, root = tiny_study
+    study.source.write_text(study.source.read_text() + "scaling: {methods: [rome], n_forget: [2, 4]}\n")
+    study = load_study(study.source)
+    plan = plan_study(study, root / "results", root / "book", gpus=False)
+    assert [(p.name, p.needs) for p in plan.points] == [
+        ("scaling/rome-n2-seed0", f"model {study.cells[0].model}"), ("scaling/rome-n4-seed0", f"model {study.cells[0].model}")]
+    only_points = plan_study(type(study)(study.name, (), study.source, study.scaling), root / "results", root / "book",
+                             gpus=False)
+    assert [s.kind for s in only_points.steps] == ["model"] and len(only_points.points) == 2

@@ -4,7 +4,7 @@
                                       study, also probe answers and finetuned models its settings need
     e2u study run studies/default.yaml  every cell not done, as Dask tasks (--scheduler tcp://HOST:PORT, --sequential)
     e2u study plan studies/default.yaml the tasks it would submit, with their resources (--gpus N)
-    e2u book studies/default.yaml     summary notebook + Jupyter Book build (--root: another book project)
+    e2u book studies/default.yaml     summary and cost chapters + Jupyter Book build (--root: another book project)
     e2u compare A B [--tolerance 1e-6] do two result directories hold the same per-item numbers?
 """
 
@@ -82,13 +82,16 @@ def _study_plan(args) -> int:
     study = load_study(args.study)
     plan = plan_study(study, Path(args.results).resolve(), Path(args.book).resolve(), gpus=args.gpus > 0)
     print("\n".join(plan.describe()))
-    print(f"study {study.name}: {len(plan.steps)} shared steps, {len(plan.cells)} cells to run, "
-          f"{len(plan.cached)} cached")
+    print(f"study {study.name}: {len(plan.steps)} shared steps, {len(plan.cells)} cells and {len(plan.points)} "
+          f"scaling points to run, {len(plan.cached) + len(plan.measured)} cached")
     return 0
 
 
+GENERATED_CHAPTERS = ("summary", "cost")  # notebooks/<name>.ipynb executed into book/<name>.ipynb from the results
+
+
 def _book(args) -> int:
-    """Execute the summary notebook into `--book`, then build the Jupyter Book project at `--root`
+    """Execute the generated chapters (summary, cost) into `--book`, then build the Jupyter Book project at `--root`
     (the repository by default: its `_config.yml` and `_toc.yml`, which read the chapters from `<root>/book`)."""
     import papermill
 
@@ -111,14 +114,15 @@ def _book(args) -> int:
     for stale in _stale_outputs(study, Path(args.results), book):
         print(f"removing {stale}: not a cell of study {study.name}")
         stale.unlink()
-    started = time.perf_counter()
-    with atomic_path(book / "summary.ipynb", ".ipynb") as tmp:
-        papermill.execute_notebook(
-            str(ROOT / "notebooks" / "summary.ipynb"), str(tmp), kernel_name="python3", progress_bar=False,
-            parameters={"results_dir": str(results), "study_name": study.name}, cwd=str(ROOT / "notebooks"),
-        )
-        _hide_parameter_cells(tmp)
-    print(f"summary notebook executed in {time.perf_counter() - started:.1f} s")
+    for chapter in GENERATED_CHAPTERS:
+        started = time.perf_counter()
+        with atomic_path(book / f"{chapter}.ipynb", ".ipynb") as tmp:
+            papermill.execute_notebook(
+                str(ROOT / "notebooks" / f"{chapter}.ipynb"), str(tmp), kernel_name="python3", progress_bar=False,
+                parameters={"results_dir": str(results), "study_name": study.name}, cwd=str(ROOT / "notebooks"),
+            )
+            _hide_parameter_cells(tmp)
+        print(f"{chapter} notebook executed in {time.perf_counter() - started:.1f} s")
     if args.no_build:
         return 0
     started = time.perf_counter()
@@ -134,12 +138,14 @@ def _book(args) -> int:
 
 
 def _stale_outputs(study, results_dir: Path, book_dir: Path) -> list[Path]:
-    """Result files and chapter notebooks of cells the study no longer has (generated, git-ignored):
+    """Result files, scaling files and chapter notebooks of cells the study no longer has (generated, git-ignored):
     left in place they would appear in the book beside the current cells."""
+    from .scaling import scaling_dir
     from .study import notebook_path, result_path
 
     keep = {result_path(results_dir, study, c).resolve() for c in study.cells}
     keep |= {notebook_path(book_dir, c).resolve() for c in study.cells}
+    keep |= {(scaling_dir(results_dir, study.name) / p.file_name).resolve() for p in study.scaling}
     found = list((results_dir / study.name).glob("*/*.json")) + list((book_dir / "runs").glob("*/*.ipynb"))
     # Hidden files are a running cell's temporary notebook: never touched here.
     return sorted(p for p in found if p.resolve() not in keep and not p.name.startswith("."))
@@ -206,13 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--book", default="book")
     plan.add_argument("--gpus", type=int, default=0, help="plan for a cluster with GPU workers")
     plan.set_defaults(run=_study_plan)
-    book = sub.add_parser("book", help="execute the summary notebook and build the Jupyter Book")
+    book = sub.add_parser("book", help="execute the generated chapters and build the Jupyter Book")
     book.add_argument("study")
     book.add_argument("--results", default="results")
     book.add_argument("--book", default="book")
     book.add_argument("--root", default="", help="the Jupyter Book project to build (holds _config.yml, _toc.yml "
                       "and book/; default: the repository)")
-    book.add_argument("--no-build", action="store_true", help="only execute the summary notebook")
+    book.add_argument("--no-build", action="store_true", help="only execute the generated chapters")
     book.set_defaults(run=_book)
     compare = sub.add_parser("compare", help="compare the per-item numbers of two result directories")
     compare.add_argument("a", help="a results directory, e.g. results/default")

@@ -3,7 +3,8 @@
 Every cell file under A (`<setting>/<cell>.json`, as `results/<study>/` holds them) is matched with the
 file of the same name under B, and every per-item value of its evaluations (`before`, `after`,
 `retain_model`) and their summaries and aggregates is compared: numbers to an absolute tolerance,
-strings and flags exactly. What a rerun may change (timings, cache keys, logs) is not compared.
+strings and flags exactly. What a rerun may change (timings, cache keys, logs, the scaling files) is not
+compared.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .scaling import SCALING_FOLDER
 
 COMPARED = ("before", "after", "retain_model", "summary", "aggregates")
 
@@ -51,6 +54,8 @@ def compare_results(a_dir: str | Path, b_dir: str | Path, tolerance: float = 1e-
     a_dir, b_dir = Path(a_dir), Path(b_dir)
     comparisons = []
     for path in sorted(a_dir.glob("*/*.json")):
+        if path.parent.name == SCALING_FOLDER:  # timings, not per-item numbers
+            continue
         name = str(path.relative_to(a_dir))
         found = FileComparison(name)
         other = b_dir / name

@@ -37,16 +37,33 @@ class PlannedCell:
 
 
 @dataclass
+class PlannedPoint:
+    """A scaling measurement (scaling.py): a method's cost on n forget questions, after its model step."""
+
+    point: object  # scaling.ScalingPoint
+    path: Path
+    needs: str
+    resources: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"scaling/{self.path.stem}"
+
+
+@dataclass
 class Plan:
     steps: list[SharedStep]
     cells: list[PlannedCell]
     cached: list[CellParams]
+    points: list[PlannedPoint] = field(default_factory=list)
+    measured: list[str] = field(default_factory=list)  # scaling points already measured
 
     def describe(self) -> list[str]:
         lines = [f"shared  {s.name:<40} after {s.after or '-'}  ({len(s.cells)} cells)" for s in self.steps]
         lines += [f"cell    {p.cell.setting}/{p.cell.cell_id:<32} after {p.needs}  resources {p.resources or '{}'}"
                   for p in self.cells]
-        lines += [f"cached  {c.setting}/{c.cell_id}" for c in self.cached]
+        lines += [f"point   {p.name:<32} after {p.needs}  resources {p.resources or '{}'}" for p in self.points]
+        lines += [f"cached  {c.setting}/{c.cell_id}" for c in self.cached] + [f"cached  {n}" for n in self.measured]
         return lines
 
 
@@ -67,7 +84,27 @@ def plan_study(study: Study, results_dir: Path, book_dir: Path, gpus: bool) -> P
     cells = [PlannedCell(cell, key, result, notebook, step_for_cell(steps, cell).name,
                          {"GPU": 1} if wants_gpu(cell, gpus) else {})
              for cell, key, result, notebook in pending]
-    return Plan(steps, cells, [c for c, *_ in cached])
+    points, measured = _plan_points(study, results_dir, steps, gpus)
+    return Plan(steps, cells, [c for c, *_ in cached], points, measured)
+
+
+def _plan_points(study: Study, results_dir: Path, steps: list[SharedStep], gpus: bool):
+    """The scaling points not yet measured, each after its model's step (added when no cell needs it)."""
+    from .scaling import is_measured, scaling_dir
+
+    points, measured = [], []
+    for point in study.scaling:
+        path = scaling_dir(results_dir, study.name) / point.file_name
+        if is_measured(path, point.key):
+            measured.append(f"scaling/{path.stem}")
+            continue
+        needs = f"model {point.model}"
+        if not any(s.name == needs for s in steps):
+            stand_in = CellParams(model=point.model, device=point.device, dtype=point.dtype)
+            steps.insert(0, SharedStep("model", needs, (stand_in,)))
+        device = CellParams(model=point.model, device=point.device)
+        points.append(PlannedPoint(point, path, needs, {"GPU": 1} if wants_gpu(device, gpus) else {}))
+    return points, measured
 
 
 def _run_cell_task(cell_json: str, result: str, notebook: str, key: str) -> tuple[float, str]:
@@ -90,6 +127,7 @@ class _Job:
     name: str
     step: SharedStep | None = None
     cell: PlannedCell | None = None
+    point: PlannedPoint | None = None
     attempts: int = 0
 
 
@@ -101,9 +139,10 @@ def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcom
     from distributed import wait
     from tqdm import tqdm
 
-    gpu = any(p.resources for p in plan.cells)
+    gpu = any(p.resources for p in plan.cells + plan.points)
     if gpu and not _has_gpu(client):
-        names = [f"{p.cell.setting}/{p.cell.cell_id}" for p in plan.cells if p.resources]
+        names = [f"{p.cell.setting}/{p.cell.cell_id}" for p in plan.cells if p.resources] + \
+                [p.name for p in plan.points if p.resources]
         raise E2UError(f"cells {names[:3]}{' ...' if len(names) > 3 else ''} run on CUDA but no worker of the "
                        "cluster offers the resource GPU; start GPU workers with `--resources GPU=1`")
     resources = {"GPU": 1} if gpu else None
@@ -113,6 +152,9 @@ def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcom
         key = f"{job.name}-{id(plan)}-{job.attempts}".replace(" ", "_")
         if job.step is not None:
             return client.submit(run_shared_step, job.step, key=key, resources=resources, pure=False)
+        if job.point is not None:  # after the cells: a point's time is cleanest when the cells are done
+            return client.submit(_measure_point_task, job.point.point, str(job.point.path), key=key, priority=-10,
+                                 resources=job.point.resources or None, pure=False)
         p = job.cell
         return client.submit(_run_cell_task, p.cell.to_json(), str(p.result), str(p.notebook), p.key, key=key,
                              resources=p.resources or None, pure=False)
@@ -120,21 +162,23 @@ def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcom
     def release(step_name: str) -> list[_Job]:
         """The jobs that waited for `step_name`."""
         return [_Job(f"shared {s.name}", step=s) for s in plan.steps if s.after == step_name] + \
-               [_Job(f"cell {p.cell.setting}/{p.cell.cell_id}", cell=p) for p in plan.cells if p.needs == step_name]
+               [_Job(f"cell {p.cell.setting}/{p.cell.cell_id}", cell=p) for p in plan.cells if p.needs == step_name] + \
+               [_Job(p.name, point=p) for p in plan.points if p.needs == step_name]
 
     def fail_all(job: _Job, why: str) -> list[CellOutcome]:
         """A step failed: every cell that needs it, directly or through a later step, fails with its error."""
-        if job.cell is not None:
-            return [CellOutcome(job.cell.cell.cell_id, "failed", 0.0, why, attempts=job.attempts)]
+        if job.step is None:
+            return [CellOutcome(_job_id(job), "failed", 0.0, why, attempts=job.attempts)]
         return [o for waiting in release(job.step.name) for o in fail_all(waiting, why)]
 
     first = [_Job(f"shared {s.name}", step=s) for s in plan.steps if s.after is None]
     running = {submit(job): job for job in first}
-    outcomes = [CellOutcome(c.cell_id, "cached", 0.0) for c in plan.cached]
+    outcomes = [CellOutcome(c.cell_id, "cached", 0.0) for c in plan.cached] + \
+               [CellOutcome(name, "cached", 0.0) for name in plan.measured]
     steps: list[dict] = []
-    counts = {"done": 0, "failed": 0, "cached": len(plan.cached)}
-    bar = tqdm(total=len(plan.cells) + len(plan.cached), initial=len(plan.cached), desc="cells", unit="cell",
-               disable=not progress)
+    counts = {"done": 0, "failed": 0, "cached": len(outcomes)}
+    bar = tqdm(total=len(plan.cells) + len(plan.points) + len(outcomes), initial=len(outcomes), desc="cells",
+               unit="cell", disable=not progress)
     while running:
         try:
             finished, _ = wait(list(running), timeout=5, return_when="FIRST_COMPLETED")
@@ -156,7 +200,7 @@ def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcom
                 new = fail_all(job, f"shared step {job.step.name!r} failed: {error}")
             else:
                 seconds, cell_error = value if not error else (0.0, error)
-                new = [CellOutcome(job.cell.cell.cell_id, "failed" if cell_error else "ran", seconds, cell_error,
+                new = [CellOutcome(_job_id(job), "failed" if cell_error else "ran", seconds, cell_error,
                                    attempts=job.attempts)]
             for outcome in new:
                 counts["done" if outcome.status == "ran" else "failed"] += 1
@@ -165,6 +209,22 @@ def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcom
         bar.set_postfix(running=_running_cells(client, running), **counts, refresh=True)
     bar.close()
     return outcomes, steps
+
+
+def _job_id(job: _Job) -> str:
+    return job.cell.cell.cell_id if job.cell is not None else job.point.name
+
+
+def _measure_point_task(point, path: str) -> tuple[float, str]:
+    """On a worker: one scaling point, in fresh processes of its own (its peak memory is its own)."""
+    from .scaling import measure_in_subprocess
+
+    started = time.perf_counter()
+    try:
+        measure_in_subprocess(point, Path(path))
+        return time.perf_counter() - started, ""
+    except Exception as exc:  # the point failed; the worker is fine
+        return time.perf_counter() - started, error_line(exc)
 
 
 def _collect(future) -> tuple[object, str, bool]:
@@ -181,7 +241,7 @@ def _collect(future) -> tuple[object, str, bool]:
 
 def _running_cells(client, running: dict) -> int:
     """How many of the submitted jobs a worker is executing now (the others wait in a queue)."""
-    keys = {f.key for f, job in running.items() if job.cell is not None}
+    keys = {f.key for f, job in running.items() if job.step is None}
     try:
         return sum(len(keys & set(processing)) for processing in client.processing().values())
     except Exception:  # the count is cosmetic; never let it stop the run
@@ -204,6 +264,7 @@ def run_study_on_dask(study: Study, results_dir: Path, book_dir: Path, scheduler
     with study_run_lock(book_dir, results_dir / study.name):
         with study_client(scheduler, workers) as client:
             plan = plan_study(study, results_dir, book_dir, has_gpu_workers(client))
-            if not plan.cells:
-                return [CellOutcome(c.cell_id, "cached", 0.0) for c in plan.cached], []
+            if not plan.cells and not plan.points:
+                return [CellOutcome(c.cell_id, "cached", 0.0) for c in plan.cached] + \
+                       [CellOutcome(name, "cached", 0.0) for name in plan.measured], []
             return run_plan(client, plan, progress)

@@ -1,7 +1,8 @@
 """Tables, figures and sentences for the book, computed from result files only (never from a live model).
 
 The notebooks only call these and display what they return: the chapter template (`unlearn.ipynb`) one
-cell's result, the summary (`summary.ipynb`) every result of a study.
+cell's result, the summary (`summary.ipynb`) every result of a study. The cost chapter's tables and
+figures are `cost_report.py`'s.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from types import MappingProxyType
 
 import pandas as pd
 
+from .cost_report import peak_memory_of, stages_table  # noqa: F401  (stages_table: moved, kept importable)
+
 HEADLINE = (
     ("forget", "refusal_rate", "forget refusal rate"),
     ("forget", "rouge_l_recall", "forget ROUGE-L"),
@@ -21,8 +24,12 @@ HEADLINE = (
 
 
 def load_results(directory: str | Path) -> list[dict]:
-    """Every cell's result file (`<setting>/<cell>.json`) under `directory`, sorted by setting then cell id."""
-    results = [json.loads(p.read_text()) for p in sorted(Path(directory).glob("*/*.json"))]
+    """Every cell's result file (`<setting>/<cell>.json`) under `directory`, sorted by setting then cell id
+    (the scaling measurements in `scaling/` are the cost chapter's, not cells)."""
+    from .scaling import SCALING_FOLDER
+
+    results = [json.loads(p.read_text()) for p in sorted(Path(directory).glob("*/*.json"))
+               if p.parent.name != SCALING_FOLDER]
     return sorted(results, key=lambda r: (r["params"]["setting"], r["cell_id"]))
 
 
@@ -203,9 +210,10 @@ def change_table(result: dict) -> pd.DataFrame:
 
 
 def cost_table(result: dict) -> pd.DataFrame:
+    """One cell's seconds per stage, steps, device and peak memory (`cost_report.peak_memory_of`)."""
     log = result["log"]
     row = {**result["timings_s"], "steps": log.get("steps") or sum(r.get("steps", 0) for r in log.get("requests", [])),
-           "device": result["device"], "peak GPU GiB": result["peak_gpu_memory_gb"]}
+           "device": result["device"], "peak memory GiB": peak_memory_of(result)}
     return pd.DataFrame([row])
 
 
@@ -223,14 +231,6 @@ def finetuned_models_table(results: list[dict]) -> pd.DataFrame:
                 row[f"{split} ROUGE-L (n={values['n']})"] = values["rouge_l_recall"]
             rows.append(row)
     return pd.DataFrame(rows).round(3)
-
-
-def stages_table(stages: dict) -> pd.DataFrame:
-    """Seconds per `make book` stage, as recorded by the `e2u` commands."""
-    order = {"install": 0, "prepare": 1, "study": 2}
-    ordered = sorted(stages.items(), key=lambda item: order.get(item[0], len(order)))
-    rows = [{"stage": stage, "seconds": seconds, "minutes": round(seconds / 60, 1)} for stage, seconds in ordered]
-    return pd.DataFrame(rows).set_index("stage") if rows else pd.DataFrame()
 
 
 def checks_markdown(results: list[dict], refusal_floor: float = 0.8, unchanged_floor: float = 0.8) -> str:
@@ -283,17 +283,3 @@ def cell_sentence(result: dict) -> str:
 def findings_markdown(results: list[dict]) -> str:
     """One bullet per cell: `cell_sentence`."""
     return "\n".join("- " + cell_sentence(r) for r in results)
-
-
-def study_stages_table(results_dir: str | Path, study_name: str):
-    """The recorded `make book` stages of the study whose results are in `results_dir` (`<results>/<study>`)."""
-    from .stages import read_stages
-
-    stages = read_stages(Path(results_dir).parent, study_name)
-    return or_note(stages_table(stages), "No stage timings recorded yet.")
-
-
-def cell_timings_table(results: list[dict]) -> pd.DataFrame:
-    """Each cell's device and the seconds of each of its stages (load, evaluate, unlearn, evaluate)."""
-    rows = [{"cell": _cell_name(r), "device": r["device"], **r["timings_s"]} for r in results]
-    return pd.DataFrame(rows).set_index("cell") if rows else pd.DataFrame()

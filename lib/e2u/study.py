@@ -32,6 +32,7 @@ from .data.sources import source_files, source_options
 from .errors import E2UError
 from .files import sha256_of_file, sha256_of_json
 from .provenance import cell_code_files, code_digest
+from .scaling import SCALING_FOLDER, scaling_points
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parents[1]
 TEMPLATE = ROOT / "notebooks" / "unlearn.ipynb"
 _STUDY_KEYS = frozenset({"name", "model", "setting", "settings", "data", "evaluation", "refusal", "seeds", "methods",
-                         "device", "dtype"})
+                         "device", "dtype", "scaling"})
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Study:
     name: str
     cells: tuple[CellParams, ...]
     source: Path
+    scaling: tuple = ()  # scaling.ScalingPoint: how a method's cost grows with the forget questions
 
 
 def load_study(path: str | os.PathLike) -> Study:
@@ -111,7 +113,8 @@ def load_study(path: str | os.PathLike) -> Study:
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise E2UError(f"study file {path}: cells {duplicates} appear twice; give them distinct labels")
-    return Study(name=name, cells=tuple(cells), source=path)
+    points = scaling_points(spec, spec.get("model", "smollm2-135m-instruct"), path)
+    return Study(name=name, cells=tuple(cells), source=path, scaling=tuple(points))
 
 
 def _settings(spec: dict, path: Path) -> list[dict]:
@@ -133,6 +136,8 @@ def _settings(spec: dict, path: Path) -> list[dict]:
             raise E2UError(f"{where}: field 'finetune' must be a mapping of finetuning hyper-parameters")
         if not isinstance(setting["name"], str) or not setting["name"].replace("-", "").replace("_", "").isalnum():
             raise E2UError(f"{where}: field 'name' must be letters, digits, '-' or '_', got {setting['name']!r}")
+        if setting["name"] == SCALING_FOLDER:
+            raise E2UError(f"{where}: a setting may not be named {SCALING_FOLDER!r} (the folder of the scaling files)")
         data = setting.get("data", {"source": "mini"})
         data = {"source": data} if isinstance(data, str) else data
         if not isinstance(data, dict) or "source" not in data:
