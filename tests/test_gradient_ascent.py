@@ -23,3 +23,21 @@ def test_gradient_ascent_increases_forget_nll():
     assert result.log["steps"] == 3 and not model.training
     norms = result.norms_by_layer("model.layers")
     assert set(norms) >= {"0", "1", "2", "3"} and all(value > 0 for value in norms.values())
+
+
+def test_the_answer_only_loss_equals_the_full_sequence_loss_and_its_gradient():
+    import torch
+
+    from e2u.unlearning.loop import answer_nll as answer_only_nll, qa_batch
+
+    model, tokenizer = make_tiny_llama()
+    batch = qa_batch(tokenizer, [("what is the capital of France ?", "Paris"),
+                                 ("which river flows through the capital of Japan ?", "the Sumida")], "cpu")
+    full = model(**batch).loss
+    full.backward()
+    full_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    fast = answer_only_nll(model, batch)
+    fast.backward()
+    assert abs(full.item() - fast.item()) < 1e-5
+    assert max((a - p.grad).abs().max().item() for a, p in zip(full_grads, model.parameters())) < 1e-5

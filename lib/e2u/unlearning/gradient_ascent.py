@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..hparams import TrainingHParams
-from .loop import train_on_forget
+from .loop import answer_nll, train_on_forget
 
 
 @dataclass
@@ -16,7 +16,7 @@ class GradientAscentHParams(TrainingHParams):
 
 
 def forget_loss(model, batch) -> torch.Tensor:
-    return -model(**batch).loss
+    return -answer_nll(model, batch)
 
 
 def apply(model, tokenizer, problem, hp: GradientAscentHParams):

@@ -37,6 +37,17 @@ def qa_batch(tokenizer, pairs: list[tuple[str, str]], device) -> dict[str, torch
     return prompt_answer_batch(prompts, answers, tokenizer.pad_token_id, device)
 
 
+def answer_nll(model, batch: dict) -> torch.Tensor:
+    """Mean NLL of the answer tokens, the LM head run only where an answer token is predicted.
+
+    Equal to `model(**batch).loss` (HF's shifted cross-entropy over labels != -100) to float rounding;
+    the vocabulary projection and its softmax skip the prompt's positions (bench/unlearning_bench.py)."""
+    from ..finetune_shortcuts import answer_logits
+
+    logits, targets = answer_logits(model, batch)
+    return torch.nn.functional.cross_entropy(logits.float(), targets)
+
+
 def changes_since(model, before: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The change of every parameter that moved since `before` (a CPU snapshot), in its stored layout."""
     changes = {name: p.detach().cpu().float() - before[name].float() for name, p in model.named_parameters()}
