@@ -40,6 +40,10 @@ bench: $(STAMP)
 	$(PYTHON) bench/stats_bench.py
 	$(PYTHON) bench/edit_bench.py
 	$(PYTHON) bench/training_bench.py
+	$(PYTHON) bench/evaluation_bench.py
+	$(PYTHON) bench/rome_values_bench.py
+	$(PYTHON) bench/unlearning_bench.py
+	$(PYTHON) bench/dask_bench.py
 
 clean:
 	rm -rf _build book/runs book/summary.ipynb book/cost.ipynb results

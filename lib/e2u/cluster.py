@@ -81,10 +81,17 @@ def local_cluster(workers: int = 0) -> Iterator:
 
     gpus = local_gpus()
     cores = workers if workers and not gpus else machine_cores()
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        scheduler = {"cls": Scheduler, "options": {"dashboard_address": None}}
-        with SpecCluster(workers=worker_specs(cores, gpus), scheduler=scheduler, silence_logs=logging.ERROR) as cluster:
-            yield cluster
+    quiet = logging.getLogger("distributed")  # the scheduler runs in this process: its start-up lines are noise
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            scheduler = {"cls": Scheduler, "options": {"dashboard": False}}
+            with SpecCluster(workers=worker_specs(cores, gpus), scheduler=scheduler,
+                             silence_logs=logging.ERROR) as cluster:
+                yield cluster
+    finally:
+        quiet.setLevel(level)
 
 
 def has_gpu_workers(client) -> bool:

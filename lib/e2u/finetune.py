@@ -28,6 +28,7 @@ from .arch import find_arch
 from .batching import IGNORE, prompt_answer_batch
 from .errors import E2UError
 from .hparams import TrainingHParams, build_hparams
+from .models import input_device
 from .prompts import encode_answer, question_ids
 
 # Bump when the training procedure changes what a saved model would contain: old caches stop matching.
@@ -189,7 +190,7 @@ def finetune(
         raise E2UError("finetune: no records to train on")
     examples = examples_of(tokenizer, records)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    device = next(model.parameters()).device
+    device = input_device(model)
     started = time.perf_counter()
     losses, epoch_losses, reports, tokens, paused = [], [], [], 0, 0.0
     first = first_trained_block(model, hp)

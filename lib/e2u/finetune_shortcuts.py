@@ -24,6 +24,7 @@ from torch import nn
 from .arch import find_arch
 from .batching import IGNORE, prompt_answer_batch
 from .hooks import trace
+from .models import input_device
 
 if TYPE_CHECKING:
     from .finetune import Example
@@ -56,7 +57,7 @@ class FrozenStates:
         """Compute the states of the examples not yet stored (one forward pass stopping below `first`)."""
         missing = {e.tokens: e for e in examples if e.tokens not in self._states}
         missing = sorted(missing.values(), key=lambda e: e.length)
-        device = next(model.parameters()).device
+        device = input_device(model)
         below = find_arch(model).layer_path(self.first - 1)
         with torch.no_grad():
             for start in range(0, len(missing), batch_size):
@@ -216,7 +217,7 @@ def _check_states(model, examples: Sequence["Example"], states: FrozenStates, pa
     head = examples[0]
     partner = max(examples[1:] or examples, key=lambda e: shared_prefix([head, e]))
     chosen = [head, partner]
-    batch = _batch(chosen, pad_id, next(model.parameters()).device)
+    batch = _batch(chosen, pad_id, input_device(model))
     was_training = model.training
     share = states.share_prefix and shared_prefix(chosen) >= MIN_SHARED_PREFIX
     model.eval()

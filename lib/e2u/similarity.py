@@ -68,8 +68,9 @@ class SentenceEmbedder:
         self.max_length = max_length or min(self.tokenizer.model_max_length, 512)
 
     @torch.no_grad()
-    def embed(self, texts: Sequence[str]) -> torch.Tensor:
-        """Unit-norm embeddings, one row per text (float32, on the CPU)."""
+    def embed_plain(self, texts: Sequence[str]) -> torch.Tensor:
+        """Unit-norm embeddings, one row per text (float32, on the CPU): batches of `batch_size` texts in the
+        order given (the plain definition of `embed`)."""
         rows = []
         for start in range(0, len(texts), self.batch_size):
             batch = self.tokenizer(list(texts[start : start + self.batch_size]), padding=True, truncation=True,
@@ -82,11 +83,32 @@ class SentenceEmbedder:
             return torch.zeros(0, self.model.config.hidden_size)
         return torch.cat(rows)
 
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """`embed_plain` with each distinct text run once, in batches of similar length (less padding);
+        equal to it up to float rounding."""
+        distinct = list(dict.fromkeys(texts))
+        if not distinct:
+            return self.embed_plain([])
+        tokens = self.tokenizer(distinct, truncation=True, max_length=self.max_length)["input_ids"]
+        lengths = [len(ids) for ids in tokens]
+        order = sorted(range(len(distinct)), key=lambda i: lengths[i])
+        embedded = self.embed_plain([distinct[i] for i in order])
+        row_of = {distinct[i]: row for row, i in enumerate(order)}
+        return embedded[torch.tensor([row_of[t] for t in texts], dtype=torch.long)]
+
     def cosine(self, generations: Sequence[str], references: Sequence[str]) -> list[float]:
-        """max(0, cos(gen_i, ref_i)) for each pair."""
+        """max(0, cos(gen_i, ref_i)) for each pair (both sides embedded in one `embed` call)."""
         if len(generations) != len(references):
             raise ValueError(f"{len(generations)} generations but {len(references)} references")
-        gen, ref = self.embed(generations), self.embed(references)
+        both = self.embed(list(generations) + list(references))
+        gen, ref = both[: len(generations)], both[len(generations) :]
+        return (gen * ref).sum(1).clamp(min=0.0).tolist()
+
+    def cosine_plain(self, generations: Sequence[str], references: Sequence[str]) -> list[float]:
+        """`cosine` through `embed_plain`, each side embedded on its own (the plain definition)."""
+        if len(generations) != len(references):
+            raise ValueError(f"{len(generations)} generations but {len(references)} references")
+        gen, ref = self.embed_plain(generations), self.embed_plain(references)
         return (gen * ref).sum(1).clamp(min=0.0).tolist()
 
 
