@@ -11,7 +11,7 @@ import json
 import logging
 import platform
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,6 +25,7 @@ from .evaluate import evaluate_dataset, generate_answers, summarise
 from . import cache
 from .arch import find_arch
 from .files import sha256_of_json, write_json_atomic
+from .json_fields import from_json_object
 from .peak_memory import peak_memory_gb, peak_memory_kind
 from .problem import UnlearningProblem
 from .provenance import code_digest, evaluation_code_files
@@ -77,17 +78,7 @@ class CellParams:
     @classmethod
     def from_json(cls, text: str) -> "CellParams":
         """The cell as the unlearn notebook receives it: one JSON object (unknown fields are errors)."""
-        try:
-            values = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as exc:
-            raise E2UError(f"parameter cell: expected a JSON object, got {str(text)[:80]!r}") from exc
-        if not isinstance(values, dict):
-            raise E2UError(f"parameter cell: expected a JSON object, got {type(values).__name__}")
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - allowed)
-        if unknown:
-            raise E2UError(f"parameter cell: unknown field(s) {unknown}; allowed: {sorted(allowed)}")
-        return cls(**values)
+        return from_json_object(cls, text, "parameter cell")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -28,13 +28,14 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from . import __version__
 from .errors import E2UError
 from .files import sha256_of_json, write_json_atomic
+from .json_fields import from_json_object
 
 DEFAULT_METHODS = ("rome", "memit", "gradient_ascent")
 # The sizes. Measured at n = 10 on 2 CPU cores (one point per core): ROME 61-79 s, gradient ascent 91 s,
@@ -89,14 +90,7 @@ class ScalingPoint:
 
     @classmethod
     def from_json(cls, text: str) -> "ScalingPoint":
-        try:
-            values = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as exc:
-            raise E2UError(f"scaling point: expected a JSON object, got {str(text)[:80]!r}") from exc
-        allowed = {f.name for f in fields(cls)}
-        if not isinstance(values, dict) or set(values) - allowed:
-            raise E2UError(f"scaling point: expected a JSON object with fields {sorted(allowed)}, got {str(text)[:80]!r}")
-        return cls(**values)
+        return from_json_object(cls, text, "scaling point")
 
 
 def scaling_dir(results_dir: str | Path, study_name: str) -> Path:
