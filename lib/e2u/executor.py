@@ -7,6 +7,8 @@
    files, so a cluster run and a local run build the same book.
 4. A cell whose worker died is submitted once more; a second death, or an error in the notebook,
    makes it `failed` with its error. Finished cells are kept whatever happens to the others.
+5. The study's scaling points (scaling.py) wait for their model's step and queue behind the cells;
+   each runs in fresh processes of its own, so its time and peak memory are its own.
 
 Cells on CUDA ask for the resource `GPU=1`: one cell per GPU at a time.
 """

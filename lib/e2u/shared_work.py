@@ -68,7 +68,18 @@ def run_shared_step(step: SharedStep) -> dict:
     """Do one step in this process; returns {"step", "seconds", "lines"} (what it did, for the log)."""
     started = time.perf_counter()
     lines = {"model": _prepare_model, "setting": _prepare_setting, "statistics": _prepare_statistics}[step.kind](step)
+    _release_memory()  # the worker goes on to run cells in kernels of their own: they need the GPU's memory
     return {"step": step.name, "seconds": round(time.perf_counter() - started, 1), "lines": lines}
+
+
+def _release_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _prepare_model(step: SharedStep) -> list[str]:
