@@ -242,10 +242,13 @@ def _collect(future) -> tuple[object, str, bool]:
 
 
 def _running_cells(client, running: dict) -> int:
-    """How many of the submitted jobs a worker is executing now (the others wait in a queue)."""
+    """How many of the submitted jobs workers are executing now: a worker holds more than it runs (its
+    queue), so each counts at most its thread count."""
     keys = {f.key for f, job in running.items() if job.step is None}
     try:
-        return sum(len(keys & set(processing)) for processing in client.processing().values())
+        threads = {address: w.get("nthreads", 1) for address, w in client.scheduler_info()["workers"].items()}
+        return sum(min(len(keys & set(held)), threads.get(address, 1))
+                   for address, held in client.processing().items())
     except Exception:  # the count is cosmetic; never let it stop the run
         return 0
 
