@@ -154,8 +154,9 @@ def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcom
         key = f"{job.name}-{id(plan)}-{job.attempts}".replace(" ", "_")
         if job.step is not None:
             return client.submit(run_shared_step, job.step, key=key, resources=resources, pure=False)
-        if job.point is not None:  # after the cells: a point's time is cleanest when the cells are done
-            return client.submit(_measure_point_task, job.point.point, str(job.point.path), key=key, priority=-10,
+        if job.point is not None:  # behind the cells; among points the largest first, so none runs alone at the end
+            return client.submit(_measure_point_task, job.point.point, str(job.point.path), key=key,
+                                 priority=job.point.point.n_forget - 10_000,
                                  resources=job.point.resources or None, pure=False)
         p = job.cell
         return client.submit(_run_cell_task, p.cell.to_json(), str(p.result), str(p.notebook), p.key, key=key,
