@@ -1,7 +1,7 @@
 """Seconds per ROME value optimisation, every block run at every step vs starting at the edited block.
 
 `batched_values.optimise_values` computes the hidden states entering the block that holds the edited
-module once, without gradient, and starts every Adam step there (`_BlockInputs`); `skip_blocks=False`
+module once, without gradient, and starts every Adam step there (`block_inputs.BlockInputs`); `skip_blocks=False`
 is the cost before that cut. Both run in the same process, alternately, on the same requests from
 the same weights, with ROME's hyper-parameters for the model and a fixed number of steps (no early
 stop); the printed difference of v* shows the cut leaves the result as it was.

@@ -7,24 +7,23 @@ see delta, so they are computed once, without gradient:
 * the tokens before each key site (causal attention): their keys and values (`_PrefixCache`), so
   every step runs only the tokens from the site on;
 * the blocks below the one holding the edited module: the hidden states entering that block
-  (`_BlockInputs`), so every step starts there (ROME at layer 5 of 30 skips a sixth of the blocks).
+  (`BlockInputs`), so every step starts there (ROME at layer 5 of 30 skips a sixth of the blocks).
 The LM head runs only where the loss reads it. tests/test_values.py checks the result against the
 plain loop; bench/edit_bench.py and bench/rome_values_bench.py time both.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from ..arch import find_arch
 from ..batching import padded
 from ..hooks import trace
 from ..models import input_device
 from ..prompts import encode_answer
+from .block_inputs import BlockInputs
 from .requests import EditRequest, key_site
 from .values import ValueHParams, essence_site, frozen_parameters
 
@@ -57,13 +56,13 @@ def optimise_values(
     """`values.optimise_value` of every request (ROME eq. 4 / MEMIT eq. 16): (v*, v0, log) per request.
 
     delta, v0 and the losses are float32 whatever the model's dtype. `skip_blocks=False` runs every
-    block at every step (the cost before `_BlockInputs`, for benchmarks).
+    block at every step (the cost before `BlockInputs`, for benchmarks).
     """
     device = input_device(model)
     plans = [_value_rows(tokenizer, r, templates) for r in requests]
     prefix = _PrefixCache.build(model, plans, tokenizer.pad_token_id, device)
     everyone = _stack_rows(plans, list(range(len(requests))), tokenizer.pad_token_id, device)
-    below = _BlockInputs.build(model, site_path, prefix, everyone) if skip_blocks else _BlockInputs.none()
+    below = BlockInputs.build(model, site_path, prefix, everyone) if skip_blocks else BlockInputs.none()
     head = model.get_output_embeddings()
     width = model.get_input_embeddings().weight.shape[1]
     delta = torch.zeros(len(requests), width, device=device, dtype=torch.float32, requires_grad=True)
@@ -174,98 +173,6 @@ class _PrefixCache:
             input_ids=batch["ids"], attention_mask=torch.cat([self.mask[select], batch["mask"]], dim=1),
             position_ids=positions, past_key_values=cache, use_cache=cache is not None,
         ).last_hidden_state
-
-
-@dataclass
-class _BlockInputs:
-    """The hidden states entering block `start` (the one holding the edited module) for every row's
-    suffix, computed once; while `starting` is active the blocks below `start` pass their input
-    through and block `start` reads these instead, so a step pays only for the blocks that see delta.
-
-    Computed for every row at the width of the longest suffix: right padding and causal attention
-    leave a real token's states unchanged when a later step runs fewer, narrower rows.
-    """
-
-    start: int
-    blocks: object  # the model's ModuleList of decoder blocks, or None (nothing to skip)
-    hidden: torch.Tensor | None  # (all rows, widest suffix, hidden)
-
-    @classmethod
-    def none(cls) -> "_BlockInputs":
-        return cls(0, None, None)
-
-    @classmethod
-    @torch.no_grad()
-    def build(cls, model, site_path: str, prefix: "_PrefixCache", batch: dict) -> "_BlockInputs":
-        arch = find_arch(model)
-        start = _block_of(arch.layers, arch.n_layers, site_path)
-        blocks = model.get_submodule(arch.layers)
-        if not start:  # the site is in the first block (or outside the blocks): nothing below it
-            return cls.none()
-        found: dict = {}
-
-        def capture(module, args, kwargs):
-            found["hidden"] = args[0] if args else kwargs["hidden_states"]
-            raise _Captured
-
-        def check(module, args, output):
-            found["tensor_out"] = isinstance(output, torch.Tensor)
-
-        handles = [blocks[start].register_forward_pre_hook(capture, with_kwargs=True),
-                   blocks[0].register_forward_hook(check)]
-        try:
-            prefix.run(model, batch)
-        except _Captured:
-            pass
-        finally:
-            for handle in handles:
-                handle.remove()
-        if not found.get("tensor_out"):  # blocks returning tuples (older transformers): run them all
-            return cls.none()
-        return cls(start, blocks, found["hidden"].detach())
-
-    @contextmanager
-    def starting(self, model, batch: dict):
-        if self.blocks is None:
-            yield
-            return
-        rows, width = batch["prefix_rows"], batch["ids"].shape[1]
-
-        def substitute(module, args, kwargs):
-            hidden = self.hidden[rows.to(self.hidden.device), :width]
-            return ((hidden, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": hidden})
-
-        skipped = list(self.blocks)[: self.start]
-        own = [block.__dict__.get("forward") for block in skipped]  # accelerate's device hooks live here
-        for block in skipped:
-            block.forward = _pass_through
-        handle = self.blocks[self.start].register_forward_pre_hook(substitute, with_kwargs=True)
-        try:
-            yield
-        finally:
-            handle.remove()
-            for block, forward in zip(skipped, own):
-                if forward is None:
-                    del block.forward  # back to the class's forward
-                else:
-                    block.forward = forward
-
-
-class _Captured(Exception):
-    """Ends `_BlockInputs.build`'s pass once the block's input is seen."""
-
-
-def _pass_through(hidden_states, *args, **kwargs):
-    return hidden_states
-
-
-def _block_of(layers_path: str, n_layers: int, site_path: str) -> int:
-    """The index of the decoder block that holds module `site_path` (0 when none does)."""
-    for index in range(n_layers):
-        block = f"{layers_path}.{index}"
-        if site_path == block or site_path.startswith(block + "."):
-            return index
-    return 0
 
 
 def _stack_rows(plans: list[_ValueRows], active: list[int], pad_id: int, device) -> dict:
