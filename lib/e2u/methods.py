@@ -51,14 +51,10 @@ def method_hparams(name: str, model, model_name: str, overrides: dict | None):
 
 def statistics_layers(name: str, model, hp) -> list[int]:
     """The layers whose key second moments C = E[k k^T] the method reads (none for the training baselines)."""
-    from .arch import find_arch
-    from .editing.layers import edited_layers
-
-    n_layers = find_arch(model).n_layers
     if name == "rome":
-        return edited_layers(hp.layer, n_layers, count=1, name="layer") if hp.mom2_adjustment else []
+        return rome.rome_layer(model, hp) if hp.mom2_adjustment else []
     if name in ("memit", "alphaedit"):
-        return edited_layers(hp.layers, n_layers, count=5)
+        return memit.window_layers(model, hp)
     return []
 
 

@@ -19,14 +19,12 @@ from functools import partial
 
 import torch
 
-from ..arch import find_arch
 from ..errors import E2UError
 from ..models import input_device
 from ..result import WeightDeltas
 from .keys import compute_keys
-from .layers import edited_layers
 from .locate import set_up
-from .memit import BatchEditHParams, EditTotals, batches, edit_batch
+from .memit import BatchEditHParams, EditTotals, batches, edit_batch, window_layers
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +63,7 @@ def alphaedit_solve(layer: int, keys: torch.Tensor, residual: torch.Tensor, proj
 
 def edit(model, tokenizer, requests, hp: AlphaEditHParams) -> WeightDeltas:
     """AlphaEdit on `requests`, in place, batch after batch."""
-    setup = set_up(model, tokenizer, requests, hp, edited_layers(hp.layers, find_arch(model).n_layers, count=5))
+    setup = set_up(model, tokenizer, requests, hp, window_layers(model, hp))
     projectors, kept_rank = {}, {}
     device = input_device(model)  # the eigendecomposition and the solves run there, in float64
     for layer in setup.layers:

@@ -131,9 +131,14 @@ class EditTotals:
         return WeightDeltas(paths, self.setup.log(method, requests=self.requests, batches=self.batches, **extra))
 
 
+def window_layers(model, hp: BatchEditHParams) -> list[int]:
+    """The layers MEMIT and AlphaEdit spread each edit over (the layer rule of layers.py: five by default)."""
+    return edited_layers(hp.layers, find_arch(model).n_layers, count=5)
+
+
 def edit(model, tokenizer, requests: list[EditRequest], hp: MemitHParams) -> WeightDeltas:
     """MEMIT on `requests`, in place, batch after batch."""
-    setup = set_up(model, tokenizer, requests, hp, edited_layers(hp.layers, find_arch(model).n_layers, count=5))
+    setup = set_up(model, tokenizer, requests, hp, window_layers(model, hp))
     solve = partial(memit_solve, moments=setup.moments, weight=hp.mom2_update_weight)
     totals = EditTotals(setup)
     for offset, batch in batches(requests, hp.batch_size):

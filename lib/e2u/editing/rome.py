@@ -57,12 +57,18 @@ def ridge_inverse(moment: torch.Tensor, ridge: float) -> torch.Tensor:
     return torch.linalg.inv(moment + ridge * moment.diagonal().mean() * identity)
 
 
-def edit(model, tokenizer, requests: list[EditRequest], hp: RomeHParams) -> WeightDeltas:
-    """Edit `model` in place, one request after another; return the summed weight change and a log."""
+def rome_layer(model, hp: RomeHParams) -> list[int]:
+    """The one layer ROME rewrites, as a list (the layer rule of layers.py; several are an error)."""
     layers = edited_layers(hp.layer, find_arch(model).n_layers, count=1, name="layer")
     if len(layers) != 1:
         raise E2UError(f"ROME edits one layer; hyper-parameter layer names {layers}: use MEMIT to spread edits "
                        "over several layers")
+    return layers
+
+
+def edit(model, tokenizer, requests: list[EditRequest], hp: RomeHParams) -> WeightDeltas:
+    """Edit `model` in place, one request after another; return the summed weight change and a log."""
+    layers = rome_layer(model, hp)
     layer = layers[0]
     setup = set_up(model, tokenizer, requests, hp, layers, with_moments=hp.mom2_adjustment)
     device = input_device(model)
