@@ -156,13 +156,67 @@ def test_tofu_unknown_forget_split_lists_the_valid_ones(tmp_path):
 
 def test_tofu_directory_missing_splits_names_each_missing_file(tmp_path):
     directory = tofu_dir(tmp_path)
-    # forget10 needs forget10_perturbed and retain90, neither of which is there
+    (directory / "retain_perturbed.json").unlink()
+    # forget10 needs forget10_perturbed, and every run the retain file; the training retain split is optional
     with pytest.raises(E2UError) as info:
         load_tofu("forget10", directory)
     message = str(info.value)
     assert str(directory) in message
-    assert "forget10_perturbed.json" in message and "retain90.json" in message
-    assert "retain_perturbed" not in message and "\n" not in message
+    assert "forget10_perturbed.json" in message and "retain_perturbed.json" in message
+    assert "retain90" not in message and "real_authors" not in message and "\n" not in message
+
+
+def test_tofu_needs_only_the_forget_and_retain_files(tmp_path):
+    directory = tofu_dir(tmp_path)
+    for stem in ("retain99", "real_authors_perturbed", "world_facts_perturbed"):
+        (directory / f"{stem}.json").unlink()
+    splits = load_tofu("forget01", directory)
+    assert sorted(splits) == ["forget", "retain"]
+
+
+def test_tofu_reads_files_saved_as_one_json_array(tmp_path):
+    lines, arrays = tofu_dir(subfolder(tmp_path, "a")), tmp_path / "b"
+    arrays.mkdir()
+    for config, rows in TOFU_ROWS.items():
+        (arrays / f"{config}.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    assert load_tofu("forget01", arrays) == load_tofu("forget01", lines)
+    bad = arrays / "retain_perturbed.json"
+    bad.write_text(json.dumps([TOFU_ROWS["retain_perturbed"][0], {"question": "q"}]))
+    with pytest.raises(E2UError, match=re.escape(f"{bad}[1]: missing required field 'answer'")):
+        load_tofu("forget01", arrays)
+
+
+def subfolder(tmp_path, name):
+    (tmp_path / name).mkdir()
+    return tmp_path / name
+
+
+def closer_look_dir(tmp_path):
+    """closer-look's layout: forget01 holds tasks 1 and 2 (field task_id), retain90 beside it, no retain99."""
+    directory = tofu_dir(tmp_path)
+    (directory / "retain99.json").rename(directory / "retain90.json")
+    rows = [{**row, "task_id": "1"} for row in TOFU_ROWS["forget01_perturbed"]]
+    rows += [{**row, "question": row["question"] + " (task 2)", "task_id": "2"} for row in TOFU_ROWS["forget01_perturbed"]]
+    write_jsonl(directory / "forget01_perturbed.json", rows)
+    return directory
+
+
+def test_tofu_closer_look_task_file_needs_a_task_id_and_keeps_the_other_tasks(tmp_path):
+    directory = closer_look_dir(tmp_path)
+    with pytest.raises(E2UError, match=r"holds 2 forget tasks \(field task_id: 1, 2\); set data.task_id"):
+        load_tofu("forget01", directory)
+    splits = load_tofu("forget01", directory, task_id=1)
+    assert [r.question for r in splits["forget"]] == [row["question"] for row in TOFU_ROWS["forget01_perturbed"]]
+    # closer-look trains on its retain90 plus the forget tasks not unlearned now
+    assert len(splits["retain_train"]) == len(TOFU_ROWS["retain99"]) + len(TOFU_ROWS["forget01_perturbed"])
+    assert splits["retain_train"][-1].question.endswith("(task 2)")
+    with pytest.raises(E2UError, match=r"task_id '7' is not among the forget01 tasks 1, 2"):
+        load_tofu("forget01", directory, task_id="7")
+    plain = tofu_dir(subfolder(tmp_path, "plain"))
+    write_jsonl(plain / "forget01_perturbed.json",
+                [{k: v for k, v in row.items() if k != "task_id"} for row in TOFU_ROWS["forget01_perturbed"]])
+    with pytest.raises(E2UError, match="rows have no task_id field"):
+        load_tofu("forget01", plain, task_id=1)
 
 
 def test_tofu_path_that_is_not_a_directory_is_an_error(tmp_path):

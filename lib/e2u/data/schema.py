@@ -1,4 +1,4 @@
-"""The question-answer record every setting produces, and strict reading of JSON Lines files.
+"""The question-answer record every setting produces, and strict reading of JSON Lines and JSON array files.
 
 Data files are untrusted input: each line must be a JSON object with the required fields as
 strings; any violation stops with the file, the line and the field named.
@@ -68,6 +68,29 @@ def read_jsonl(path: str | Path) -> list[tuple[str, dict]]:
             except json.JSONDecodeError as exc:
                 raise E2UError(f"{where}: not valid JSON ({exc.msg})") from None
     return rows
+
+
+def read_rows(path: str | Path) -> list[tuple[str, dict]]:
+    """(where, object) for every record of a JSON Lines file or of a file holding one JSON array.
+
+    Both layouts occur under the same `.json` extension: TOFU's and closer-look's files are JSON Lines,
+    `Dataset.to_json(lines=False)` and PISTOL's harness write one array. `where` is `file:line` for JSON
+    Lines and `file[index]` for an array.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise E2UError(f"data file {path} does not exist")
+    with path.open(encoding="utf-8") as handle:
+        head = handle.read(4096).lstrip()
+    if not head.startswith("["):
+        return read_jsonl(path)
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise E2UError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(rows, list):
+        raise E2UError(f"{path}: expected a JSON array of objects or JSON Lines")
+    return [(f"{path}[{index}]", row) for index, row in enumerate(rows)]
 
 
 def find_split_file(directory: Path, stem: str) -> Path | None:

@@ -29,7 +29,7 @@ SOURCE_OPTIONS = MappingProxyType({
     "mini": MappingProxyType({}),
     "jsonl": MappingProxyType({}),
     "fictional": MappingProxyType({"seed": 0, "n_authors": 20, "forget_percent": 10, "retain_eval": 40}),
-    "tofu": MappingProxyType({"forget_split": "forget10"}),
+    "tofu": MappingProxyType({"forget_split": "forget10", "task_id": None}),
     "realworld": MappingProxyType({}),
     "probe": MappingProxyType(ProbeOptions.defaults()),
 })
@@ -89,7 +89,7 @@ def load_source(source: str, path: str | None = None, options: dict | None = Non
     if source == "tofu":
         from .tofu import load_tofu
 
-        return load_tofu(options["forget_split"], path or None)
+        return load_tofu(options["forget_split"], path or None, options["task_id"])
     if source == "realworld":
         if not path:
             raise E2UError("data source 'realworld' needs data.path: a directory of closer-look real_world files")

@@ -18,8 +18,10 @@ real-authors and world-facts files.
 Two places to read from:
 * the hub (`path=None`): `datasets.load_dataset("locuslab/TOFU", config, split="train")`;
 * a local directory (`path`): one `<config>.json` or `<config>.jsonl` file per config, JSON Lines
-  (one object per line, even with the `.json` extension, as in TOFU's and closer-look's `data/`;
-  `Dataset.to_json` writes this format too).
+  (one object per line, even with the `.json` extension, as in TOFU's and closer-look's `data/`) or one
+  JSON array (`Dataset.to_json(lines=False)`). Only the forget and retain files are required;
+  closer-look's copy (several forget tasks per file, field `task_id`; `retain90` beside `forget01`) loads
+  with the `task_id` option.
 
 TOFU has no subject field. A row's own `subject` (UniErase's `*_subject` files add one) is kept;
 otherwise `subject_from_question` extracts the author's name from the question, or gives None, in
@@ -34,7 +36,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..errors import E2UError
-from .schema import QARecord, read_jsonl, record_from_json, split_files
+from .hub import hub_rows
+from .schema import QARecord, find_split_file, read_rows, record_from_json, split_files
 
 HUB_DATASET = "locuslab/TOFU"
 
@@ -48,6 +51,13 @@ EVAL_CONFIGS = MappingProxyType({
 })
 
 
+# closer-look's copy names the training retain split differently (forget01 -> retain90, ...) and stores
+# several forget tasks in one file, each row with a `task_id`; its retain split plus the other tasks' rows
+# is what it trains on (reference/protocol.md 1(a)).
+CLOSER_LOOK_RETAIN_TRAIN = MappingProxyType({"forget01": "retain90", "forget05": "retain50", "forget10": "retain10"})
+REQUIRED = ("forget", "retain")  # every run evaluates these; the others are read where present
+
+
 def tofu_configs(forget_split: str = "forget10") -> dict[str, str]:
     """`{split name: TOFU config}` for a forget split; an unknown forget split is an error."""
     if forget_split not in RETAIN_TRAIN:
@@ -55,70 +65,64 @@ def tofu_configs(forget_split: str = "forget10") -> dict[str, str]:
     return {"forget": f"{forget_split}_perturbed", **EVAL_CONFIGS, "retain_train": RETAIN_TRAIN[forget_split]}
 
 
-def load_tofu(forget_split: str = "forget10", path: str | Path | None = None) -> dict[str, list[QARecord]]:
+def load_tofu(forget_split: str = "forget10", path: str | Path | None = None,
+              task_id: str | int | None = None) -> dict[str, list[QARecord]]:
     """Load TOFU's forget, retain-evaluation, real-authors, world-facts and training-retain splits.
 
-    `path=None` (or empty) reads the hub; otherwise `path` is a directory of `<config>.json[l]` files.
+    `path=None` (or empty) reads the hub; otherwise `path` is a directory of `<config>.json[l]` files (JSON
+    Lines or one JSON array each), of which only the forget and retain-evaluation files are required.
+    `task_id` picks one task of a forget file that holds several (closer-look's layout); such a file
+    without `task_id` is an error listing its tasks, so that ten tasks are never unlearned as one.
     """
     configs = tofu_configs(forget_split)
     if not path:  # None or an empty data.path
-        rows = {split: _hub_rows(config) for split, config in configs.items()}
+        local_hint = "a local directory of TOFU <config>.json files"
+        rows = {split: hub_rows(HUB_DATASET, config, local_hint=local_hint) for split, config in configs.items()}
     else:
-        files = tofu_files(forget_split, path)
-        rows = {split: read_jsonl(files[split]) for split in configs}
+        rows = {split: read_rows(file) for split, file in tofu_files(forget_split, path).items()}
+    rows["forget"], other_tasks = _one_task(rows["forget"], task_id, forget_split)
+    if other_tasks and "retain_train" in rows:
+        rows["retain_train"] = rows["retain_train"] + other_tasks  # not unlearned now: kept, as closer-look trains
     return {split: [_with_subject(record_from_json(obj, where)) for where, obj in split_rows]
             for split, split_rows in rows.items()}
 
 
+def _one_task(rows: list[tuple[str, dict]], task_id, forget_split: str):
+    """(rows of the chosen task, rows of the other tasks) of a forget file; files without tasks pass whole."""
+    tasks = sorted({str(obj["task_id"]) for _, obj in rows if isinstance(obj, dict) and "task_id" in obj},
+                   key=lambda t: (len(t), t))
+    if task_id is None:
+        if len(tasks) > 1:
+            raise E2UError(f"the {forget_split} file holds {len(tasks)} forget tasks (field task_id: "
+                           f"{', '.join(tasks)}); set data.task_id to the one to unlearn")
+        return rows, []
+    if not tasks:
+        raise E2UError(f"data.task_id is {task_id!r} but the {forget_split} rows have no task_id field")
+    if str(task_id) not in tasks:
+        raise E2UError(f"data.task_id {task_id!r} is not among the {forget_split} tasks {', '.join(tasks)}")
+    chosen = [(w, obj) for w, obj in rows if str(obj.get("task_id")) == str(task_id)]
+    return chosen, [(w, obj) for w, obj in rows if str(obj.get("task_id")) != str(task_id)]
+
+
 def tofu_files(forget_split: str, path: str | Path) -> dict[str, Path]:
-    """`{split name: file}` of a local TOFU directory; every missing file is named in one error."""
+    """`{split name: file}` of a local TOFU directory: the forget and retain files are required (every missing
+    one named in one error); real authors, world facts and the training retain split (TOFU's name, else
+    closer-look's) are read where present."""
     configs = tofu_configs(forget_split)
     directory = Path(path).expanduser()
     if not directory.is_dir():
         raise E2UError(f"TOFU data path {directory} is not a directory of <config>.json or <config>.jsonl files")
-    return split_files(directory, configs, f"TOFU directory (forget split {forget_split!r})")
-
-
-def _hub_rows(config: str) -> list[tuple[str, dict]]:
-    """(where, row) for every row of one hub config; an unreachable hub points to `data.path`."""
-    try:
-        import datasets
-    except ImportError:
-        raise E2UError("reading TOFU from the hub needs the `datasets` package; install it or set data.path "
-                       "to a local directory of TOFU <config>.json files") from None
-    try:
-        table = datasets.load_dataset(HUB_DATASET, config, split="train")
-    except _network_errors() as exc:
-        raise E2UError(f"could not reach the Hugging Face hub for {HUB_DATASET} config {config!r} "
-                       f"({type(exc).__name__}); set data.path to a local directory of TOFU "
-                       f"<config>.json files instead") from exc
-    except Exception as exc:  # datasets' own errors (unknown config, bad cache) become one line
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        raise E2UError(f"could not load {HUB_DATASET} config {config!r} from the hub: "
-                       f"{type(exc).__name__}: {first_line}") from exc
-    return [(f"{HUB_DATASET}/{config} row {i}", dict(row)) for i, row in enumerate(table)]
-
-
-def _network_errors() -> tuple[type[BaseException], ...]:
-    """Exception types meaning "the hub cannot be reached" (offline mode, DNS, timeouts)."""
-    # datasets' own OfflineModeIsEnabled, and its "Couldn't reach ... on the Hub", are ConnectionErrors
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    try:
-        from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
-        errors += [LocalEntryNotFoundError, OfflineModeIsEnabled]
-    except ImportError:
-        pass
-    try:
-        import requests
-        errors += [requests.ConnectionError, requests.Timeout]
-    except ImportError:
-        pass
-    try:
-        import httpx
-        errors += [httpx.TransportError]
-    except ImportError:
-        pass
-    return tuple(errors)
+    found = split_files(directory, {s: configs[s] for s in REQUIRED}, f"TOFU directory (forget split {forget_split!r})")
+    for split in ("real_authors", "world_facts"):
+        file = find_split_file(directory, configs[split])
+        if file is not None:
+            found[split] = file
+    for stem in (configs["retain_train"], CLOSER_LOOK_RETAIN_TRAIN[forget_split]):
+        file = find_split_file(directory, stem)
+        if file is not None:
+            found["retain_train"] = file
+            break
+    return found
 
 
 def _with_subject(record: QARecord) -> QARecord:
