@@ -41,9 +41,9 @@ def test_book_builds_the_summary_and_chapters_from_the_result_files(tmp_path):
         assert f"({cell.setting}/{cell.cell_id}): refused {forget:.0%} of the forget questions" in summary
         assert f"<strong>{result['method_title']}</strong>" in summary
         # The chapter's title is the cell's own, glued by the notebook: the page title and its TOC entry.
-        chapter = (pages / "runs" / cell.setting / f"{cell.cell_id}.html").read_text()
+        chapter = (pages / "runs" / "tiny" / cell.setting / f"{cell.cell_id}.html").read_text()
         assert f"<title>{html.escape(cell.title)} &#8212;" in chapter
-        entry = rf'href="runs/{cell.setting}/{cell.cell_id}\.html">(<span[^>]*>)?{re.escape(html.escape(cell.title))}<'
+        entry = rf'href="runs/tiny/{cell.setting}/{cell.cell_id}\.html">(<span[^>]*>)?{re.escape(html.escape(cell.title))}<'
         assert re.search(entry, summary), f"no TOC entry titled {cell.title!r}"
     assert "ROME" in summary and "Gradient ascent" in summary
     cost = (pages / "cost.html").read_text()

@@ -23,7 +23,7 @@ def _finished(study, results: Path, book: Path) -> dict:
     """cell id -> sha256 of its result file, for every cell whose result and notebook are complete."""
     done = {}
     for cell in study.cells:
-        result, notebook = result_path(results, study, cell), notebook_path(book, cell)
+        result, notebook = result_path(results, study, cell), notebook_path(book, study, cell)
         if is_done(result, notebook, cell_key(cell)):
             done[cell.cell_id] = hashlib.sha256(result.read_bytes()).hexdigest()
     return done

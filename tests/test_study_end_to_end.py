@@ -68,7 +68,7 @@ def test_study_runs_every_cell_through_papermill_then_skips_finished_cells(tiny_
     moved = [abs(a["probability"] / b["probability"] - 1)
              for a, b in zip(rome_result["after"]["forget"], rome_result["before"]["forget"])]
     assert max(moved) > 1e-4, moved
-    notebook = book / "runs" / "pretrained" / "rome-seed0.ipynb"
+    notebook = book / "runs" / "tiny" / "pretrained" / "rome-seed0.ipynb"
     assert notebook.is_file() and "ROME: pretrained knowledge" in notebook.read_text()
     assert _glued_title(notebook) == study.cells[0].title  # written by the notebook, not patched in afterwards
 

@@ -126,15 +126,51 @@ def _book(args) -> int:
     if args.no_build:
         return 0
     started = time.perf_counter()
-    command = ["jupyter-book", "build", str(root), "--warningiserror", "--keep-going"]
+    toc = _study_toc(root, book, study.name)
+    _clear_another_studys_site(root / "_build" / "html", study.name)
+    command = ["jupyter-book", "build", str(root), "--toc", str(toc), "--warningiserror", "--keep-going"]
     jb = Path(sys.executable).with_name("jupyter-book")
     if jb.exists():
         command[0] = str(jb)
     done = subprocess.run(command, cwd=root)
     if done.returncode != 0:
         raise E2UError(f"jupyter-book build failed (exit {done.returncode}); see the log above")
+    (root / "_build" / "html" / SITE_STUDY_FILE).write_text(study.name)
     print(f"book built in {time.perf_counter() - started:.1f} s: {root / '_build' / 'html' / 'index.html'}")
     return 0
+
+
+SITE_STUDY_FILE = ".e2u-study"  # in the built site: which study it shows
+
+
+def _study_toc(root: Path, book: Path, study: str) -> Path:
+    """The project's `_toc.yml` with its chapters glob pointed at this study's notebooks (`book/runs/<study>/`),
+    written beside them: a book shows one study's chapters, never another's."""
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+
+    def point(entries):
+        for entry in entries or []:
+            if isinstance(entry.get("glob"), str) and entry["glob"].startswith("book/runs/"):
+                entry["glob"] = f"book/runs/{study}/*/*"
+            point(entry.get("sections"))
+
+    point(toc.get("chapters"))
+    path = book / "runs" / study / "_toc.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(toc, sort_keys=False))
+    return path
+
+
+def _clear_another_studys_site(site: Path, study: str) -> None:
+    """Remove a built site of another study: Sphinx keeps pages it no longer builds, and they would stay
+    reachable beside this study's."""
+    import shutil
+
+    marker = site / SITE_STUDY_FILE
+    if site.is_dir() and (not marker.is_file() or marker.read_text().strip() != study):
+        shutil.rmtree(site.parent)
 
 
 def _stale_outputs(study, results_dir: Path, book_dir: Path) -> list[Path]:
@@ -144,9 +180,9 @@ def _stale_outputs(study, results_dir: Path, book_dir: Path) -> list[Path]:
     from .study import notebook_path, result_path
 
     keep = {result_path(results_dir, study, c).resolve() for c in study.cells}
-    keep |= {notebook_path(book_dir, c).resolve() for c in study.cells}
+    keep |= {notebook_path(book_dir, study, c).resolve() for c in study.cells}
     keep |= {(scaling_dir(results_dir, study.name) / p.file_name).resolve() for p in study.scaling}
-    found = list((results_dir / study.name).glob("*/*.json")) + list((book_dir / "runs").glob("*/*.ipynb"))
+    found = list((results_dir / study.name).glob("*/*.json")) + list((book_dir / "runs" / study.name).glob("*/*.ipynb"))
     # Hidden files are a running cell's temporary notebook: never touched here.
     return sorted(p for p in found if p.resolve() not in keep and not p.name.startswith("."))
 

@@ -80,7 +80,7 @@ def plan_study(study: Study, results_dir: Path, book_dir: Path, gpus: bool) -> P
     pending, cached = [], []
     for cell in study.cells:
         key = cell_key(cell)
-        result, notebook = result_path(results_dir, study, cell), notebook_path(book_dir, cell)
+        result, notebook = result_path(results_dir, study, cell), notebook_path(book_dir, study, cell)
         (cached if is_done(result, notebook, key) else pending).append((cell, key, result, notebook))
     steps = plan_shared_steps([c for c, *_ in pending])
     cells = [PlannedCell(cell, key, result, notebook, step_for_cell(steps, cell).name,

@@ -62,7 +62,7 @@ def run_study(study: Study, results_dir: Path, book_dir: Path, kernel: str = "py
 def _run_one(study: Study, cell: CellParams, results_dir: Path, book_dir: Path, kernel: str) -> CellOutcome:
     """One cell in this process: cached, ran, or failed with its error."""
     key = cell_key(cell)
-    result, notebook = result_path(results_dir, study, cell), notebook_path(book_dir, cell)
+    result, notebook = result_path(results_dir, study, cell), notebook_path(book_dir, study, cell)
     started = time.perf_counter()
     if is_done(result, notebook, key):
         log.info("cell %s: cached", cell.cell_id)

@@ -11,7 +11,7 @@
       - rome
       - {name: gradient_ascent, label: ga, hparams: {lr: 2.0e-5}}
 
-Each cell becomes `book/runs/<setting>/<cell>.ipynb` (the executed notebook) and
+Each cell becomes `book/runs/<study>/<setting>/<cell>.ipynb` (the executed notebook) and
 `results/<study>/<setting>/<cell>.json`. A cell whose result file carries the same key, and
 whose notebook exists, is skipped: a killed study resumes where it stopped.
 """
@@ -142,6 +142,7 @@ def _settings(spec: dict, path: Path) -> list[dict]:
         data = {"source": data} if isinstance(data, str) else data
         if not isinstance(data, dict) or "source" not in data:
             raise E2UError(f"{where}: field 'data' must be a mapping with 'source', optional 'path' and source options")
+        data = _paths_resolved(data, path.parent)
         try:
             source_options(data["source"], {k: v for k, v in data.items() if k not in ("source", "path")})
         except E2UError as exc:
@@ -151,6 +152,20 @@ def _settings(spec: dict, path: Path) -> list[dict]:
     if len(set(names)) != len(names):
         raise E2UError(f"study file {path}: setting names must be distinct, got {names}")
     return settings
+
+
+PATH_FIELDS = ("path", "entities_path")  # data fields naming local files
+
+
+def _paths_resolved(data: dict, study_dir: Path) -> dict:
+    """`data` with relative local paths made absolute against the study file's folder, once, here: the cell
+    notebook runs in another working directory, where a relative path would name another file."""
+    resolved = dict(data)
+    for name in PATH_FIELDS:
+        value = resolved.get(name)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            resolved[name] = str((study_dir / value).resolve())
+    return resolved
 
 
 def cell_key(cell: CellParams) -> str:
@@ -165,8 +180,10 @@ def result_path(results_dir: Path, study: Study, cell: CellParams) -> Path:
     return results_dir / study.name / cell.setting / f"{cell.cell_id}.json"
 
 
-def notebook_path(book_dir: Path, cell: CellParams) -> Path:
-    return book_dir / "runs" / cell.setting / f"{cell.cell_id}.ipynb"
+def notebook_path(book_dir: Path, study: Study, cell: CellParams) -> Path:
+    """The cell's chapter: under the study's own folder, so that two studies with the same setting and cell
+    names never share (or overwrite) a chapter."""
+    return book_dir / "runs" / study.name / cell.setting / f"{cell.cell_id}.ipynb"
 
 
 def is_done(result: Path, notebook: Path, key: str) -> bool:
