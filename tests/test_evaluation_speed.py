@@ -48,7 +48,7 @@ def test_greedy_continue_from_the_prefill_reproduces_generate_token_for_token(mo
     eos = int(torch.mode(free.flatten()).values)
     expected = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False, pad_token_id=pad,
                               eos_token_id=eos)[:, ids.shape[1]:]
-    found = greedy_continue(model, prefill(model, prompts, pad), 12, eos, pad)
+    found, _ = greedy_continue(model, prefill(model, prompts, pad), 12, eos, pad)
     assert torch.equal(found, expected)
     assert (expected == pad).any() and len({tuple(r) for r in expected.tolist()}) > 1
 

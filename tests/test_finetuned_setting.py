@@ -3,7 +3,7 @@ and the retain model gives forget quality and its own row in the book's table.""
 
 import pytest
 
-from e2u import report
+from e2u import paper_report, report
 from e2u.cell import CellParams, run_cell
 from e2u.setting_models import setting_models
 
@@ -46,3 +46,27 @@ def test_a_named_retain_model_is_used_for_other_sources(tiny_base):
     models = setting_models(tiny_base, "jsonl", {}, retain_model="/somewhere/retain")
     assert (models.target, models.retain) == (tiny_base, "/somewhere/retain")
     assert setting_models(tiny_base, "probe", {}).retain is None
+
+
+def test_pistol_cell_unlearns_the_lora_finetuned_target_and_reports_the_papers_metrics(tiny_base):
+    """The paper's finetuned setting: the target learns every edge through a merged LoRA adapter, the retain
+    model every edge but the forget one; the result carries the paper's metrics and the combined score."""
+    options = {"seed": 0, "n_edges": 2, "n_independent": 1, "retain_eval": 5}
+    finetune = {"epochs": 1, "batch_size": 16, "train_layers": 2}  # over the source's LoRA defaults
+    params = CellParams(model=tiny_base, setting="finetuned", data_source="pistol", data_options=options,
+                        finetune=finetune, method="gradient_ascent", hparams={"epochs": 1, "batch_size": 4},
+                        max_new_tokens=4, batch_size=8)
+    models = setting_models(tiny_base, "pistol", params.data_options, finetune=params.finetune)
+    assert {info["adapter"] for info in models.info.values()} == {"lora"}
+    result = run_cell(params)
+    assert {"forget", "forget_paraphrased", "retain", "independent"} <= set(result["after"])
+    assert not {"retain_train", "target_train"} & set(result["after"])
+    item = result["after"]["forget"][0]
+    assert {"rouge1_recall", "answer_probability", "mrr", "top_hit"} <= set(item)
+    forget, retain = result["summary"]["after"]["forget"], result["summary"]["after"]["retain"]
+    combined = result["aggregates"]["after"]["combined_score"]["value"]
+    assert combined == pytest.approx(1 - forget["rouge1_recall"] + retain["rouge1_recall"])
+    assert result["data_report"]["paraphrases"]["from_data"] == forget["n"]  # the generator's own paraphrases
+    table = paper_report.paper_table([result], "finetuned")
+    assert list(table.index[:2]) == ["before unlearning", "retain model (reference)"]
+    assert ("score", "combined") in table.columns

@@ -173,8 +173,8 @@ def test_book_removes_only_outputs_of_cells_the_study_no_longer_has(tmp_path):
     study = load_study(path)
     results, book = tmp_path / "results", tmp_path / "book"
     for f in (results / "s/pretrained/rome-seed0.json", results / "s/pretrained/old-seed0.json",
-              book / "runs/pretrained/rome-seed0.ipynb", book / "runs/pretrained/old-seed0.ipynb",
-              book / "runs/pretrained/.rome-seed0.ipynb.tmp.ipynb", results / "s/stages.json"):
+              book / "runs/s/pretrained/rome-seed0.ipynb", book / "runs/s/pretrained/old-seed0.ipynb",
+              book / "runs/s/pretrained/.rome-seed0.ipynb.tmp.ipynb", results / "s/stages.json"):
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text("{}")
     assert {p.name for p in _stale_outputs(study, results, book)} == {"old-seed0.json", "old-seed0.ipynb"}

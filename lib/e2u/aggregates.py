@@ -6,12 +6,14 @@
 * forget efficacy: 1 - mean of the computed forget metrics;
 * forget quality: the KS-test p-value of the forget truth ratios against the retain model's (needs the
   per-item results of both models, so only where a setting has a retain model).
+* combined score (Editing as Unlearning): 1 - Rouge1(forget) + Rouge1(retain, else neighbour), and its
+  rephrase-attack form on `forget_paraphrased`.
 Metrics that were not computed are listed, so a number without them is never mistaken for the paper's.
 """
 
 from __future__ import annotations
 
-from . import metrics
+from . import metrics, paper_metrics
 from .errors import E2UError
 
 
@@ -58,6 +60,21 @@ def aggregates(summary: dict, results: dict | None = None, retain_results: dict 
         out["forget_quality"] = {"value": metrics.forget_quality(ours, reference),
                                  "used": ["forget/truth_ratio (per item)", "retain model forget/truth_ratio (per item)"],
                                  "skipped": {}}
+    out.update(combined_scores(summary))
+    return out
+
+
+def combined_scores(summary: dict) -> dict:
+    """`combined_score` from forget's Rouge1 recall, `combined_score_rephrased` from forget_paraphrased's,
+    each against the retained split's (`paper_metrics.retain_split`); absent where a Rouge1 recall is missing."""
+    out = {}
+    kept = paper_metrics.retain_split(summary)
+    kept_rouge1 = summary[kept].get("rouge1_recall") if kept else None
+    for name, forget in (("combined_score", "forget"), ("combined_score_rephrased", "forget_paraphrased")):
+        forget_rouge1 = summary.get(forget, {}).get("rouge1_recall")
+        if forget_rouge1 is not None and kept_rouge1 is not None:
+            out[name] = {"value": paper_metrics.combined_score(forget_rouge1, kept_rouge1),
+                         "used": [f"{forget}/rouge1_recall", f"{kept}/rouge1_recall"], "skipped": {}}
     return out
 
 

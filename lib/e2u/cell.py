@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .data.sources import load_source, source_options
+from .cell_data import load_splits_with_report
+from .data.sources import source_options
 from .errors import E2UError
 from .aggregates import aggregates
 from .entailment import load_entailment
-from .evaluate import evaluate_dataset, generate_answers, summarise
+from .evaluate import evaluate_dataset, summarise
 from . import cache
 from .arch import find_arch
 from .files import sha256_of_json, write_json_atomic
@@ -132,15 +133,6 @@ def evaluate_cached(model, tokenizer, splits, params: CellParams, entailment=Non
                                                       entailment=entailment))
 
 
-def load_splits(model, tokenizer, params: CellParams) -> dict:
-    """The cell's data; the `probe` source asks the model under study, the others read or generate."""
-    if params.data_source == "probe":
-        from .data.probe import probe_splits
-
-        return probe_splits(model, tokenizer, generate_answers, **params.data_options)
-    return load_source(params.data_source, params.data_path or None, params.data_options)
-
-
 def evaluate_retain_model(path: str, splits: dict, params: CellParams, entailment=None) -> dict:
     """Per-item results of the retain model on the cell's data (cached like any unedited model's)."""
     model, tokenizer = load_model(path, params.device or None, params.dtype or None)
@@ -161,9 +153,9 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     timings = {}
     clock = time.perf_counter()
     models = setting_models(params.model, params.data_source, params.data_options, params.retain_model,
-                            params.device or None, params.finetune)
+                            params.device or None, params.finetune, params.data_path)
     model, tokenizer = load_model(models.target, params.device or None, params.dtype or None)
-    splits = load_splits(model, tokenizer, params)
+    splits, data_report = load_splits_with_report(model, tokenizer, params)
     if "forget" not in splits or not splits["forget"]:
         raise E2UError(f"data source {params.data_source!r} has no forget split")
     timings["load"] = time.perf_counter() - clock
@@ -193,6 +185,7 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
         "params": asdict(params),
         "models": {"target": models.target, "retain": models.retain, **({"finetuned": models.info} if models.info else {})},
         "hparams": asdict(hp),
+        "data_report": data_report,
         "method_title": get_method(params.method).title,
         "versions": {"e2u": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "device": str(input_device(model)),

@@ -1,8 +1,9 @@
 """Batched evaluation: greedy answers (left padding), answer probabilities, and the per-item metrics.
 
-`evaluate_records` runs each prompt batch once for both the greedy answer and the answer likelihoods
-(`prompt_once`); `evaluate_records_reference` is its plain definition, `generate_answers` then `answer_nll`
-(`answer_nll.py`, re-exported here). Every per-item value is returned so the result file can store it (DESIGN section 4).
+`evaluate_records` runs each prompt batch once for the greedy answer, the truth tokens' ranks along it and
+the answer likelihoods (`prompt_once`); `evaluate_records_reference` is its plain definition,
+`generate_and_rank` then `answer_nll` (`answer_nll.py`, re-exported here). Every per-item value is returned
+so the result file can store it (DESIGN section 4).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import Sequence
 import torch
 from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
 
-from . import metrics
+from . import metrics, paper_metrics
 from .answer_nll import _answer_nll_unshared, answer_nll  # noqa: F401 (_answer_nll_unshared: re-exported)
 from .batching import padded
 from .models import input_device
 from .prompts import encode_answer, question_ids
+from .token_ranks import ranks_along_generate
 
 log = logging.getLogger(__name__)
 
@@ -27,27 +29,42 @@ def _batches(order: list[int], size: int):
         yield order[start : start + size]
 
 
-@torch.no_grad()
 def generate_answers(
     model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int = 32, batch_size: int = 16,
     progress: bool = False,
 ) -> list[str]:
     """Greedy answers to token-id prompts, batched by similar length with left padding."""
+    return generate_and_rank(model, tokenizer, prompts, max_new_tokens, batch_size, progress)[0]
+
+
+@torch.no_grad()
+def generate_and_rank(
+    model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int = 32, batch_size: int = 16,
+    progress: bool = False, targets: Sequence[Sequence[int]] | None = None,
+) -> tuple[list[str], list[list[int | None]] | None]:
+    """`generate_answers`, and with `targets` the rank of each token of `targets[i]` in the logits `generate`
+    returns along prompt i's greedy answer (`token_ranks.ranks_along_generate`, the plain definition).
+    `generate` then keeps every step's float32 logits of a batch: steps x batch_size x vocab x 4 bytes."""
     device = input_device(model)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     answers: list[str] = [""] * len(prompts)
-    pad = tokenizer.pad_token_id
+    ranks: list[list[int | None]] | None = None if targets is None else [[] for _ in prompts]
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     for chunk in tqdm(list(_batches(order, batch_size)), desc="generate", disable=not progress, leave=False):
         ids, mask = padded([prompts[i] for i in chunk], pad, "left", device)
         width = ids.shape[1]
         out = model.generate(
             input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-            do_sample=False, temperature=None, top_p=None, top_k=None,
-            pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
+            do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad, eos_token_id=eos,
+            output_logits=targets is not None, return_dict_in_generate=True,
         )
+        new = out.sequences[:, width:]
         for row, i in enumerate(chunk):
-            answers[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
-    return answers
+            answers[i] = tokenizer.decode(new[row], skip_special_tokens=True).strip()
+        if targets is not None:
+            for i, r in zip(chunk, ranks_along_generate(out.logits, new, [targets[i] for i in chunk], eos)):
+                ranks[i] = r
+    return answers, ranks
 
 
 def evaluate_split(
@@ -78,9 +95,10 @@ def scored_answers(record, truth: str) -> list[str]:
 def evaluate_records(
     model, tokenizer, records: Sequence, max_new_tokens: int = 32, batch_size: int = 16, embedder=None,
 ) -> list[dict]:
-    """Per-item metrics for one split (reference/metrics.md): greedy answer, ROUGE-L recall, P(answer),
-    refusal, token entropy; with perturbed answers also the truth ratio R and the options-normalised
-    probability; with an embedder the cosine similarity to the reference sentence.
+    """Per-item metrics for one split (reference/metrics.md): greedy answer, ROUGE-L and Rouge1 recall,
+    P(answer) length-normalised and whole, MRR and Top-Hit ratio (`paper_metrics`), refusal, token entropy;
+    with perturbed answers also the truth ratio R and the options-normalised probability; with an embedder
+    the cosine similarity to the reference sentence.
 
     Each prompt batch runs once for both the greedy answers and the answer NLLs (`prompt_once`); the values
     are `evaluate_records_reference`'s (cosine up to float rounding). bench/evaluation_bench.py measures both."""
@@ -91,18 +109,21 @@ def evaluate_records(
     if not shares_prompt_pass(model, prompts):
         return evaluate_records_reference(model, tokenizer, records, max_new_tokens, batch_size, embedder)
     answers = [[encode_answer(tokenizer, a) for a in scored_answers(r, t)] for r, t in zip(records, truths)]
-    generated, nll = generate_and_score(model, tokenizer, prompts, answers, max_new_tokens, batch_size)
-    return _items(tokenizer, records, truths, generated, nll, embedder)
+    generated, nll, ranks = generate_and_score(model, tokenizer, prompts, answers, max_new_tokens, batch_size,
+                                               targets=[rank_targets(tokenizer, t) for t in truths])
+    return _items(tokenizer, records, truths, generated, nll, ranks, embedder)
 
 
 def evaluate_records_reference(
     model, tokenizer, records: Sequence, max_new_tokens: int = 32, batch_size: int = 16, embedder=None,
 ) -> list[dict]:
-    """The plain definition of `evaluate_records`: `generate_answers`, then one `answer_nll` call over every
-    (prompt, answer) pair, then the metrics (cosine through `SentenceEmbedder.cosine_plain`)."""
+    """The plain definition of `evaluate_records`: `generate_and_rank` (ranks from `generate`'s logits), then
+    one `answer_nll` call over every (prompt, answer) pair, then the metrics (cosine through
+    `SentenceEmbedder.cosine_plain`)."""
     prompts = [question_ids(tokenizer, r.question) for r in records]
     truths = [ground_truth(r) for r in records]
-    generated = generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size)
+    generated, ranks = generate_and_rank(model, tokenizer, prompts, max_new_tokens, batch_size,
+                                         targets=[rank_targets(tokenizer, t) for t in truths])
     pairs, owners = [], []
     for i, r in enumerate(records):
         for a in scored_answers(r, truths[i]):
@@ -112,12 +133,21 @@ def evaluate_records_reference(
     per_record: list[list[float]] = [[] for _ in records]
     for i, value in zip(owners, nll):
         per_record[i].append(value)
-    return _items(tokenizer, records, truths, generated, per_record, embedder, plain=True)
+    return _items(tokenizer, records, truths, generated, per_record, ranks, embedder, plain=True)
 
 
-def _items(tokenizer, records, truths, generated, nll, embedder, plain: bool = False) -> list[dict]:
-    """The per-item dictionaries from the greedy answers and `nll[i]` (the NLLs of `scored_answers` of record i)."""
+def rank_targets(tokenizer, truth: str) -> list[int]:
+    """The truth tokens ranked for MRR and Top-Hit: tokenised without special tokens (PISTOL's `compute_MRR`),
+    as the answer follows the prompt (`encode_answer` without EOS; a leading space in the plain template)."""
+    return encode_answer(tokenizer, truth, with_eos=False)
+
+
+def _items(tokenizer, records, truths, generated, nll, ranks, embedder, plain: bool = False) -> list[dict]:
+    """The per-item dictionaries from the greedy answers, `nll[i]` (the NLLs of `scored_answers` of record i)
+    and `ranks[i]` (those of `rank_targets` of record i's truth along its greedy answer)."""
     rouge = metrics.rouge_l_recall(generated, truths)
+    rouge1 = paper_metrics.rouge1_recall(generated, truths)
+    truth_lengths = [len(encode_answer(tokenizer, t)) for t in truths]  # the tokens nll[i][0] averages over
     cosine = None
     if embedder is not None:
         cosine = (embedder.cosine_plain if plain else embedder.cosine)(
@@ -126,7 +156,10 @@ def _items(tokenizer, records, truths, generated, nll, embedder, plain: bool = F
     for i, (r, g) in enumerate(zip(records, generated)):
         item = {
             "question": r.question, "reference": truths[i], "generated": g, "rouge_l_recall": rouge[i],
-            "probability": metrics.normalised_probability(nll[i][0]), "refusal": metrics.is_refusal(g),
+            "rouge1_recall": rouge1[i], "probability": metrics.normalised_probability(nll[i][0]),
+            "answer_probability": paper_metrics.answer_probability(nll[i][0], truth_lengths[i]),
+            "mrr": paper_metrics.mean_reciprocal_rank(ranks[i]), "top_hit": paper_metrics.top_hit_ratio(ranks[i]),
+            "refusal": metrics.is_refusal(g),
             "token_entropy": metrics.token_entropy(tokenizer(g, add_special_tokens=False)["input_ids"]),
         }
         if r.perturbed_answer:
@@ -212,7 +245,11 @@ def summarise(results: dict) -> dict:
         entry = {
             "n": len(items),
             "rouge_l_recall": mean_of("rouge_l_recall"),
+            "rouge1_recall": mean_of("rouge1_recall"),
             "probability": mean_of("probability"),
+            "answer_probability": mean_of("answer_probability"),
+            "mrr": mean_of("mrr"),
+            "top_hit": mean_of("top_hit"),
             "probability_options": mean_of("probability_options"),
             "refusal_rate": metrics.mean(float(i["refusal"]) for i in items),
             "token_entropy": mean_of("token_entropy"),

@@ -5,7 +5,9 @@ Each record is rendered exactly as evaluation renders it (`prompts.question_ids`
 `finetune` is the plain loop: AdamW (no decay on norms and biases), linear warm-up then linear decay,
 gradient clipping, length-bucketed batches padded per batch. How a batch's loss is computed is its
 `loss` argument: the CPU shortcuts of `finetune_shortcuts` by default (same numbers, faster), or
-`answer_loss`, the textbook full forward pass.
+`answer_loss`, the textbook full forward pass. What trains is `adapter`'s: the chosen weights themselves
+(`full`, TOFU), or a LoRA adapter on the chosen blocks' projections, merged into them at the end (`lora`,
+the PISTOL harness; `lora.py`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class FinetuneHParams(TrainingHParams):
     warmup: float = 0.1  # fraction of the steps with a linear warm-up; then linear decay to 0
     train_layers: int = 6  # train only the top N decoder blocks and the final norm; 0 = every block
     train_embeddings: bool = False  # also train the input and output embeddings (tied or not)
+    adapter: str = "full"  # "full": the chosen weights train; "lora": a LoRA adapter on them trains, then merges
+    lora_r: int = 8  # LoRA rank (the PISTOL harness's value)
+    lora_alpha: float = 32.0  # LoRA scale alpha: the update is (alpha / r) B A
+    lora_dropout: float = 0.05  # dropout on the adapter's input
+    lora_targets: str = ""  # comma-separated projection names ("q_proj,v_proj"); empty: every block projection
 
     ALIASES = {**TrainingHParams.ALIASES, "warmup_ratio": "warmup"}
 
@@ -62,14 +69,32 @@ class FinetuneHParams(TrainingHParams):
         return {"warmup": (lambda v: real(v) and 0 <= v < 1, "a fraction of the steps in [0, 1)"),
                 "train_layers": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                                  "an integer >= 0 (0 trains every block)"),
-                "train_embeddings": (lambda v: isinstance(v, bool), "true or false")}
+                "train_embeddings": (lambda v: isinstance(v, bool), "true or false"),
+                "adapter": (lambda v: v in ADAPTERS, f"one of {list(ADAPTERS)}"),
+                "lora_r": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+                "lora_alpha": (lambda v: real(v) and v > 0, "a positive number"),
+                "lora_dropout": (lambda v: real(v) and 0 <= v < 1, "a probability in [0, 1)"),
+                "lora_targets": (lambda v: isinstance(v, str), "comma-separated projection names, or empty for all")}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
+ADAPTERS = ("full", "lora")
+
 TOFU_HPARAMS = MappingProxyType({"lr": 1e-5, "epochs": 5, "batch_size": 32, "weight_decay": 0.01, "warmup": 0.2,
                                  "train_layers": 0, "train_embeddings": True})
+# The PISTOL harness's finetuning of its 7B models (README: lr 2e-5 for Llama-2, 1e-5 for Mistral): LoRA on every
+# block's projections, merged; it needs a GPU.
+PISTOL_LORA_HPARAMS = MappingProxyType({"adapter": "lora", "lora_r": 8, "lora_alpha": 32.0, "lora_dropout": 0.05,
+                                        "lr": 2e-5, "epochs": 20, "batch_size": 16, "train_layers": 0})
+# The same adapter sized for the embedded model on 2 CPU cores (the `pistol` source's default): a higher
+# learning rate, fewer epochs, the top 10 of 30 blocks only (the lower blocks' outputs computed once). Chosen
+# by `bench/lora_bench.py` on the default PISTOL graph (140 records, 1 thread): lr 3e-3 for 8 epochs took 154 s
+# and recalled 0.67 (forget) / 0.78 (retain) of its training answers (greedy ROUGE-L recall, 40 of each);
+# lr 5e-3 for 12 epochs took 226 s and recalled 0.96 / 1.00 (the aim: >= 0.9).
+EMBEDDED_LORA_HPARAMS = MappingProxyType({"adapter": "lora", "lora_r": 8, "lora_alpha": 32.0, "lora_dropout": 0.05,
+                                          "lr": 5e-3, "epochs": 12, "batch_size": 8, "train_layers": 10})
 
 
 def finetune_hparams(values: Mapping[str, Any] | FinetuneHParams | None = None) -> FinetuneHParams:
@@ -142,9 +167,19 @@ def first_trained_block(model: nn.Module, hp: FinetuneHParams) -> int:
 
 
 def trainable_parameters(model: nn.Module, hp: FinetuneHParams) -> list[nn.Parameter]:
-    """Set requires_grad as `hp` says (top blocks + final norm, embeddings if asked); return those parameters."""
+    """Set requires_grad as `hp` says (top blocks + final norm, embeddings if asked; with `adapter: lora`, a LoRA
+    adapter attached to the top blocks' projections instead, `lora.attach`); return those parameters."""
     arch = find_arch(model)
     lowest = 0 if hp.train_layers == 0 else arch.n_layers - hp.train_layers
+    if hp.adapter == "lora":
+        from . import lora
+
+        if hp.train_embeddings:
+            raise E2UError("finetune hparams: train_embeddings must be false with adapter 'lora' (the adapter "
+                           "trains the block projections only)")
+        targets = [t.strip() for t in hp.lora_targets.split(",") if t.strip()]
+        return lora.attach(model, hp.lora_r, hp.lora_alpha, hp.lora_dropout, targets,
+                           list(range(lowest, arch.n_layers)), hp.seed)
     for p in model.parameters():
         p.requires_grad_(False)
     modules = [model.get_submodule(arch.layer_path(i)) for i in range(lowest, arch.n_layers)]
@@ -178,12 +213,14 @@ def finetune(
 ) -> dict:
     """Supervised finetuning on (question, answer) records (TOFU's finetuning; Maini et al. 2024).
 
-    The model changes in place and is left in eval mode with every parameter's requires_grad as before.
+    The model changes in place and is left in eval mode with every parameter's requires_grad as before; with
+    `adapter: lora` only the adapter trains, and it is merged into the dense weights before returning (the
+    model keeps its class and state-dict keys; a failed run leaves the base weights unchanged).
     `loss(model, batch, examples)` gives a batch's loss; None: `finetune_shortcuts.shortcut_loss`, which
     with `reuse_frozen` (False: every step from the token ids) starts from the frozen blocks' stored
     output (`states`, shared between runs). `on_epoch(epoch)` runs after each epoch in eval mode; what it
     returns is logged under `epoch_report`. Returns a log: losses per step and epoch, `final_loss`, seconds
-    (without `on_epoch`'s), steps, tokens and the trained parameters.
+    (without `on_epoch`'s), steps, tokens, the trained parameters, the adapter (with LoRA: r, alpha, merged maps).
     """
     hp = finetune_hparams(hp)
     if not records:
@@ -223,10 +260,12 @@ def finetune(
                 epoch_losses.append(round(sum(epoch_loss) / len(epoch_loss), 4))
                 if on_epoch is not None:
                     paused += _run_callback(model, on_epoch, epoch, reports)
+        trained = sum(p.numel() for p in params)
+        merged = _merged(model, hp)
     return {"loss": losses, "epoch_loss": epoch_losses, "final_loss": epoch_losses[-1], "steps": len(losses),
             "tokens": tokens, **({"epoch_report": reports, "callback_seconds": round(paused, 2)} if on_epoch else {}),
             "seconds": round(time.perf_counter() - started - paused, 2), "records": len(examples),
-            "trained_parameters": sum(p.numel() for p in params), "first_trained_block": first,
+            "trained_parameters": trained, "first_trained_block": first, **merged,
             **finetune_shortcuts.describe(loss)}
 
 
@@ -237,9 +276,22 @@ def _only_trainable(model: nn.Module, hp: FinetuneHParams) -> Iterator[list[nn.P
     try:
         yield trainable_parameters(model, hp)
     finally:
+        if hp.adapter == "lora":
+            from . import lora
+
+            lora.merge(model, fold=False)  # after a failed run: the adapter dropped, the base weights as they were
         for name, p in model.named_parameters():
             p.requires_grad_(previous[name])
         model.eval()
+
+
+def _merged(model: nn.Module, hp: FinetuneHParams) -> dict:
+    """With `adapter: lora`, the adapter folded into the dense weights (`lora.merge`); what the log says of it."""
+    if hp.adapter != "lora":
+        return {"adapter": "full"}
+    from . import lora
+
+    return {"adapter": "lora", "lora_r": hp.lora_r, "lora_alpha": hp.lora_alpha, "merged_maps": lora.merge(model)}
 
 
 @contextmanager

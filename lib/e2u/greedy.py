@@ -6,13 +6,17 @@ until every row is done or `max_new_tokens` are out. `greedy_continue` takes the
 model calls, so its tokens equal `generate`'s (tests/test_evaluation_speed.py checks it), while the
 prefill (`kv_context.prefill`) stays available to score answers after the same prompts.
 It applies no logits processor: `plain_greedy` says whether the model's generation config asks for none.
+Given ground-truth `targets` it also ranks them in each step's logits (the paper's MRR and Top-Hit ratio).
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 from .kv_context import Context, cache_of, last_logits_kwargs
+from .token_ranks import as_lists, padded_targets, ranks_in_logits
 
 # Generation settings under which `generate` would not be plain greedy decoding (a logits processor, beams,
 # another cache), with the values that leave it alone.
@@ -34,16 +38,32 @@ def plain_greedy(model) -> bool:
 
 
 @torch.no_grad()
-def greedy_continue(model, context: Context, max_new_tokens: int, eos: int | None, pad: int) -> torch.Tensor:
-    """(rows, steps) greedy tokens after the prompts of `context` (from `prefill`); rows that ended hold `pad`."""
+def greedy_continue(
+    model, context: Context, max_new_tokens: int, eos: int | None, pad: int,
+    targets: Sequence[Sequence[int]] | None = None, target_rows: Sequence[int] | None = None,
+) -> tuple[torch.Tensor, list[list[int | None]] | None]:
+    """(rows, steps) greedy tokens after the prompts of `context` (from `prefill`), rows that ended holding
+    `pad`; and with `targets`, per target the rank of its token j in step j's logits (`token_ranks`).
+
+    `targets[k]` (token ids) is ranked along row `target_rows[k]` (row k by default); a step the row did not
+    reach gives None. Ranking reads the logits decoding already has, and changes no token.
+    """
     rows, width = context.mask.shape
     device = context.mask.device
     cache, mask, logits = cache_of(model, context), context.mask, context.next_logits
     unfinished = torch.ones(rows, dtype=torch.long, device=device)
+    if targets is not None:
+        owner = torch.tensor(list(range(len(targets)) if target_rows is None else target_rows), dtype=torch.long,
+                             device=device)
+        target_ids, lengths = padded_targets(targets, device)
+        ranks = torch.zeros_like(target_ids)
     steps = []
     for step in range(max_new_tokens):
         token = logits.argmax(-1) * unfinished + pad * (1 - unfinished)
         steps.append(token)
+        if targets is not None and step < target_ids.shape[1]:
+            reached = unfinished[owner].bool() & (step < lengths)
+            ranks[:, step] = ranks_in_logits(logits[owner], target_ids[:, step]) * reached
         if eos is not None:
             unfinished = unfinished & (token != eos).long()
         if step == max_new_tokens - 1 or unfinished.max() == 0:
@@ -53,4 +73,5 @@ def greedy_continue(model, context: Context, max_new_tokens: int, eos: int | Non
                     cache_position=torch.tensor([width + step], device=device), past_key_values=cache,
                     use_cache=True, **last_logits_kwargs(model))
         logits = out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
-    return torch.stack(steps, 1) if steps else torch.zeros((rows, 0), dtype=torch.long, device=device)
+    tokens = torch.stack(steps, 1) if steps else torch.zeros((rows, 0), dtype=torch.long, device=device)
+    return tokens, (None if targets is None else as_lists(ranks, [len(t) for t in targets]))

@@ -233,15 +233,22 @@ def finetuned_models_table(results: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).round(3)
 
 
-def checks_markdown(results: list[dict], refusal_floor: float = 0.8, unchanged_floor: float = 0.8) -> str:
-    """Measured verdicts for every cell: forget refusals and untouched neighbours (or retain answers)."""
-    lines = ["| cell | forget refusal rate | kept answers unchanged | verdict |", "|---|---|---|---|"]
+def checks_markdown(results: list[dict], refusal_floor: float = 0.8, locality_floor: float = 0.8) -> str:
+    """Measured verdicts for every cell: forget refusals, and locality judged by the kept split's Rouge1 recall
+    after unlearning relative to the unedited model's (the leakage of word-for-word unchanged answers is
+    reported beside it, not judged)."""
+    lines = ["| cell | forget refusal rate | kept Rouge1, after / before | kept answers unchanged | verdict |",
+             "|---|---|---|---|---|"]
     for r in results:
+        keep = keep_split(r)
         refused = r["summary"]["after"]["forget"]["refusal_rate"]
-        unchanged = r["summary"]["unchanged"].get(keep_split(r), float("nan"))
-        ok = refused >= refusal_floor and unchanged >= unchanged_floor
-        lines.append(f"| {_cell_name(r)} | {refused:.0%} (floor {refusal_floor:.0%}) | {unchanged:.0%} "
-                     f"(floor {unchanged_floor:.0%}) | {'holds' if ok else 'does not hold'} |")
+        before = r["summary"]["before"][keep].get("rouge1_recall")
+        after = r["summary"]["after"][keep].get("rouge1_recall")
+        kept = after / before if before else float("nan")
+        unchanged = r["summary"]["unchanged"].get(keep, float("nan"))
+        ok = refused >= refusal_floor and kept >= locality_floor
+        lines.append(f"| {_cell_name(r)} | {refused:.0%} (floor {refusal_floor:.0%}) | {kept:.0%} "
+                     f"(floor {locality_floor:.0%}) | {unchanged:.0%} | {'holds' if ok else 'does not hold'} |")
     if len(lines) == 2:
         return "No results."
     return "\n".join(lines)
@@ -253,7 +260,10 @@ def results_markdown(results: list[dict], results_dir: str | Path) -> str:
 
 def setting_heading(cells: list[dict]) -> str:
     """The heading of one setting's figure and table, naming its data source."""
-    return f'### Setting `{cells[0]["params"]["setting"]}` (data: `{cells[0]["params"]["data_source"]}`)'
+    from .data.sources import PROTOCOL
+
+    source = cells[0]["params"]["data_source"]
+    return f'### Setting `{cells[0]["params"]["setting"]}` (data: `{source}`, {PROTOCOL.get(source, "local data")})'
 
 
 def or_note(table: pd.DataFrame, note: str):

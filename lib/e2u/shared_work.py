@@ -15,6 +15,8 @@ workers never compute the same cache entry side by side.
 
 from __future__ import annotations
 
+import json
+
 import time
 from dataclasses import dataclass
 
@@ -31,9 +33,9 @@ class SharedStep:
 
 def _setting_of(cell: CellParams) -> tuple:
     """What a setting's shared work depends on: model, data, finetuning, device and evaluation settings."""
-    return (cell.model, cell.data_source, cell.data_path, tuple(sorted(cell.data_options.items())), cell.retain_model,
-            tuple(sorted(cell.finetune.items())), cell.device, cell.dtype, cell.max_new_tokens, cell.batch_size,
-            cell.nli_model)
+    return (cell.model, cell.data_source, cell.data_path, json.dumps(cell.data_options, sort_keys=True),
+            cell.retain_model, json.dumps(cell.finetune, sort_keys=True), cell.device, cell.dtype, cell.max_new_tokens,
+            cell.batch_size, cell.nli_model)
 
 
 def plan_shared_steps(cells: list[CellParams]) -> list[SharedStep]:
@@ -91,14 +93,15 @@ def _prepare_model(step: SharedStep) -> list[str]:
 
 
 def _prepare_setting(step: SharedStep) -> list[str]:
-    from .cell import evaluate_cached, evaluate_retain_model, load_splits
+    from .cell import evaluate_cached, evaluate_retain_model
+    from .cell_data import load_splits
     from .entailment import load_entailment
     from .models import load_model
     from .setting_models import setting_models
 
     cell, lines = step.cells[0], []
     models = setting_models(cell.model, cell.data_source, cell.data_options, cell.retain_model, cell.device or None,
-                            cell.finetune)
+                            cell.finetune, cell.data_path)
     for role, info in models.info.items():
         recall = ", ".join(f"{split} {values['rouge_l_recall']:.2f}"
                            for split, values in (info.get("memorisation") or {}).items())
@@ -127,7 +130,7 @@ def _prepare_statistics(step: SharedStep) -> list[str]:
 
     cell = step.cells[0]
     models = setting_models(cell.model, cell.data_source, cell.data_options, cell.retain_model, cell.device or None,
-                            cell.finetune)
+                            cell.finetune, cell.data_path)
     model, tokenizer = load_model(models.target, cell.device or None, cell.dtype or None)
     by_corpus: dict[tuple, tuple[object, set[int]]] = {}
     lines = []

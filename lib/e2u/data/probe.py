@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -49,6 +49,7 @@ from ..files import sha256_of_json
 from ..models import model_fingerprint
 from ..prompts import question_ids
 from .entities import ENTITY_FILE, Entity, Fact, load_entities, names_first, rivals
+from .options import SourceOptions, is_int
 from .schema import QARecord
 
 log = logging.getLogger(__name__)
@@ -59,14 +60,13 @@ N_PERTURBED = 5
 Generate = Callable[[Any, Any, Sequence[Sequence[int]], int, int], list[str]]
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
 
 @dataclass(frozen=True)
-class ProbeOptions:
+class ProbeOptions(SourceOptions):
     """The `probe` source's options and their defaults (the study file's `data:` options, `probe_splits`'s
     keyword arguments). Values are checked on construction; a bad one is an error naming it."""
+
+    SOURCE = "probe"
 
     n_forget: int = 8  # known entities whose facts become the forget split
     n_neighbour: int = 8  # further known entities: the neighbour split
@@ -79,31 +79,17 @@ class ProbeOptions:
     def __post_init__(self) -> None:
         for name, least in (("n_forget", 1), ("n_neighbour", 0), ("max_new_tokens", 1), ("batch_size", 1)):
             value = getattr(self, name)
-            if not _is_int(value) or value < least:
+            if not is_int(value) or value < least:
                 raise E2UError(f"{name}: expected an integer >= {least}, got {value!r}")
-        if not _is_int(self.seed):
+        if not is_int(self.seed):
             raise E2UError(f"seed: expected an integer, got {self.seed!r}")
         if isinstance(self.min_known, bool) or not isinstance(self.min_known, (int, float)) or not 0 < self.min_known <= 1:
             raise E2UError(f"min_known: expected a fraction in (0, 1], got {self.min_known!r}")
         if self.entities_path is not None and not (isinstance(self.entities_path, (str, Path)) and str(self.entities_path)):
             raise E2UError(f"entities_path: expected the path of an entity file, got {self.entities_path!r}")
 
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
 
-    @classmethod
-    def defaults(cls) -> dict:
-        return asdict(cls())
 
-    @classmethod
-    def of(cls, options: Mapping | None = None) -> "ProbeOptions":
-        """The defaults updated with `options`; an unknown option is an error naming the allowed ones."""
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(cls.names()))
-        if unknown:
-            raise E2UError(f"data source 'probe': unknown option(s) {unknown}; allowed: {sorted(cls.names())}")
-        return cls(**options)
 
 
 def probe_answers(
@@ -118,24 +104,34 @@ def probe_answers(
     """
     questions = [f.question for e in entities for f in e.facts]
     prompts = [question_ids(tokenizer, q) for q in questions]
-    key = {
-        "model": model_fingerprint(model),
-        "entities": sha256_of_json([[f.__dict__ for f in e.facts] for e in entities]),
-        "prompts": sha256_of_json(prompts),
-        "max_new_tokens": max_new_tokens,
-    }
-    path = cache.entry_path("probe", key, prefix=f"{key['model']}-",
+    content = {"entities": sha256_of_json([[f.__dict__ for f in e.facts] for e in entities])}
+    return cached_generations(model, tokenizer, generate, "probe", questions, prompts, max_new_tokens, batch_size,
+                              cache_dir, content)
+
+
+def cached_generations(
+    model, tokenizer, generate: Generate, kind: str, labels: Sequence[str], prompts: Sequence[Sequence[int]],
+    max_new_tokens: int, batch_size: int, cache_dir: str | Path | None = None, content: Mapping | None = None,
+) -> dict[str, str]:
+    """`{label: generation}` for one prompt per label, cached as JSON under `<cache_dir or $E2U_HOME>/<kind>/`.
+
+    The key is the model fingerprint, `content` (what else the answers depend on), the prompts' hash and
+    the generation length; an entry made for another key, or lacking a label, is generated again.
+    """
+    key = {"model": model_fingerprint(model), **dict(content or {}),
+           "prompts": sha256_of_json(list(prompts)), "max_new_tokens": max_new_tokens}
+    path = cache.entry_path(kind, key, prefix=f"{key['model']}-",
                             home=Path(cache_dir) if cache_dir is not None else None)
     stored = cache.read_json(path, key)
-    if isinstance(stored, dict) and all(isinstance(stored.get(q), str) for q in questions):
-        return {q: stored[q] for q in questions}
+    if isinstance(stored, dict) and all(isinstance(stored.get(q), str) for q in labels):
+        return {q: stored[q] for q in labels}
     if stored is not None:
-        log.warning("probe cache %s lacks answers to some questions; asking again", path)
-    log.info("asking %d probe questions (%d entities)", len(questions), len(entities))
+        log.warning("%s cache %s lacks answers to some questions; asking again", kind, path)
+    log.info("generating %d %s answers", len(prompts), kind)
     answers = generate(model, tokenizer, prompts, max_new_tokens, batch_size)
     if len(answers) != len(prompts) or not all(isinstance(a, str) for a in answers):
         raise E2UError(f"generate: expected {len(prompts)} answers (strings), got {len(answers)}")
-    answers = dict(zip(questions, answers))
+    answers = dict(zip(labels, answers))
     cache.write_json(path, key, answers)
     return answers
 

@@ -29,15 +29,20 @@ class QARecord:
     golden_answer: str | None = None  # short ground truth when `answer` is a model's own generation (real world)
 
 
-def record_from_json(obj, where: str) -> QARecord:
-    """Validate one decoded JSON object; `where` names the file and line in error messages."""
+def require_strings(obj, names, where: str) -> None:
+    """`obj` is a JSON object whose fields `names` are non-empty strings; else an error naming `where` and the field."""
     if not isinstance(obj, dict):
         raise E2UError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    for name in REQUIRED_FIELDS:
+    for name in names:
         if name not in obj:
             raise E2UError(f"{where}: missing required field {name!r}")
         if not isinstance(obj[name], str) or not obj[name].strip():
             raise E2UError(f"{where}: field {name!r} must be a non-empty string")
+
+
+def record_from_json(obj, where: str) -> QARecord:
+    """Validate one decoded JSON object; `where` names the file and line in error messages."""
+    require_strings(obj, REQUIRED_FIELDS, where)
     optional = {}
     for name in ("subject", "paraphrased_question", "paraphrased_answer", "original_answer", "golden_answer"):
         value = obj.get(name)

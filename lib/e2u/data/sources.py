@@ -2,15 +2,21 @@
 
 | source       | setting    | reads                                                                 |
 | ------------ | ---------- | --------------------------------------------------------------------- |
+| `factual`    | pretrained | TOFU's factual questions (hub, local file) or the embedded set; the known ones |
+| `pistol`     | finetuned  | PISTOL's contract graph (hub, local file) or the seeded generator (embedded)  |
+| `probe`      | pretrained | real-world entities' facts the model knows (embedded; closer-look style)   |
 | `mini`       | pretrained | 12 forget + 12 neighbour real-world facts SmolLM2-135M knows (embedded) |
 | `fictional`  | finetuned  | the seeded TOFU-style author generator (`fictional.py`, embedded)     |
 | `tofu`       | finetuned  | `locuslab/TOFU` from the hub, or a local directory of its files        |
 | `realworld`  | pretrained | a local directory in closer-look's real-world format                  |
 | `jsonl`      | either     | a local directory with one `<split>.jsonl` per split (`forget` needed) |
 
+`factual` and `pistol` are the paper's protocol (reference/paper-protocol.md); `probe`, `fictional`,
+`tofu` and `realworld` the closer-look/TOFU protocol kept as the second study.
 Options come from the study file's `data:` mapping; an unknown option is an error naming it.
-(`probe`, the embedded pretrained set built by asking the model, needs the model and is loaded
-by the cell itself; its options and defaults are `probe.ProbeOptions`, checked here too.)
+(`probe` and `factual` keep only what the model under study knows, so they need the model and are
+loaded by the cell itself; their options and defaults are `ProbeOptions` / `FactualOptions`, checked
+here too.)
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..errors import E2UError
+from .factual import FactualOptions
+from .pistol import PistolOptions
 from .probe import ProbeOptions
 from .schema import QARecord, read_jsonl, record_from_json
 
@@ -32,7 +40,16 @@ SOURCE_OPTIONS = MappingProxyType({
     "tofu": MappingProxyType({"forget_split": "forget10", "task_id": None}),
     "realworld": MappingProxyType({}),
     "probe": MappingProxyType(ProbeOptions.defaults()),
+    "factual": MappingProxyType(FactualOptions.defaults()),
+    "pistol": MappingProxyType(PistolOptions.defaults()),
 })
+NEEDS_THE_MODEL = ("probe", "factual")
+# Whose protocol a source's setting follows (the book names it above every table).
+PROTOCOL = MappingProxyType({"factual": "the paper's protocol", "pistol": "the paper's protocol",
+                             "probe": "closer-look's protocol", "realworld": "closer-look's protocol",
+                             "fictional": "TOFU's protocol", "tofu": "TOFU's protocol", "mini": "a smoke test",
+                             "jsonl": "local data"})  # keep only what the model under study knows
+OPTION_CLASSES = MappingProxyType({"probe": ProbeOptions, "factual": FactualOptions, "pistol": PistolOptions})
 
 
 def source_options(source: str, options: dict | None) -> dict:
@@ -44,11 +61,11 @@ def source_options(source: str, options: dict | None) -> dict:
     if unknown:
         raise E2UError(f"data source {source!r}: unknown option(s) {unknown}; allowed: {sorted(allowed) or 'none'}")
     merged = {**allowed, **(options or {})}
-    if source == "probe":
+    if source in OPTION_CLASSES:
         try:
-            ProbeOptions(**merged)
+            OPTION_CLASSES[source](**merged)
         except E2UError as exc:
-            raise E2UError(f"data source 'probe': {exc}") from None
+            raise E2UError(f"data source {source!r}: {exc}") from None
     return merged
 
 
@@ -90,6 +107,10 @@ def load_source(source: str, path: str | None = None, options: dict | None = Non
         from .tofu import load_tofu
 
         return load_tofu(options["forget_split"], path or None, options["task_id"])
+    if source == "pistol":
+        from .pistol import pistol_splits
+
+        return pistol_splits(path or None, **options)
     if source == "realworld":
         if not path:
             raise E2UError("data source 'realworld' needs data.path: a directory of closer-look real_world files")
@@ -116,6 +137,14 @@ def source_files(source: str, path: str | None = None, options: dict | None = No
         from .realworld import realworld_files
 
         return sorted(realworld_files(path).values())
+    if source == "factual":
+        from .factual import factual_files
+
+        return factual_files(path or None, source_options(source, options))
+    if source == "pistol":
+        from .pistol import pistol_files
+
+        return pistol_files(path or None, source_options(source, options))
     if source == "probe":
         entities = source_options(source, options)["entities_path"]
         return [here / "probe.py", Path(entities).expanduser() if entities else here / "probe_entities.jsonl"]
