@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PYTHON) bench/rome_values_bench.py
 	$(PYTHON) bench/unlearning_bench.py
 	$(PYTHON) bench/dask_bench.py
+	$(PYTHON) bench/lora_bench.py
 
 clean:
 	rm -rf _build book/runs book/summary.ipynb book/cost.ipynb results

@@ -51,11 +51,11 @@ def test_a_second_run_is_refused_while_one_holds_the_lock_and_leftovers_are_remo
     from e2u.run_lock import study_run_lock
 
     book, results = tmp_path / "book", tmp_path / "results" / "s"
-    (book / "runs" / "pretrained").mkdir(parents=True)
+    (book / "runs" / "s" / "pretrained").mkdir(parents=True)
     (results / "pretrained").mkdir(parents=True)
-    left = [book / "runs" / "pretrained" / ".rome-seed0.ipynb.k1x9.ipynb",
+    left = [book / "runs" / "s" / "pretrained" / ".rome-seed0.ipynb.k1x9.ipynb",
             results / "pretrained" / ".rome-seed0.json.a8b7.json"]
-    kept = [book / "runs" / "pretrained" / "rome-seed0.ipynb", results / "pretrained" / "rome-seed0.json"]
+    kept = [book / "runs" / "s" / "pretrained" / "rome-seed0.ipynb", results / "pretrained" / "rome-seed0.json"]
     for path in left + kept:
         path.write_text("{}")
     with study_run_lock(book, results) as removed:

@@ -225,7 +225,8 @@ def finetuned_models_table(results: list[dict]) -> pd.DataFrame:
             if info["path"] in seen:
                 continue
             seen.add(info["path"])
-            row = {"setting": r["params"]["setting"], "model": role, "training seconds": info.get("seconds"),
+            row = {"setting": r["params"]["setting"], "model": role, "adapter": info.get("adapter", "full"),
+                   "training seconds": info.get("seconds"),
                    "final loss": info.get("final_loss")}
             for split, values in (info.get("memorisation") or {}).items():
                 row[f"{split} ROUGE-L (n={values['n']})"] = values["rouge_l_recall"]
