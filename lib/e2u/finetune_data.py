@@ -40,16 +40,14 @@ def finetune_data(source: str, path: str | None, options: Mapping) -> FinetuneDa
                             {"forget": splits["forget"], "retain": splits["retain"]},
                             {"seed": seed, "n_authors": n_authors, "forget_percent": percent})
     if source == "pistol":
-        from .data.pistol import pistol_splits
+        from .data.pistol import edges_of, pistol_rows, pistol_splits
 
-        from .data.pistol import edges_of, pistol_rows
-
-        splits = pistol_splits(path or None, **options)
+        splits = pistol_splits(path or None, **options)  # the default forget edge is the data's first: named below
         forget_edges = sorted(options.get("forget_edges") or list(edges_of(pistol_rows(path or None, options)))[:1])
         return FinetuneData("pistol", f"pistol-s{options['seed']}", splits["target_train"], splits["retain_train"],
                             "retain-" + "-".join(forget_edges).replace("_", ""),
                             {"forget": splits["forget"], "retain": splits["retain"]},
-                            {**{k: v for k, v in options.items()}, "path": path or ""})
+                            {**options, "path": path or ""})
     raise E2UError(f"data source {source!r} has no finetuned models trained here; expected one of {FINETUNED_SOURCES}")
 
 
