@@ -42,7 +42,7 @@ bench: $(STAMP)
 	$(PYTHON) bench/training_bench.py
 	$(PYTHON) bench/evaluation_bench.py
 	$(PYTHON) bench/rome_values_bench.py
-	$(PYTHON) bench/unlearning_bench.py
+	$(PYTHON) bench/unlearn_bench.py
 	$(PYTHON) bench/dask_bench.py
 	$(PYTHON) bench/lora_bench.py
 

@@ -45,7 +45,7 @@ def test_book_builds_the_summary_and_chapters_from_the_result_files(tmp_path):
         assert f"<title>{html.escape(cell.title)} &#8212;" in chapter
         entry = rf'href="runs/tiny/{cell.setting}/{cell.cell_id}\.html">(<span[^>]*>)?{re.escape(html.escape(cell.title))}<'
         assert re.search(entry, summary), f"no TOC entry titled {cell.title!r}"
-    assert "ROME" in summary and "Gradient ascent" in summary
+    assert "ROME" in summary and "GA" in summary
     cost = (pages / "cost.html").read_text()
     assert "What it cost" in cost and "No GPU run has been made" in cost
     assert _repository_outputs() == before, "e2u book --root wrote into the repository's own book"

@@ -16,7 +16,7 @@ def test_gradient_ascent_increases_forget_nll():
     prompts = [question_ids(tokenizer, r.question) for r in records]
     answers = [encode_answer(tokenizer, r.answer) for r in records]
     before = sum(answer_nll(model, tokenizer, prompts, answers))
-    hp = build_hparams(gradient_ascent.GradientAscentHParams, {"lr": 1e-3, "epochs": 3, "batch_size": 2}, "test")
+    hp = build_hparams(gradient_ascent.GradientAscentHParams, {"lr": 1e-3, "epochs": 3, "batch_size": 2, "adapter": "full"}, "test")
     result = gradient_ascent.apply(model, tokenizer, UnlearningProblem(records), hp)
     after = sum(answer_nll(model, tokenizer, prompts, answers))
     assert after > before + 1.0
@@ -28,11 +28,13 @@ def test_gradient_ascent_increases_forget_nll():
 def test_the_answer_only_loss_equals_the_full_sequence_loss_and_its_gradient():
     import torch
 
-    from e2u.unlearning.loop import answer_nll as answer_only_nll, qa_batch
+    from e2u.unlearning.batches import UnlearningData
+    from e2u.unlearning.terms import mean_nll as answer_only_nll
 
     model, tokenizer = make_tiny_llama()
-    batch = qa_batch(tokenizer, [("what is the capital of France ?", "Paris"),
-                                 ("which river flows through the capital of Japan ?", "the Sumida")], "cpu")
+    records = [QARecord("what is the capital of France ?", "Paris"),
+               QARecord("which river flows through the capital of Japan ?", "the Sumida")]
+    batch = UnlearningData(tokenizer, records, (), 2, 0, "cpu").forget_batch([0, 1]).answer
     full = model(**batch).loss
     full.backward()
     full_grads = [p.grad.clone() for p in model.parameters()]

@@ -71,7 +71,7 @@ def test_a_measured_point_writes_its_key_time_steps_and_peak_memory(tmp_path):
     assert result["key"] == point.key and result["point"]["n_forget"] == 3
     assert result["steps"] == 4 and result["edits"] is None  # 2 epochs x ceil(3 / 2) batches
     assert result["timings_s"]["unlearn"] > 0 and result["peak_memory_gb"] > 0
-    assert result["family"] == "training" and result["method_title"] == "Gradient ascent"
+    assert result["family"] == "training" and result["method_title"] == "GA"
     assert is_measured(path, point.key)
     assert load_scaling(tmp_path.parent, tmp_path.name) == [result]
 

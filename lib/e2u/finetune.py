@@ -16,32 +16,33 @@ import dataclasses
 import math
 import random
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
 
 from . import finetune_shortcuts
-from .arch import find_arch
 from .batching import IGNORE, prompt_answer_batch
 from .errors import E2UError
-from .hparams import TrainingHParams, build_hparams
+from .hparams import build_hparams
 from .models import input_device
 from .prompts import encode_answer, question_ids
+from .trainable import (ADAPTERS, TrainableHParams, adamw_with_schedule, first_trained_block,  # noqa: F401
+                        merge_adapter, only_trainable, seeded, trainable_parameters)
 
 # Bump when the training procedure changes what a saved model would contain: old caches stop matching.
 FINETUNE_VERSION = 1
 
 
 @dataclass
-class FinetuneHParams(TrainingHParams):
-    """Supervised finetuning settings. Defaults are tuned for the embedded model on a CPU: on
-    SmolLM2-135M (top 6 of 30 blocks trained) greedy answers to 200 fictional training questions reach
-    ROUGE-L recall 0.91 after 3 epochs and 0.96-0.98 after 5 (about 40 s per epoch at 1 thread).
+class FinetuneHParams(TrainableHParams):
+    """Supervised finetuning settings (what trains and the schedule: `trainable.TrainableHParams`). Defaults
+    are tuned for the embedded model on a CPU: on SmolLM2-135M (top 6 of 30 blocks trained) greedy answers to
+    200 fictional training questions reach ROUGE-L recall 0.91 after 3 epochs and 0.96-0.98 after 5 (about
+    40 s per epoch at 1 thread).
 
     TOFU's own setting (Llama-2-7b-chat: lr 1e-5, 5 epochs, effective batch 32, weight decay 0.01,
     one warm-up epoch, every weight trained) is `TOFU_HPARAMS`; it needs a GPU.
@@ -50,37 +51,17 @@ class FinetuneHParams(TrainingHParams):
     lr: float = 1e-3  # AdamW peak learning rate
     epochs: int = 5  # passes over the records
     batch_size: int = 8  # records per optimiser step
-    weight_decay: float = 0.01  # AdamW decoupled weight decay (TOFU's value)
-    max_grad_norm: float = 1.0  # gradient clipping; 0 turns it off
-    seed: int = 0  # batch order and any dropout
-    warmup: float = 0.1  # fraction of the steps with a linear warm-up; then linear decay to 0
     train_layers: int = 6  # train only the top N decoder blocks and the final norm; 0 = every block
-    train_embeddings: bool = False  # also train the input and output embeddings (tied or not)
-    adapter: str = "full"  # "full": the chosen weights train; "lora": a LoRA adapter on them trains, then merges
-    lora_r: int = 8  # LoRA rank (the PISTOL harness's value)
-    lora_alpha: float = 32.0  # LoRA scale alpha: the update is (alpha / r) B A
-    lora_dropout: float = 0.05  # dropout on the adapter's input
-    lora_targets: str = ""  # comma-separated projection names ("q_proj,v_proj"); empty: every block projection
-
-    ALIASES = {**TrainingHParams.ALIASES, "warmup_ratio": "warmup"}
-
-    def extra_rules(self) -> dict:
-        real = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
-        return {"warmup": (lambda v: real(v) and 0 <= v < 1, "a fraction of the steps in [0, 1)"),
-                "train_layers": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                                 "an integer >= 0 (0 trains every block)"),
-                "train_embeddings": (lambda v: isinstance(v, bool), "true or false"),
-                "adapter": (lambda v: v in ADAPTERS, f"one of {list(ADAPTERS)}"),
-                "lora_r": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
-                "lora_alpha": (lambda v: real(v) and v > 0, "a positive number"),
-                "lora_dropout": (lambda v: real(v) and 0 <= v < 1, "a probability in [0, 1)"),
-                "lora_targets": (lambda v: isinstance(v, str), "comma-separated projection names, or empty for all")}
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields, as the finetuned models' cache keys hash them: `layers` only when set (it came later;
+        models trained before it stay valid)."""
+        values = dataclasses.asdict(self)
+        if not values["layers"]:
+            del values["layers"]
+        return values
 
 
-ADAPTERS = ("full", "lora")
 
 TOFU_HPARAMS = MappingProxyType({"lr": 1e-5, "epochs": 5, "batch_size": 32, "weight_decay": 0.01, "warmup": 0.2,
                                  "train_layers": 0, "train_embeddings": True})
@@ -154,53 +135,6 @@ def answer_loss(model: nn.Module, batch: Mapping[str, torch.Tensor], examples: S
     return nn.functional.cross_entropy(logits[:, :-1][labels != IGNORE].float(), labels[labels != IGNORE])
 
 
-# ---- which parameters train -------------------------------------------------------------------------
-
-
-def first_trained_block(model: nn.Module, hp: FinetuneHParams) -> int:
-    """Index of the lowest block that `hp` trains (0 when the embeddings or every block train)."""
-    n_layers = find_arch(model).n_layers
-    if hp.train_layers > n_layers:
-        raise E2UError(f"finetune hparams: train_layers must be at most {n_layers} for this model, "
-                       f"got {hp.train_layers}")
-    return 0 if hp.train_layers == 0 or hp.train_embeddings else n_layers - hp.train_layers
-
-
-def trainable_parameters(model: nn.Module, hp: FinetuneHParams) -> list[nn.Parameter]:
-    """Set requires_grad as `hp` says (top blocks + final norm, embeddings if asked; with `adapter: lora`, a LoRA
-    adapter attached to the top blocks' projections instead, `lora.attach`); return those parameters."""
-    arch = find_arch(model)
-    lowest = 0 if hp.train_layers == 0 else arch.n_layers - hp.train_layers
-    if hp.adapter == "lora":
-        from . import lora
-
-        if hp.train_embeddings:
-            raise E2UError("finetune hparams: train_embeddings must be false with adapter 'lora' (the adapter "
-                           "trains the block projections only)")
-        targets = [t.strip() for t in hp.lora_targets.split(",") if t.strip()]
-        return lora.attach(model, hp.lora_r, hp.lora_alpha, hp.lora_dropout, targets,
-                           list(range(lowest, arch.n_layers)), hp.seed)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    modules = [model.get_submodule(arch.layer_path(i)) for i in range(lowest, arch.n_layers)]
-    modules.append(model.get_submodule(arch.final_norm))
-    if hp.train_embeddings:
-        modules += [model.get_input_embeddings(), model.get_output_embeddings()]
-    for module in modules:
-        for p in module.parameters():
-            p.requires_grad_(True)
-    return list(dict.fromkeys(p for p in model.parameters() if p.requires_grad))
-
-
-def _optimiser(params: list[nn.Parameter], hp: FinetuneHParams, total: int):
-    """AdamW without decay on <2-D parameters (norms, biases; as HF Trainer), and its warm-up/decay schedule."""
-    optimiser = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": hp.weight_decay},
-                                   {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=hp.lr)
-    warmup = int(hp.warmup * total)
-    return optimiser, torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: (
-        (step + 1) / (warmup + 1) if step < warmup else max(0.0, (total - step) / max(1, total - warmup))))
-
-
 # ---- the loop ---------------------------------------------------------------------------------------
 
 BatchLoss = Callable[[nn.Module, Mapping[str, torch.Tensor], Sequence[Example]], torch.Tensor]
@@ -231,14 +165,14 @@ def finetune(
     started = time.perf_counter()
     losses, epoch_losses, reports, tokens, paused = [], [], [], 0, 0.0
     first = first_trained_block(model, hp)
-    with _only_trainable(model, hp) as params:
+    with only_trainable(model, hp) as params:
         if loss is None:
             loss = finetune_shortcuts.shortcut_loss(model, examples, first, pad_id, hp.batch_size, reuse_frozen,
                                                     states)
         total = math.ceil(len(examples) / hp.batch_size) * hp.epochs
-        optimiser, schedule = _optimiser(params, hp, total)
+        optimiser, schedule = adamw_with_schedule(params, hp, total)
         rng = random.Random(hp.seed)
-        with _seeded(hp.seed, device), tqdm(total=total, desc=desc, leave=False, disable=None) as bar:
+        with seeded(hp.seed, device), tqdm(total=total, desc=desc, leave=False, disable=None) as bar:
             model.train()
             for epoch in range(1, hp.epochs + 1):
                 epoch_loss = []
@@ -261,45 +195,12 @@ def finetune(
                 if on_epoch is not None:
                     paused += _run_callback(model, on_epoch, epoch, reports)
         trained = sum(p.numel() for p in params)
-        merged = _merged(model, hp)
+        merged = merge_adapter(model, hp)
     return {"loss": losses, "epoch_loss": epoch_losses, "final_loss": epoch_losses[-1], "steps": len(losses),
             "tokens": tokens, **({"epoch_report": reports, "callback_seconds": round(paused, 2)} if on_epoch else {}),
             "seconds": round(time.perf_counter() - started - paused, 2), "records": len(examples),
             "trained_parameters": trained, "first_trained_block": first, **merged,
             **finetune_shortcuts.describe(loss)}
-
-
-@contextmanager
-def _only_trainable(model: nn.Module, hp: FinetuneHParams) -> Iterator[list[nn.Parameter]]:
-    """Only `hp`'s parameters require grad meanwhile; after, each as before, and the model in eval mode."""
-    previous = {name: p.requires_grad for name, p in model.named_parameters()}
-    try:
-        yield trainable_parameters(model, hp)
-    finally:
-        if hp.adapter == "lora":
-            from . import lora
-
-            lora.merge(model, fold=False)  # after a failed run: the adapter dropped, the base weights as they were
-        for name, p in model.named_parameters():
-            p.requires_grad_(previous[name])
-        model.eval()
-
-
-def _merged(model: nn.Module, hp: FinetuneHParams) -> dict:
-    """With `adapter: lora`, the adapter folded into the dense weights (`lora.merge`); what the log says of it."""
-    if hp.adapter != "lora":
-        return {"adapter": "full"}
-    from . import lora
-
-    return {"adapter": "lora", "lora_r": hp.lora_r, "lora_alpha": hp.lora_alpha, "merged_maps": lora.merge(model)}
-
-
-@contextmanager
-def _seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """torch's global random state (dropout) seeded meanwhile, and restored after."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
 
 
 def _finite(value: float, step: int, hp: FinetuneHParams) -> float:

@@ -14,7 +14,7 @@ from typing import Callable
 from .editing import alphaedit, memit, rome
 from .errors import E2UError
 from .hparams import build_hparams, family_defaults
-from .unlearning import gradient_ascent
+from .unlearning import dpo, gradient_ascent, gradient_difference, idk, kl, npo, rmu, simnpo
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Method:
     hparams: type
     apply: Callable
     title: str
+    in_paper: bool = True  # one of the paper's methods (else a stronger baseline the paper left out)
 
 
 METHODS = MappingProxyType({
@@ -31,7 +32,15 @@ METHODS = MappingProxyType({
     "memit": Method("memit", "editing", memit.MemitHParams, memit.apply, "MEMIT"),
     "alphaedit": Method("alphaedit", "editing", alphaedit.AlphaEditHParams, alphaedit.apply, "AlphaEdit"),
     "gradient_ascent": Method("gradient_ascent", "unlearning", gradient_ascent.GradientAscentHParams,
-                              gradient_ascent.apply, "Gradient ascent"),
+                              gradient_ascent.apply, "GA"),
+    "gradient_difference": Method("gradient_difference", "unlearning", gradient_difference.GradientDifferenceHParams,
+                                  gradient_difference.apply, "GD"),
+    "kl": Method("kl", "unlearning", kl.KLHParams, kl.apply, "KL"),
+    "dpo": Method("dpo", "unlearning", dpo.DPOHParams, dpo.apply, "DPO"),
+    "npo": Method("npo", "unlearning", npo.NPOHParams, npo.apply, "NPO", in_paper=False),
+    "simnpo": Method("simnpo", "unlearning", simnpo.SimNPOHParams, simnpo.apply, "SimNPO", in_paper=False),
+    "idk": Method("idk", "unlearning", idk.IDKHParams, idk.apply, "IDK", in_paper=False),
+    "rmu": Method("rmu", "unlearning", rmu.RMUHParams, rmu.apply, "RMU", in_paper=False),
 })
 
 
@@ -44,7 +53,9 @@ def get_method(name: str) -> Method:
 def method_hparams(name: str, model, model_name: str, overrides: dict | None):
     """Defaults for this model family, then the cell's overrides (unknown keys are errors)."""
     method = get_method(name)
-    values = family_defaults(name, getattr(model.config, "model_type", None), model_name)
+    model_type = getattr(model.config, "model_type", None)
+    values = family_defaults("unlearning", model_type, model_name) if method.kind == "unlearning" else {}
+    values.update(family_defaults(name, model_type, model_name))
     values.update(overrides or {})
     return build_hparams(method.hparams, values, f"method {name}")
 

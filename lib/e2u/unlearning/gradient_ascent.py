@@ -1,25 +1,25 @@
-"""Gradient ascent (TOFU's GA): maximise the forget answers' NLL, L = -mean token NLL(forget)."""
+"""Gradient ascent (GA; TOFU, the PISTOL harness): make the forget answers unlikely.
+
+    L = -NLL(forget)        NLL: mean answer-token NLL (HF's outputs.loss); no retain term
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from ..hparams import TrainingHParams
-from .loop import answer_nll, train_on_forget
+from .hparams import UnlearnHParams
+from .loop import training_method
+from .terms import mean_nll
 
 
 @dataclass
-class GradientAscentHParams(TrainingHParams):
-    pass
+class GradientAscentHParams(UnlearnHParams):
+    retain_coeff: float = 0.0  # GA has no retain term
 
 
-def forget_loss(model, batch) -> torch.Tensor:
-    return -answer_nll(model, batch)
+def loss(model, forget, retain, reference, hp):
+    nll = mean_nll(model, forget.answer)
+    return {"forget": -nll, "forget_nll": nll.detach()}
 
 
-def apply(model, tokenizer, problem, hp: GradientAscentHParams):
-    """Unlearn the problem's forget (question, answer) pairs by gradient ascent."""
-    pairs = [(r.question, r.answer) for r in problem.forget]
-    return train_on_forget(model, tokenizer, pairs, hp, forget_loss, "gradient_ascent")
+apply = training_method(loss, "gradient_ascent")

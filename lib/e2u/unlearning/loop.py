@@ -1,51 +1,51 @@
-"""The training loop every unlearning loss shares: forget batches, an optimiser, a log.
+"""The training loop every unlearning baseline shares.
 
-A method supplies `forget_loss(model, batch)`; the loop tokenises (question, answer) pairs with
-the same chat rendering that evaluation uses, masks the question out of the labels (TOFU's
-`mask=true`), and runs AdamW for the given epochs over the forget set (closer-look / TOFU
-defaults: lr 1e-5, weight decay 0.01, 5 epochs). It returns the weight changes it made.
+A method is one loss function `loss(model, forget, retain, reference, hp) -> {term: tensor}` (`batches.py`: a
+forget batch with its true answers and refusals, the paired retain batch or None; `reference.py`: the frozen model
+before unlearning, built only if asked). The loop minimises
 
-A model in bf16 (or fp16) is trained with float32 master copies of its parameters: the forward and
-backward passes run in the model's dtype, AdamW steps the float32 copies, which are rounded into
-the model after each step. Stepping bf16 weights directly would lose most updates: at lr 1e-5 an
-Adam step is below half a bf16 ulp of a typical weight, so it rounds to nothing.
+    L = forget_coeff * terms["forget"] + retain_coeff * terms["retain"]
+
+(the other terms a loss returns are logged, not trained on) with AdamW, a linear warm-up over `warmup` of the
+steps then linear decay, `grad_accumulation` micro-batches per step, gradient clipping, on a LoRA adapter merged
+at the end or on the chosen weights (`trainable.py`). It logs every step's terms, measures the forget-vs-keep
+curve (`curve.py`), and is deterministic on a CPU for a seed (batch order, retain partners, refusals, dropout and
+LoRA's initialisation all derive from `hp.seed`). A loss or gradient that stops being finite ends the run at
+that step, keeps the weights of the last step whose loss was finite, and says so in the log (`stopped`).
 """
 
 from __future__ import annotations
 
 import logging
-import random
+import math
 import time
 from typing import Callable
 
 import torch
 from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
 
-from ..batching import prompt_answer_batch
-from ..hparams import TrainingHParams
+from ..master_weights import MasterWeights
 from ..models import input_device
-from ..prompts import encode_answer, question_ids
 from ..result import WeightDeltas
+from ..trainable import adamw_with_schedule, merge_adapter, only_trainable, seeded
+from .batches import UnlearningData
+from .curve import Curve
+from .hparams import UnlearnHParams
+from .reference import Reference
 
 log = logging.getLogger(__name__)
 
-
-def qa_batch(tokenizer, pairs: list[tuple[str, str]], device) -> dict[str, torch.Tensor]:
-    """Right-padded (question, answer + EOS) batch whose labels cover the answer tokens only."""
-    prompts = [question_ids(tokenizer, q) for q, _ in pairs]
-    answers = [encode_answer(tokenizer, a) for _, a in pairs]
-    return prompt_answer_batch(prompts, answers, tokenizer.pad_token_id, device)
+Loss = Callable[..., dict[str, torch.Tensor]]
 
 
-def answer_nll(model, batch: dict) -> torch.Tensor:
-    """Mean NLL of the answer tokens, the LM head run only where an answer token is predicted.
+def training_method(loss: Loss, name: str):
+    """The `apply(model, tokenizer, problem, hp)` of a baseline defined by its loss."""
 
-    Equal to `model(**batch).loss` (HF's shifted cross-entropy over labels != -100) to float rounding;
-    the vocabulary projection and its softmax skip the prompt's positions (bench/unlearning_bench.py)."""
-    from ..finetune_shortcuts import answer_logits
+    def apply(model, tokenizer, problem, hp: UnlearnHParams) -> WeightDeltas:
+        return unlearn(model, tokenizer, problem, hp, loss, name)
 
-    logits, targets = answer_logits(model, batch)
-    return torch.nn.functional.cross_entropy(logits.float(), targets)
+    apply.__doc__ = f"Unlearn the problem's forget set with {name}'s loss."
+    return apply
 
 
 def changes_since(model, before: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -54,62 +54,87 @@ def changes_since(model, before: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return {name: change for name, change in changes.items() if change.any()}
 
 
-class MasterWeights:
-    """The parameters AdamW steps: the model's own when they are float32 (or float64), float32 copies
-    of them when they are half precision (then gradients are copied in and the steps copied back)."""
-
-    def __init__(self, model):
-        self.pairs = []  # (model parameter, its float32 master or itself)
-        for p in model.parameters():
-            if not p.requires_grad:
-                continue
-            master = p.detach().float().requires_grad_(True) if p.dtype in (torch.bfloat16, torch.float16) else p
-            self.pairs.append((p, master))
-        self.parameters = [master for _, master in self.pairs]
-
-    def take_gradients(self) -> None:
-        for p, master in self.pairs:
-            if master is not p:
-                master.grad = None if p.grad is None else p.grad.float()
-                p.grad = None
-
-    @torch.no_grad()
-    def write_back(self) -> None:
-        for p, master in self.pairs:
-            if master is not p:
-                p.copy_(master)
+def combined(terms: dict[str, torch.Tensor], hp: UnlearnHParams) -> torch.Tensor:
+    """L = forget_coeff * forget + retain_coeff * retain (a term the loss did not return counts 0)."""
+    total = hp.forget_coeff * terms["forget"]
+    if "retain" in terms and hp.retain_coeff:
+        total = total + hp.retain_coeff * terms["retain"]
+    return total
 
 
-def train_on_forget(model, tokenizer, pairs: list[tuple[str, str]], hp: TrainingHParams,
-                    forget_loss: Callable[[torch.nn.Module, dict], torch.Tensor], name: str) -> WeightDeltas:
-    """Run AdamW over shuffled forget batches; the model changes in place."""
+def unlearn(model, tokenizer, problem, hp: UnlearnHParams, loss: Loss, name: str) -> WeightDeltas:
+    """Train `model` in place on `loss` over the problem's forget (and retain) items; return the weight changes."""
     hp.check()
     device = input_device(model)
-    before = {name_: p.detach().cpu().clone() for name_, p in model.named_parameters()}
-    masters = MasterWeights(model)
-    optimiser = torch.optim.AdamW(masters.parameters, lr=hp.lr, weight_decay=hp.weight_decay)
-    order = list(range(len(pairs)))
-    rng = random.Random(hp.seed)
-    losses = []
+    data = UnlearningData(tokenizer, problem.forget, problem.retain, hp.batch_size, hp.seed, device)
+    micro_steps = data.batches_per_epoch() * hp.epochs
+    total = math.ceil(micro_steps / hp.grad_accumulation)
+    before = {key: p.detach().cpu().clone() for key, p in model.named_parameters()}
     started = time.perf_counter()
-    model.train()
-    steps = hp.epochs * ((len(pairs) + hp.batch_size - 1) // hp.batch_size)
-    with tqdm(total=steps, desc=name, leave=False, disable=None) as bar:
-        for _ in range(hp.epochs):
-            rng.shuffle(order)
-            for start in range(0, len(order), hp.batch_size):
-                batch = qa_batch(tokenizer, [pairs[i] for i in order[start : start + hp.batch_size]], device)
-                loss = forget_loss(model, batch)
-                optimiser.zero_grad()
-                model.zero_grad(set_to_none=True)
-                loss.backward()
+    step_log, losses, stopped = [], [], None
+    with seeded(hp.seed, device), only_trainable(model, hp) as params:
+        masters = MasterWeights(params)
+        optimiser, schedule = adamw_with_schedule(masters.parameters, hp, total)
+        reference = Reference(model, problem, hp.adapter)
+        curve = Curve(data, hp.curve_points, hp.curve_items, total)
+        curve.measure(model, 0)
+        model.train()
+        pending: list[dict[str, float]] = []
+        last_good = None  # the trainable weights before the last step, whose loss was finite
+        with tqdm(total=total, desc=name, leave=False, disable=None) as bar:
+            for micro, (forget, retain) in enumerate(_micro_batches(data, hp.epochs), start=1):
+                terms = loss(model, forget, retain, reference, hp)
+                value = combined(terms, hp)
+                step = len(step_log) + 1
+                if not math.isfinite(value.item()):
+                    stopped = _stop(masters, last_good, f"the loss became {value.item()}", step)
+                    break
+                (value / hp.grad_accumulation).backward()
+                pending.append({"loss": value.item(), **{k: t.item() for k, t in terms.items()}})
+                if micro % hp.grad_accumulation and micro < micro_steps:
+                    continue
                 masters.take_gradients()
-                if hp.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(masters.parameters, hp.max_grad_norm)
+                norm = torch.nn.utils.clip_grad_norm_(masters.parameters, hp.max_grad_norm or float("inf"))
+                if not math.isfinite(norm.item()):
+                    stopped = _stop(masters, None, f"the gradient norm became {norm.item()}", step)
+                    break
+                last_good = masters.snapshot()
+                lr = optimiser.param_groups[0]["lr"]
                 optimiser.step()
+                schedule.step()
                 masters.write_back()
-                losses.append(round(loss.item(), 4))
+                optimiser.zero_grad(set_to_none=True)
+                model.zero_grad(set_to_none=True)
+                reference.stepped = True
+                entry = {"step": step, "lr": lr,
+                         **{k: round(sum(p[k] for p in pending) / len(pending), 5) for k in pending[0]}}
+                step_log.append(entry)
+                losses.append(round(entry["loss"], 4))
+                pending = []
+                curve.measure(model, step)
                 bar.update(1)
-    model.eval()
-    return WeightDeltas(changes_since(model, before), {"method": name, "loss": losses, "steps": len(losses),
-                                                       "seconds": round(time.perf_counter() - started, 2)})
+                bar.set_postfix(loss=f"{entry['loss']:.3f}")
+        trained = sum(p.numel() for p in params)
+        merged = merge_adapter(model, hp)
+    return WeightDeltas(changes_since(model, before), {
+        "method": name, "loss": losses, "steps": len(step_log), "step_log": step_log, "curve": curve.points,
+        "seconds": round(time.perf_counter() - started, 2), "trained_parameters": trained, **merged,
+        "reference": ("the model with its adapter off" if hp.adapter == "lora" else "a frozen copy")
+        if reference.used else None, "forget_items": data.n_forget, "retain_items": len(data.retain_prompts),
+        **({"stopped": stopped} if stopped else {})})
+
+
+def _micro_batches(data: UnlearningData, epochs: int):
+    for epoch in range(epochs):
+        yield from data.batches(epoch)
+
+
+def _stop(masters: MasterWeights, last_good, why: str, step: int) -> str:
+    """End the run at `step`: restore `last_good` (the weights of the last step whose loss was finite; None: the
+    current ones are); return the message the log keeps."""
+    if last_good is not None:
+        masters.restore(last_good)
+    kept = f"the weights before step {step - 1}" if last_good is not None else f"the weights before step {step}"
+    message = f"{why} at step {step}; training stopped, {kept} are kept"
+    log.warning(message)
+    return message

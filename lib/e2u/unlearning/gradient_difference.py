@@ -1,0 +1,28 @@
+"""Gradient difference (GD; Liu et al. 2022, TOFU's grad_diff): ascend on forget, descend on the paired retain item.
+
+    L = -gamma NLL(forget) + alpha NLL(retain)        gamma = alpha = 1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .hparams import UnlearnHParams
+from .loop import training_method
+from .terms import mean_nll
+
+
+@dataclass
+class GradientDifferenceHParams(UnlearnHParams):
+    pass
+
+
+def loss(model, forget, retain, reference, hp):
+    nll = mean_nll(model, forget.answer)
+    terms = {"forget": -nll, "forget_nll": nll.detach()}
+    if retain is not None:
+        terms["retain"] = mean_nll(model, retain)
+    return terms
+
+
+apply = training_method(loss, "gradient_difference")

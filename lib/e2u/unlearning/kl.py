@@ -1,0 +1,29 @@
+"""KL minimisation (TOFU's KL, the PISTOL harness): ascend on forget, stay close to the model before unlearning on
+retain, at every position of the retain rows.
+
+    L = -gamma NLL(forget) + alpha KL(p_ref || p_theta)(retain)      per position, averaged over positions
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .hparams import UnlearnHParams
+from .loop import training_method
+from .terms import kl_to_reference, mean_nll
+
+
+@dataclass
+class KLHParams(UnlearnHParams):
+    pass
+
+
+def loss(model, forget, retain, reference, hp):
+    nll = mean_nll(model, forget.answer)
+    terms = {"forget": -nll, "forget_nll": nll.detach()}
+    if retain is not None:
+        terms["retain"] = kl_to_reference(model, reference, retain)
+    return terms
+
+
+apply = training_method(loss, "kl")
