@@ -48,9 +48,22 @@ def training_method(loss: Loss, name: str):
     return apply
 
 
+def changeable(model) -> dict[str, torch.Tensor]:
+    """A CPU copy of every weight training can change, by its name once any adapter is merged: the parameters that
+    require grad, or the base weights under a LoRA adapter (peft names them `<module>.base_layer.weight`)."""
+    out = {}
+    for name, p in model.named_parameters():
+        if ".base_layer." in name:
+            out[name.replace(".base_layer.", ".")] = p.detach().cpu().clone()
+        elif p.requires_grad and "lora_" not in name:
+            out[name] = p.detach().cpu().clone()
+    return out
+
+
 def changes_since(model, before: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The change of every parameter that moved since `before` (a CPU snapshot), in its stored layout."""
-    changes = {name: p.detach().cpu().float() - before[name].float() for name, p in model.named_parameters()}
+    """The change of every parameter in `before` (a CPU snapshot) that moved, in its stored layout."""
+    params = dict(model.named_parameters())
+    changes = {name: params[name].detach().cpu().float() - old.float() for name, old in before.items()}
     return {name: change for name, change in changes.items() if change.any()}
 
 
@@ -69,10 +82,10 @@ def unlearn(model, tokenizer, problem, hp: UnlearnHParams, loss: Loss, name: str
     data = UnlearningData(tokenizer, problem.forget, problem.retain, hp.batch_size, hp.seed, device)
     micro_steps = data.batches_per_epoch() * hp.epochs
     total = math.ceil(micro_steps / hp.grad_accumulation)
-    before = {key: p.detach().cpu().clone() for key, p in model.named_parameters()}
     started = time.perf_counter()
     step_log, losses, stopped = [], [], None
     with seeded(hp.seed, device), only_trainable(model, hp) as params:
+        before = changeable(model)
         masters = MasterWeights(params)
         optimiser, schedule = adamw_with_schedule(masters.parameters, hp, total)
         reference = Reference(model, problem, hp.adapter)
