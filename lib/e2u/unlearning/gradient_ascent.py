@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .hparams import UnlearnHParams
 from .loop import training_method
-from .terms import mean_nll
+from .terms import ascent
 
 
 @dataclass
@@ -18,8 +18,7 @@ class GradientAscentHParams(UnlearnHParams):
 
 
 def loss(model, forget, retain, reference, hp):
-    nll = mean_nll(model, forget.answer)
-    return {"forget": -nll, "forget_nll": nll.detach()}
+    return ascent(model, forget)
 
 
 apply = training_method(loss, "gradient_ascent")

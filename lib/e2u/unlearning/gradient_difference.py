@@ -5,21 +5,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .hparams import UnlearnHParams
 from .loop import training_method
-from .terms import mean_nll
+from .terms import ascent, mean_nll
 
-
-@dataclass
-class GradientDifferenceHParams(UnlearnHParams):
-    pass
+GradientDifferenceHParams = UnlearnHParams  # nothing of its own
 
 
 def loss(model, forget, retain, reference, hp):
-    nll = mean_nll(model, forget.answer)
-    terms = {"forget": -nll, "forget_nll": nll.detach()}
+    terms = ascent(model, forget)
     if retain is not None:
         terms["retain"] = mean_nll(model, retain)
     return terms

@@ -6,21 +6,15 @@ retain, at every position of the retain rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .hparams import UnlearnHParams
 from .loop import training_method
-from .terms import kl_to_reference, mean_nll
+from .terms import ascent, kl_to_reference
 
-
-@dataclass
-class KLHParams(UnlearnHParams):
-    pass
+KLHParams = UnlearnHParams  # nothing of its own
 
 
 def loss(model, forget, retain, reference, hp):
-    nll = mean_nll(model, forget.answer)
-    terms = {"forget": -nll, "forget_nll": nll.detach()}
+    terms = ascent(model, forget)
     if retain is not None:
         terms["retain"] = kl_to_reference(model, reference, retain)
     return terms

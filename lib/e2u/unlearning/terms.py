@@ -27,6 +27,12 @@ def mean_nll(model, batch) -> torch.Tensor:
     return nll.mean()
 
 
+def ascent(model, forget) -> dict[str, torch.Tensor]:
+    """Gradient ascent's forget term, -NLL(forget), with the NLL itself logged beside it (GA, GD, KL)."""
+    nll = mean_nll(model, forget.answer)
+    return {"forget": -nll, "forget_nll": nll.detach()}
+
+
 def sequence_nll(model, batch, normalise: bool = False) -> torch.Tensor:
     """Per row, the summed answer NLL  L(y | x) = -sum_t log p(y_t | x, y_<t)  (divided by |y| if `normalise`)."""
     nll, rows = token_nll(model, batch)
