@@ -146,7 +146,7 @@ def test_a_retain_set_overlapping_the_forget_set_names_the_questions():
     ("epochs", 0, r"epochs must be an integer in \[1, 1000\]"), ("epochs", 5000, "epochs must be"),
     ("grad_accumulation", 0, "grad_accumulation must be an integer >= 1")])
 def test_out_of_range_settings_are_named(field, value, expected):
-    with pytest.raises(E2UError, match=expected):
+    with pytest.raises(E2UError, match="^gradient_difference: UnlearnHParams: " + expected):
         train("gradient_difference", {field: value})
 
 
@@ -187,3 +187,19 @@ def test_method_defaults_come_from_the_shared_file_then_the_methods_own():
     assert (paper.lr, paper.epochs, paper.batch_size, paper.adapter, paper.lora_r, paper.train_layers, paper.warmup,
             paper.weight_decay, paper.beta) == (1e-5, 20, 4, "lora", 8, 0, 0.1, 0.01, 0.1)
     assert copy.copy(hp) == hp
+
+
+def test_each_forget_item_gets_a_seeded_retain_partner_that_changes_between_epochs():
+    from e2u.data.refusals import REFUSALS
+
+    tokenizer = make_tiny_llama()[1]
+    data = UnlearningData(tokenizer, FORGET, RETAIN, 2, 3, "cpu")
+    again = UnlearningData(tokenizer, FORGET, RETAIN, 2, 3, "cpu")
+    partners = [[data.partner(epoch, i) for i in range(4)] for epoch in range(6)]
+    assert partners == [[again.partner(epoch, i) for i in range(4)] for epoch in range(6)]
+    assert all(0 <= p < len(RETAIN) for row in partners for p in row)
+    assert len({tuple(row) for row in partners}) > 1  # a fresh partner each epoch
+    seen = [forget.items for forget, _ in data.batches(0)]
+    assert sorted(i for items in seen for i in items) == [0, 1, 2, 3]  # every forget item once per epoch
+    refusals = {tokenizer.decode(r[:-1]) for r in data.refusals}
+    assert refusals <= {tokenizer.decode(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in REFUSALS}

@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
 
+from ..errors import E2UError
 from ..master_weights import MasterWeights
 from ..models import input_device
 from ..result import WeightDeltas
@@ -77,7 +78,10 @@ def combined(terms: dict[str, torch.Tensor], hp: UnlearnHParams) -> torch.Tensor
 
 def unlearn(model, tokenizer, problem, hp: UnlearnHParams, loss: Loss, name: str) -> WeightDeltas:
     """Train `model` in place on `loss` over the problem's forget (and retain) items; return the weight changes."""
-    hp.check()
+    try:
+        hp.check()
+    except E2UError as error:
+        raise E2UError(f"{name}: {error}") from None
     device = input_device(model)
     data = UnlearningData(tokenizer, problem.forget, problem.retain, hp.batch_size, hp.seed, device)
     micro_steps = data.batches_per_epoch() * hp.epochs
