@@ -10,7 +10,7 @@ by default the steered block and the two below it, as WMDP's layers 5-7 for laye
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
@@ -38,8 +38,6 @@ class RMUHParams(UnlearnHParams):
         """These settings with `layers` filled in (what trains is part of RMU's definition)."""
         if self.layers.strip():
             return self
-        from dataclasses import replace
-
         return replace(self, layers=",".join(str(i) for i in range(max(0, self.steer_layer - 2), self.steer_layer + 1)))
 
 
