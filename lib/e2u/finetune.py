@@ -30,8 +30,8 @@ from .errors import E2UError
 from .hparams import build_hparams
 from .models import input_device
 from .prompts import encode_answer, question_ids
-from .trainable import (ADAPTERS, TrainableHParams, adamw_with_schedule, first_trained_block,  # noqa: F401
-                        merge_adapter, only_trainable, seeded, trainable_parameters)
+from .trainable import (TrainableHParams, adamw_with_schedule, first_trained_block, merge_adapter, only_trainable,
+                        seeded)
 
 # Bump when the training procedure changes what a saved model would contain: old caches stop matching.
 FINETUNE_VERSION = 1
@@ -60,7 +60,6 @@ class FinetuneHParams(TrainableHParams):
         if not values["layers"]:
             del values["layers"]
         return values
-
 
 
 TOFU_HPARAMS = MappingProxyType({"lr": 1e-5, "epochs": 5, "batch_size": 32, "weight_decay": 0.01, "warmup": 0.2,

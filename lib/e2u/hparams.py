@@ -62,6 +62,17 @@ def _coerce(value, field, where):
     return value
 
 
+def real_number(value) -> bool:
+    """A finite int or float (not a bool): what a numeric hyper-parameter may be."""
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def whole_number(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclasses.dataclass
 class TrainingHParams:
     """What every gradient-trained procedure shares (finetuning, the unlearning baselines): AdamW at
@@ -79,14 +90,7 @@ class TrainingHParams:
 
     def check(self):
         """Raise an `E2UError` naming the first out-of-range field; return self."""
-        import math
-
-        def real(value) -> bool:
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-        def whole(value) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
+        real, whole = real_number, whole_number
         rules = {"lr": (lambda v: real(v) and v > 0, "a positive number"),
                  "epochs": (lambda v: whole(v) and v >= 1, "an integer >= 1"),
                  "batch_size": (lambda v: whole(v) and v >= 1, "an integer >= 1"),

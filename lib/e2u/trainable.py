@@ -9,7 +9,6 @@ warm-up over the first `warmup` fraction of the steps and a linear decay to 0 af
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -19,17 +18,9 @@ from torch import nn
 
 from .arch import find_arch
 from .errors import E2UError
-from .hparams import TrainingHParams
+from .hparams import TrainingHParams, real_number, whole_number
 
 ADAPTERS = ("full", "lora")
-
-
-def real_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def whole_number(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..trainable import TrainableHParams, real_number, whole_number
+from ..hparams import real_number, whole_number
+from ..trainable import TrainableHParams
 
 MAX_LR = 0.1  # beyond it AdamW steps change a weight by more than a tenth per step: surely a typo
 MAX_EPOCHS = 1000

@@ -17,7 +17,7 @@ import torch
 
 from ..arch import find_arch
 from ..errors import E2UError
-from ..trainable import real_number, whole_number
+from ..hparams import real_number, whole_number
 from .hparams import UnlearnHParams
 from .loop import training_method
 from .terms import answer_token_mask, block_output, masked_mse

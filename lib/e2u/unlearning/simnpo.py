@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from ..trainable import real_number
+from ..hparams import real_number
 from .hparams import UnlearnHParams
 from .loop import training_method
 from .terms import mean_nll, sequence_nll
