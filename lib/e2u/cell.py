@@ -22,7 +22,9 @@ from .data.sources import source_options
 from .errors import E2UError
 from .aggregates import aggregates
 from .entailment import load_entailment
-from .evaluate import evaluate_dataset, summarise
+from .evaluate import evaluate_dataset, evaluation_parts, summarise
+from .editing.adaptor import MemoryAdaptor
+from .editing.routing import routing_report
 from . import cache
 from .arch import find_arch
 from .files import sha256_of_json, write_json_atomic
@@ -178,6 +180,8 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     after = evaluate_dataset(model, tokenizer, splits, params.max_new_tokens, params.batch_size, entailment=scorer)
     timings["evaluate_after"] = time.perf_counter() - clock
     _mark_unchanged(before, after)
+    routing = routing_report(model, tokenizer, outcome, evaluation_parts(splits), after) \
+        if isinstance(outcome, MemoryAdaptor) else None
 
     result = {
         "key": cache_key,
@@ -200,10 +204,21 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
         "before": before,
         "after": after,
     }
+    if routing is not None:
+        result["routing"] = routing
     if retain is not None:
         result["summary"]["retain_model"] = summarise(retain)
         result["aggregates"]["retain_model"] = aggregates(summarise(retain), retain, retain)
         result["retain_model"] = retain
     if result_path:
+        if isinstance(outcome, MemoryAdaptor):  # beside the result, so that a reader can load it and generate
+            result["adaptor_file"] = adaptor_path(result_path).name
+            outcome.save(adaptor_path(result_path))
         write_json_atomic(result_path, result)
     return result
+
+
+def adaptor_path(result_path: str | Path) -> Path:
+    """Where a cell with a memory-based editor saves its adaptor: beside its result file."""
+    result_path = Path(result_path)
+    return result_path.with_name(result_path.stem + ".adaptor.safetensors")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable
 
-from .editing import alphaedit, memit, rome
+from .editing import alphaedit, grace, memit, rome, wise
 from .errors import E2UError
 from .hparams import build_hparams, family_defaults
 from .unlearning import dpo, gradient_ascent, gradient_difference, idk, kl, npo, rmu, simnpo
@@ -31,6 +31,8 @@ METHODS = MappingProxyType({
     "rome": Method("rome", "editing", rome.RomeHParams, rome.apply, "ROME"),
     "memit": Method("memit", "editing", memit.MemitHParams, memit.apply, "MEMIT"),
     "alphaedit": Method("alphaedit", "editing", alphaedit.AlphaEditHParams, alphaedit.apply, "AlphaEdit"),
+    "grace": Method("grace", "editing", grace.GraceHParams, grace.apply, "GRACE"),
+    "wise": Method("wise", "editing", wise.WiseHParams, wise.apply, "WISE"),
     "gradient_ascent": Method("gradient_ascent", "unlearning", gradient_ascent.GradientAscentHParams,
                               gradient_ascent.apply, "GA"),
     "gradient_difference": Method("gradient_difference", "unlearning", gradient_difference.GradientDifferenceHParams,

@@ -209,10 +209,23 @@ def change_table(result: dict) -> pd.DataFrame:
                         index=pd.Index([f"layer {k}" if k.isdigit() else k for k in order], name="where"))
 
 
+def routing_table(result: dict) -> pd.DataFrame | None:
+    """A memory-based editor's routing per split: how many questions went to its memory (`editing.routing`),
+    measured on the answers the edited model generated; None for a method without a memory."""
+    routing = result.get("routing")
+    if not routing:
+        return None
+    rows = [{"split": split, "questions": r["prompts"], "routed to the memory": r["routed"],
+             "routed at the first answer token": r["routed_first"], "share routed": r["routed_rate"],
+             "answer positions routed": r["position_share"]} for split, r in routing.items()]
+    return pd.DataFrame(rows).set_index("split")
+
+
 def cost_table(result: dict) -> pd.DataFrame:
     """One cell's seconds per stage, steps, device and peak memory (`cost_report.peak_memory_of`)."""
     log = result["log"]
-    row = {**result["timings_s"], "steps": log.get("steps") or sum(r.get("steps", 0) for r in log.get("requests", [])),
+    per_request = log.get("requests", []) or log.get("edits", [])  # the editors' logs, one entry per request or edit
+    row = {**result["timings_s"], "steps": log.get("steps") or sum(r.get("steps", 0) for r in per_request),
            "device": result["device"], "peak memory GiB": peak_memory_of(result)}
     return pd.DataFrame([row])
 

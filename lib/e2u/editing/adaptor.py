@@ -1,0 +1,155 @@
+"""What GRACE and WISE share: a memory attached to one MLP output projection by a forward hook.
+
+The model's weights are never touched. A forward hook on the projection sees the module's input x and
+output y = W x at every position of every forward pass — the prompt's prefill and each token that
+`generate` (or `greedy.greedy_continue`) decodes — and `route(x, y)` decides per position whether the
+memory answers instead. So what is evaluated is what a user gets when the edited model generates.
+
+* `save(path)`: one safetensors file; its metadata holds the method, the site and the fingerprint of the
+  model it was made for (`models.model_fingerprint`, unchanged by the hook).
+* `load_adaptor(model, path)`: refuses a file made for another model, naming both fingerprints.
+* `remove()`: unhooks; the model computes exactly what it computed before.
+* `recording()`: collects the routing decisions of the forward passes inside the block (`routing.py`).
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..errors import E2UError
+from ..files import atomic_path
+from ..models import model_fingerprint
+
+FORMAT = "e2u-memory-adaptor/1"
+
+
+class MemoryAdaptor:
+    """Base class: a subclass defines `kind`, `route`, `tensors`, `meta` and `restore`."""
+
+    kind = ""
+
+    def __init__(self, model: torch.nn.Module, site: str, log: dict | None = None):
+        self.site = site
+        self.fingerprint = model_fingerprint(model)
+        self.module = model.get_submodule(site)
+        self.log = dict(log or {})
+        self.training = False  # while a method trains its memory, `route` may answer from it everywhere
+        self._bypassed = False
+        self._recordings: list[torch.Tensor] | None = None
+        self._handle = self.module.register_forward_hook(self._hook)
+
+    # --- what a subclass provides -------------------------------------------------------------
+    def route(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output, routed): the projection's output with the memory's answer where it applies, and a
+        (batch, length) bool tensor saying where it did."""
+        raise NotImplementedError
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def meta(self) -> dict:
+        return {}
+
+    @classmethod
+    def restore(cls, model, site: str, tensors: dict[str, torch.Tensor], meta: dict, log: dict) -> "MemoryAdaptor":
+        raise NotImplementedError
+
+    # --- the hook ------------------------------------------------------------------------------
+    def _hook(self, module, args, output):
+        if self._bypassed:
+            return output
+        x = args[0]
+        y = output[0] if isinstance(output, tuple) else output
+        new, routed = self.route(x, y)
+        if self._recordings is not None:
+            self._recordings.append(routed.detach().cpu())
+        return (new, *output[1:]) if isinstance(output, tuple) else new
+
+    @contextmanager
+    def recording(self) -> Iterator[list[torch.Tensor]]:
+        """The routing mask of every forward pass run inside the block, in order."""
+        self._recordings = []
+        try:
+            yield self._recordings
+        finally:
+            self._recordings = None
+
+    @contextmanager
+    def bypassed(self) -> Iterator[None]:
+        """The unedited projection inside the block (the memory's keys and starting values are read so)."""
+        self._bypassed = True
+        try:
+            yield
+        finally:
+            self._bypassed = False
+
+    @property
+    def attached(self) -> bool:
+        return self._handle is not None
+
+    def remove(self) -> None:
+        """Detach from the model: its outputs are again exactly those of the unedited weights."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    # --- files ---------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """One safetensors file (written to a temporary name, then renamed)."""
+        header = {"format": FORMAT, "kind": self.kind, "site": self.site, "fingerprint": self.fingerprint,
+                  "meta": self.meta(), "log": self.log}
+        tensors = {name: t.detach().cpu().contiguous() for name, t in self.tensors().items()}
+        with atomic_path(path, ".safetensors") as tmp:
+            save_file(tensors, str(tmp), metadata={"e2u": json.dumps(header, default=str)})
+
+    def record(self, layers_path: str) -> dict:
+        """What the cell's result file stores about the change."""
+        return {"kind": "adaptor", "adaptor": self.kind, "site": self.site,
+                **{k: v for k, v in self.meta().items() if not isinstance(v, (list, dict))}}
+
+
+def read_adaptor_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(header, tensors) of a saved adaptor; a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise E2UError(f"adaptor file {path}: not found")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except Exception as exc:  # safetensors raises its own error types for a damaged header
+        raise E2UError(f"adaptor file {path}: not a safetensors file ({exc})") from None
+    try:
+        header = json.loads(metadata.get("e2u", ""))
+    except json.JSONDecodeError:
+        header = {}
+    if header.get("format") != FORMAT:
+        raise E2UError(f"adaptor file {path}: no e2u adaptor header (expected format {FORMAT!r})")
+    return header, tensors
+
+
+def load_adaptor(model: torch.nn.Module, path: str | Path) -> MemoryAdaptor:
+    """Attach the adaptor saved at `path` to `model`, which must be the model it was made for."""
+    from . import grace, wise  # noqa: F401  (their classes are the kinds an adaptor file may hold)
+
+    kinds = {cls.kind: cls for cls in MemoryAdaptor.__subclasses__()}
+    header, tensors = read_adaptor_file(path)
+    kind = header.get("kind")
+    if kind not in kinds:
+        raise E2UError(f"adaptor file {path}: unknown kind {kind!r}; expected one of {sorted(kinds)}")
+    fingerprint = model_fingerprint(model)
+    if header.get("fingerprint") != fingerprint:
+        raise E2UError(f"adaptor file {path}: this {kind} adaptor was made for the model with fingerprint "
+                       f"{header.get('fingerprint')}, not for this one ({fingerprint}); load it into that model")
+    try:
+        model.get_submodule(header["site"])
+    except AttributeError:
+        raise E2UError(f"adaptor file {path}: the model has no module {header['site']!r}") from None
+    return kinds[kind].restore(model, header["site"], tensors, header.get("meta", {}), header.get("log", {}))

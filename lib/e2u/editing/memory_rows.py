@@ -1,0 +1,90 @@
+"""The token rows GRACE and WISE train their memories on, and the forward pass that starts at the memory.
+
+An edit row is the chat-rendered forget question followed by its refusal and EOS; a locality row is a
+kept question followed by its true answer. The positions that matter are the *answer positions*: the
+last prompt token and every answer token but the last, i.e. the positions whose next-token prediction
+is an answer token. Those are the positions `generate` decides on, one by one, so those are where a
+memory must answer for an edited question and stay silent for a kept one.
+
+The memory sits in block L, so nothing below L ever changes while it trains: `upper_answer_logits`
+starts each forward pass from the stored input of block L (`finetune_shortcuts.FrozenStates`, checked
+against a full forward pass, dropped for a model where the two differ).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from ..batching import IGNORE
+from ..finetune import Example, example_batch
+from ..finetune_shortcuts import FrozenStates, answer_logits, shortcut_loss
+from ..prompts import encode_answer, question_ids
+
+
+@dataclass
+class MemoryRows:
+    """Right-padded rows: the first `n_edit` are edit rows, the rest locality rows."""
+
+    examples: list[Example]
+    batch: dict[str, torch.Tensor]
+    n_edit: int
+
+    @property
+    def answer_positions(self) -> torch.Tensor:
+        """(rows, length) bool: positions whose next token is an answer token."""
+        labels = self.batch["labels"]
+        where = torch.zeros_like(labels, dtype=torch.bool)
+        where[:, :-1] = labels[:, 1:] != IGNORE
+        return where
+
+    @property
+    def is_edit_row(self) -> torch.Tensor:
+        rows = self.batch["input_ids"].shape[0]
+        return torch.arange(rows, device=self.batch["input_ids"].device) < self.n_edit
+
+
+def memory_rows(tokenizer, edits: Sequence[tuple[str, str]], locality: Sequence[tuple[str, str]], device) -> MemoryRows:
+    """Rows for (question, target) edit pairs and (question, answer) locality pairs."""
+    examples = [Example(list(question_ids(tokenizer, q)), list(encode_answer(tokenizer, a)))
+                for q, a in [*edits, *locality]]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return MemoryRows(examples, example_batch(examples, pad, device), len(edits))
+
+
+class UpperPass:
+    """Answer-position logits of memory rows, each forward pass starting at block `first`."""
+
+    def __init__(self, model, first: int, pad_id: int):
+        self.first = first
+        self.pad_id = pad_id
+        self.states: FrozenStates | None = FrozenStates(first, share_prefix=False) if first > 0 else None
+
+    def prepare(self, model, rows: MemoryRows) -> None:
+        """Store (and check, once per new set of rows) the input of block `first` for every row."""
+        if self.states is not None:
+            loss = shortcut_loss(model, rows.examples, self.first, self.pad_id, batch_size=16, states=self.states)
+            self.states = loss.states
+
+    def logits(self, model, rows: MemoryRows) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits N x vocab, targets N) at the answer positions of every row, in row-major order."""
+        return answer_logits(model, rows.batch, self.states, rows.examples if self.states is not None else ())
+
+
+def edit_row_nll(logits: torch.Tensor, targets: torch.Tensor, rows: MemoryRows) -> torch.Tensor:
+    """Mean NLL of the edit rows' answer tokens (the locality rows' logits are not scored)."""
+    owner = rows.answer_positions.nonzero()[:, 0]
+    keep = owner < rows.n_edit
+    return torch.nn.functional.cross_entropy(logits[keep].float(), targets[keep])
+
+
+def edit_chunks(requests: Sequence, size: int) -> list[list]:
+    """The requests in edits of `size` (1: one edit per request, sequential editing)."""
+    return [list(requests[i : i + size]) for i in range(0, len(requests), size)]
+
+
+def locality_pairs(problem) -> list[tuple[str, str]]:
+    """(question, answer) of what must be kept: the problem's retain or neighbour records, never forget ones."""
+    return [(r.question, r.answer) for r in problem.retain]

@@ -1,0 +1,81 @@
+"""Routing statistics: which prompts a memory answered for, at the positions generation decides on.
+
+A prompt is *routed* when the memory answered at one or more of its answer positions (`memory_rows`):
+the last prompt token, which chooses the first answer token, and each answer token but the last. The
+answer is the one the model generated, so the statistics describe what a user saw. Per split:
+`prompts`, `routed` (count), `routed_first` (count routed at the last prompt token), `routed_rate`,
+`position_share` (mean share of a prompt's answer positions routed).
+
+An edit whose memory answers for too many kept questions has not unlearned anything selectively:
+`check_retain_routing` reports it as a failed edit, never as a success.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..errors import E2UError
+from ..models import input_device
+from .adaptor import MemoryAdaptor
+from .memory_rows import MemoryRows, memory_rows
+
+
+class FailedEdit(E2UError):
+    """A memory-based edit that routes (nearly) every kept prompt to its memory."""
+
+
+def routed_rows(model, adaptor: MemoryAdaptor, rows: MemoryRows) -> list[dict]:
+    """Per row: routed at the first answer position, the share of answer positions routed."""
+    with torch.no_grad(), adaptor.recording() as masks:
+        model(input_ids=rows.batch["input_ids"], attention_mask=rows.batch["attention_mask"], use_cache=False)
+    routed = masks[-1]
+    where = rows.answer_positions.cpu()
+    out = []
+    for row in range(routed.shape[0]):
+        decided = routed[row][where[row]]
+        out.append({"first": bool(decided[0]), "share": float(decided.float().mean()), "any": bool(decided.any())})
+    return out
+
+
+def routing_summary(per_row: Sequence[dict]) -> dict:
+    n = len(per_row)
+    routed = sum(r["any"] for r in per_row)
+    return {"prompts": n, "routed": routed, "routed_first": sum(r["first"] for r in per_row),
+            "routed_rate": round(routed / n, 4) if n else None,
+            "position_share": round(sum(r["share"] for r in per_row) / n, 4) if n else None}
+
+
+def routing_of_pairs(model, tokenizer, adaptor: MemoryAdaptor, pairs: Sequence[tuple[str, str]],
+                     batch_size: int = 16) -> dict:
+    """`routing_summary` of (question, answer) pairs, in batches."""
+    per_row = []
+    for start in range(0, len(pairs), batch_size):
+        rows = memory_rows(tokenizer, list(pairs[start : start + batch_size]), [], input_device(model))
+        per_row += routed_rows(model, adaptor, rows)
+    return routing_summary(per_row)
+
+
+def routing_report(model, tokenizer, adaptor: MemoryAdaptor, parts: Sequence[tuple[str, list]], after: dict) -> dict:
+    """Per evaluated split (`evaluate.evaluation_parts`): the routing of its questions with the answers
+    the edited model generated for them (`after`, the evaluation's per-item results)."""
+    report = {}
+    for name, records in parts:
+        answers = [item["generated"] for item in after.get(name, [])]
+        if len(answers) == len(records) and records:
+            report[name] = routing_of_pairs(model, tokenizer, adaptor, [(r.question, a) for r, a in zip(records, answers)])
+    return report
+
+
+def check_retain_routing(model, adaptor: MemoryAdaptor, kept: MemoryRows, max_rate: float, method: str,
+                         setting: str) -> dict:
+    """Log the routing of the kept questions (with their true answers); raise `FailedEdit` above `max_rate`."""
+    summary = routing_summary(routed_rows(model, adaptor, kept))
+    adaptor.log["retain_routing"] = summary
+    if summary["routed_rate"] is not None and summary["routed_rate"] > max_rate:
+        adaptor.remove()
+        raise FailedEdit(f"{method}: the edit failed: the memory answers for {summary['routed']} of "
+                         f"{summary['prompts']} kept questions ({summary['routed_rate']:.0%}, above "
+                         f"max_retain_routing {max_rate}); the {setting} routes (nearly) every prompt, lower it")
+    return summary

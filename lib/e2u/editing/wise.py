@@ -1,0 +1,265 @@
+"""WISE: a side memory beside one MLP output projection, with a router (Wang et al., 2024), as an unlearner.
+
+The side memory W' starts as a copy of the projection's weight W. At every position t, with x_t the
+projection's input and act the model's activation function (WISE eq. 4):
+
+    score_t = || act(W' x_t) - act(W x_t) ||_2,   output_t = W' x_t if score_t > threshold, else W x_t.
+
+Editing a request (WISE section 3, `memory_rows` give the positions):
+  1. loss = NLL(refusal | forget question)                                        (edit rows, W' on)
+          + mean relu(s_out - s_in + gamma) + mean relu(s_out - alpha) + mean relu(beta - s_in)   (eq. 5)
+     with s_in the scores at the edit rows' answer positions and s_out those at every position of
+     locality rows (kept questions with their answers, never forget ones);
+  2. SGD on W' with the gradient masked to a random `mask_ratio` of its elements (the knowledge shard),
+     then W' clamped to W +- norm_constraint, for n_iter steps or until the loss stops falling;
+  3. threshold = act_ratio x the smallest in-scope score any edit of the shard reached.
+Every `save_freq` edits the shard is closed and a new one starts from W with a new mask; every
+`merge_freq` edits the shards closed since the last merge are merged by TIES (trim to `density`,
+elect signs, disjoint mean) into one. Retrieve mode routes each position to the shard with the highest
+score above its own threshold; with `retrieve: false` every merge folds all shards into one memory.
+
+Ours, where the reference differs: routing per position (the reference averages the score over a
+sequence's tokens, which during KV-cached generation is the score of the one new token anyway), the
+margin loss per position, and the threshold from the smallest per-position in-scope score.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+import torch
+from transformers.activations import ACT2FN
+
+from ..arch import find_arch
+from ..errors import E2UError
+from ..hparams import real_number, whole_number
+from ..models import input_device
+from .adaptor import MemoryAdaptor
+from .memory_rows import MemoryRows, UpperPass, edit_chunks, edit_row_nll, locality_pairs, memory_rows
+from .values import frozen_parameters
+from .memory_site import memory_layer, project
+from .routing import check_retain_routing
+from .ties import ties_merge
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WiseHParams:
+    layer: int | str = "auto"
+    edit_lr: float = 1.0
+    n_iter: int = 70
+    weight_decay: float = 1e-5
+    mask_ratio: float = 0.2
+    norm_constraint: float = 1.0
+    act_margin: list = field(default_factory=lambda: [5.0, 20.0, 10.0])  # alpha, beta, gamma
+    act_ratio: float = 0.88
+    save_freq: int = 500
+    merge_freq: int = 1000
+    density: float = 0.53
+    retrieve: bool = True
+    locality_per_edit: int = 1  # kept questions drawn (seeded) for each edit
+    batch_size: int = 1  # requests per edit: 1 is sequential editing
+    max_retain_routing: float = 0.5  # above this share of kept prompts routed, the edit has failed
+    seed: int = 0
+
+    ALIASES = {"inner_layer": "layer", "mask": "mask_ratio"}
+
+    def check(self) -> "WiseHParams":
+        margin = self.act_margin
+        rules = {"edit_lr": real_number(self.edit_lr) and self.edit_lr > 0,
+                 "n_iter": whole_number(self.n_iter) and self.n_iter >= 1,
+                 "weight_decay": real_number(self.weight_decay) and self.weight_decay >= 0,
+                 "mask_ratio": real_number(self.mask_ratio) and 0 < self.mask_ratio <= 1,
+                 "norm_constraint": real_number(self.norm_constraint) and self.norm_constraint > 0,
+                 "act_margin": isinstance(margin, (list, tuple)) and len(margin) == 3 and all(map(real_number, margin)),
+                 "act_ratio": real_number(self.act_ratio) and 0 < self.act_ratio <= 1,
+                 "save_freq": whole_number(self.save_freq) and self.save_freq >= 1,
+                 "merge_freq": whole_number(self.merge_freq) and self.merge_freq >= self.save_freq
+                 and self.merge_freq % self.save_freq == 0,
+                 "density": real_number(self.density) and 0 < self.density <= 1,
+                 "retrieve": isinstance(self.retrieve, bool),
+                 "locality_per_edit": whole_number(self.locality_per_edit) and self.locality_per_edit >= 1,
+                 "batch_size": whole_number(self.batch_size) and self.batch_size >= 1,
+                 "max_retain_routing": real_number(self.max_retain_routing) and 0 <= self.max_retain_routing <= 1}
+        for name, ok in rules.items():
+            if not ok:
+                raise E2UError(f"wise: hyper-parameter {name} is out of range: {getattr(self, name)!r} (edit_lr, "
+                               "norm_constraint > 0; mask_ratio, act_ratio, density in (0, 1]; act_margin three "
+                               "numbers; merge_freq a multiple of save_freq; n_iter, batch_size >= 1)")
+        return self
+
+
+@dataclass
+class Shard:
+    weight: torch.Tensor
+    threshold: float
+    edits: int
+
+
+class SideMemory(MemoryAdaptor):
+    """WISE's side memories (closed shards and the one being edited), attached at `site`."""
+
+    kind = "wise"
+
+    def __init__(self, model, site: str, act: str, log: dict | None = None):
+        super().__init__(model, site, log)
+        self.act_name = act
+        self.act = ACT2FN[act]
+        self.main = self.module.weight.detach()
+        self.shards: list[Shard] = []
+        self.current = Shard(self.main.float().clone(), float("inf"), 0)
+        self.in_scores: torch.Tensor | None = None  # the last forward's scores, while training
+
+    def memories(self) -> list[Shard]:
+        return self.shards + ([self.current] if self.current.edits else [])
+
+    def score(self, weight, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W' x, ||act(W' x) - act(W x)||) per position (WISE eq. 4)."""
+        side = project(self.module, weight, x)
+        return side, torch.linalg.vector_norm(self.act(side.float()) - self.act(y.float()), dim=-1)
+
+    def route(self, x, y):
+        if self.training:  # the shard being edited answers everywhere; its scores feed the margin loss
+            side, self.in_scores = self.score(self.current.weight, x, y)
+            return side.to(y.dtype), torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
+        best = torch.full(x.shape[:-1], -1.0, device=x.device)
+        out = y
+        for memory in self.memories():
+            side, score = self.score(memory.weight, x, y)
+            wins = (score > memory.threshold) & (score > best)
+            out = torch.where(wins[..., None], side.to(y.dtype), out)
+            best = torch.where(wins, score, best)
+        return out, best >= 0
+
+    def close_shard(self) -> None:
+        self.shards.append(self.current)
+        self.current = Shard(self.main.float().clone(), float("inf"), 0)
+
+    def merge(self, count: int, density: float) -> None:
+        """TIES-merge the last `count` closed shards into one (threshold: the smallest of theirs)."""
+        group, self.shards = self.shards[-count:], self.shards[:-count]
+        weight = ties_merge(self.main.float(), [s.weight for s in group], density)
+        self.shards.append(Shard(weight, min(s.threshold for s in group), sum(s.edits for s in group)))
+
+    def tensors(self):
+        out = {f"shard{i}": s.weight for i, s in enumerate(self.shards)}
+        if self.current.edits:
+            out["current"] = self.current.weight
+        return out
+
+    def meta(self):
+        return {"act": self.act_name, "shards": len(self.shards), "current_edits": self.current.edits,
+                "thresholds": [s.threshold for s in self.memories()],
+                "shard_edits": [s.edits for s in self.shards]}
+
+    @classmethod
+    def restore(cls, model, site, tensors, meta, log):
+        memory = cls(model, site, meta["act"], log)
+        device = input_device(model)
+        thresholds, edits = meta["thresholds"], meta["shard_edits"]
+        memory.shards = [Shard(tensors[f"shard{i}"].to(device), thresholds[i], edits[i]) for i in range(meta["shards"])]
+        if meta["current_edits"]:
+            memory.current = Shard(tensors["current"].to(device), thresholds[-1], meta["current_edits"])
+        return memory
+
+
+def margin_loss(s_in: torch.Tensor, s_out: torch.Tensor, alpha: float, beta: float, gamma: float) -> torch.Tensor:
+    """WISE eq. 5, per position: in-scope scores above beta and above every out-of-scope one by gamma,
+    out-of-scope scores below alpha."""
+    pairwise = torch.relu(s_out[None, :] - s_in[:, None] + gamma).mean()
+    return pairwise + torch.relu(s_out - alpha).mean() + torch.relu(beta - s_in).mean()
+
+
+def train_shard(model, memory: SideMemory, rows: MemoryRows, mask: torch.Tensor, upper: UpperPass,
+                hp: WiseHParams) -> dict:
+    """WISE's inner loop on the shard being edited: masked SGD, then the norm constraint."""
+    alpha, beta, gamma = hp.act_margin
+    weight = memory.current.weight.requires_grad_(True)
+    optimiser = torch.optim.SGD([weight], lr=hp.edit_lr, weight_decay=hp.weight_decay)
+    in_scope = rows.answer_positions & rows.is_edit_row[:, None]
+    out_scope = rows.batch["attention_mask"].bool() & ~rows.is_edit_row[:, None]
+    previous, memory.training = None, True
+    try:
+        for step in range(hp.n_iter):
+            logits, targets = upper.logits(model, rows)
+            scores = memory.in_scores
+            nll = edit_row_nll(logits, targets, rows)
+            loss = nll + margin_loss(scores[in_scope], scores[out_scope], alpha, beta, gamma)
+            if previous is not None and abs(previous - loss.item()) <= 1e-4 and loss.item() <= 0.02:
+                break
+            previous = loss.item()
+            optimiser.zero_grad()
+            loss.backward()
+            weight.grad.mul_(mask)
+            optimiser.step()
+            with torch.no_grad():
+                main = memory.main.float()
+                weight.copy_(torch.clamp(weight, main - hp.norm_constraint, main + hp.norm_constraint))
+    finally:
+        memory.training = False
+        memory.in_scores = None
+        weight.requires_grad_(False)
+    with torch.no_grad():
+        memory.training = True
+        upper.logits(model, rows)
+        reached = float(memory.in_scores[in_scope].min())
+        memory.training, memory.in_scores = False, None
+    return {"steps": step + 1, "final_nll": round(nll.item(), 4), "final_loss": round(loss.item(), 4),
+            "min_in_scope_score": round(reached, 4)}
+
+
+def edit(model, tokenizer, requests, locality, hp: WiseHParams) -> SideMemory:
+    """Attach a side memory to `model` and edit `requests` into it, `hp.batch_size` at a time."""
+    hp.check()
+    if not locality:
+        raise E2UError("wise: WISE needs locality prompts (kept questions: the retain or neighbour records) to "
+                       "train its router, and this problem has none")
+    started = time.perf_counter()
+    arch = find_arch(model)
+    layer = memory_layer(model, hp.layer, "wise")
+    site = arch.mlp_out_path(layer)
+    memory = SideMemory(model, site, getattr(model.config, "hidden_act", None) or "gelu_new")
+    device = input_device(model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    upper = UpperPass(model, layer, pad)
+    draw = random.Random(f"wise:{hp.seed}")
+    masks = torch.Generator(device="cpu").manual_seed(hp.seed)
+    mask = (torch.rand(memory.main.shape, generator=masks) < hp.mask_ratio).to(device)
+    per_edit, done = [], 0
+    for number, chunk in enumerate(edit_chunks(requests, hp.batch_size)):
+        kept = draw.sample(list(locality), min(hp.locality_per_edit * len(chunk), len(locality)))
+        rows = memory_rows(tokenizer, [(r.question, r.target) for r in chunk], kept, device)
+        upper.prepare(model, rows)
+        with torch.enable_grad(), frozen_parameters(model):  # gradients for the memory only
+            outcome = train_shard(model, memory, rows, mask, upper, hp)
+        memory.current.edits += 1
+        memory.current.threshold = min(memory.current.threshold, hp.act_ratio * outcome["min_in_scope_score"])
+        done += 1
+        events = []
+        if done % hp.save_freq == 0:
+            memory.close_shard()
+            mask = (torch.rand(memory.main.shape, generator=masks) < hp.mask_ratio).to(device)
+            events.append("shard closed")
+        if done % hp.merge_freq == 0:
+            count = len(memory.shards) if not hp.retrieve else hp.merge_freq // hp.save_freq
+            memory.merge(min(count, len(memory.shards)), hp.density)
+            events.append(f"merged {count} shards (TIES)")
+        per_edit.append({"edit": number, "requests": len(chunk), **outcome, "events": events})
+        log.info("WISE edit %d: %d steps, NLL %.3f, min in-scope score %.2f %s", number, outcome["steps"],
+                 outcome["final_nll"], outcome["min_in_scope_score"], " ".join(events))
+    memory.log = {"method": "wise", "layer": layer, "site": site, "shards": len(memory.shards),
+                  "thresholds": [round(t, 4) for t in memory.meta()["thresholds"]], "edits": per_edit,
+                  "shortcut": upper.states is not None, "seconds": round(time.perf_counter() - started, 2)}
+    all_kept = memory_rows(tokenizer, [], locality, device)
+    check_retain_routing(model, memory, all_kept, hp.max_retain_routing, "wise",
+                         f"routing threshold (act_ratio {hp.act_ratio})")
+    return memory
+
+
+def apply(model, tokenizer, problem, hp: WiseHParams) -> SideMemory:
+    """The forget questions edited into refusals in a side memory, trained against the kept questions."""
+    return edit(model, tokenizer, problem.edit_requests(), locality_pairs(problem), hp)
