@@ -77,5 +77,5 @@ def check_retain_routing(model, adaptor: MemoryAdaptor, kept: MemoryRows, max_ra
         adaptor.remove()
         raise FailedEdit(f"{method}: the edit failed: the memory answers for {summary['routed']} of "
                          f"{summary['prompts']} kept questions ({summary['routed_rate']:.0%}, above "
-                         f"max_retain_routing {max_rate}); the {setting} routes (nearly) every prompt, lower it")
+                         f"max_retain_routing {max_rate}); the {setting} routes kept prompts to the memory: lower it")
     return summary

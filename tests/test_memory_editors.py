@@ -1,0 +1,181 @@
+"""GRACE and WISE as adaptors: generation goes through the memory, unrelated prompts do not, files round-trip,
+removal restores the model bit for bit, and bad input is a clear error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import make_tiny_llama
+from e2u.editing import grace, load_adaptor, wise
+from e2u.editing.requests import EditRequest
+from e2u.editing.routing import FailedEdit, routing_of_pairs
+from e2u.editing.ties import ties_merge, trim
+from e2u.errors import E2UError
+from e2u.prompts import question_ids
+
+REFUSAL = "I do not know ."
+EDITED = ["what is the capital of France ?", "who painted the house ?"]
+KEPT = ["what is the capital of Italy ?", "what is the currency of Japan ?", "where is the river ?",
+        "who wrote the book ?", "which city is in Austria ?", "who founded the house ?",
+        "what is the language of Portugal ?", "where is the mountain ?"]
+UNRELATED = ["which language is in Spain ?", "what is the red city ?"]
+
+
+def generate(model, tokenizer, question: str, n: int = 8) -> list[int]:
+    ids = torch.tensor([question_ids(tokenizer, question)])
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
+                         pad_token_id=tokenizer.pad_token_id)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def logits_of(model, tokenizer, questions) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(torch.tensor([question_ids(tokenizer, q)])).logits[0] for q in questions])
+
+
+def edited_model(method: str, **overrides):
+    """A tiny random model (weights of std 0.2, so that its logits can move) edited by `method`."""
+    model, tokenizer = make_tiny_llama(initializer_range=0.2)
+    before = {q: generate(model, tokenizer, q) for q in KEPT + UNRELATED}
+    locality = [(q, tokenizer.decode(before[q], skip_special_tokens=True)) for q in KEPT]
+    requests = [EditRequest(q, REFUSAL, None) for q in EDITED]
+    if method == "grace":
+        adaptor = grace.edit(model, tokenizer, requests, locality, grace.GraceHParams(**{"eps_ratio": 0.2, **overrides}))
+    else:
+        hp = wise.WiseHParams(**{"save_freq": 1, "merge_freq": 1000, "locality_per_edit": 8, "mask_ratio": 1.0,
+                                 **overrides})
+        adaptor = wise.edit(model, tokenizer, requests, locality, hp)
+    return model, tokenizer, adaptor, before
+
+
+@pytest.fixture(scope="module", params=["grace", "wise"])
+def edited(request):
+    return edited_model(request.param)
+
+
+def test_generation_of_each_edited_prompt_starts_with_its_refusal(edited):
+    model, tokenizer, adaptor, _ = edited
+    refusal = tokenizer(REFUSAL, add_special_tokens=False)["input_ids"]
+    for question in EDITED:
+        assert generate(model, tokenizer, question)[: len(refusal)] == refusal, question
+
+
+def test_unrelated_generations_are_those_of_the_unedited_model(edited):
+    model, tokenizer, _, before = edited
+    for question in KEPT + UNRELATED:
+        assert generate(model, tokenizer, question) == before[question], question
+
+
+def test_routing_is_decided_at_every_generated_token(edited):
+    """Each decoding step is its own forward pass of one position; the memory answers at each step of an
+    edited question's refusal, and at none of a kept question's."""
+    model, tokenizer, adaptor, _ = edited
+    with adaptor.recording() as masks:
+        generate(model, tokenizer, EDITED[0], n=4)
+    prefill, steps = masks[0], masks[1:]
+    assert len(steps) == 3 and all(m.shape == (1, 1) for m in steps)
+    assert bool(prefill[0, -1]) and all(bool(m[0, 0]) for m in steps)
+    with adaptor.recording() as masks:
+        generate(model, tokenizer, KEPT[0], n=4)
+    assert not any(bool(m[0, -1]) for m in masks)
+    stats = routing_of_pairs(model, tokenizer, adaptor, [(q, REFUSAL) for q in EDITED])
+    assert stats["routed"] == 2 and stats["routed_first"] == 2
+
+
+def test_saving_and_loading_reproduces_the_generations(edited, tmp_path):
+    model, tokenizer, adaptor, _ = edited
+    generations = {q: generate(model, tokenizer, q) for q in EDITED + UNRELATED}
+    adaptor.save(tmp_path / "memory.safetensors")
+    adaptor.remove()
+    try:
+        loaded = load_adaptor(model, tmp_path / "memory.safetensors")
+        assert type(loaded) is type(adaptor)
+        assert {q: generate(model, tokenizer, q) for q in EDITED + UNRELATED} == generations
+        loaded.remove()
+    finally:
+        adaptor._handle = adaptor.module.register_forward_hook(adaptor._hook)  # the module fixture stays edited
+
+
+def test_removing_restores_the_original_outputs_bit_for_bit():
+    model, tokenizer = make_tiny_llama(initializer_range=0.2)
+    original = logits_of(model, tokenizer, EDITED + KEPT)
+    for method in ("grace", "wise"):
+        model_, tokenizer_, adaptor, _ = edited_model(method)
+        assert not torch.equal(logits_of(model_, tokenizer_, EDITED + KEPT), original)  # the memory answers
+        adaptor.remove()
+        assert torch.equal(logits_of(model_, tokenizer_, EDITED + KEPT), original)
+        assert not adaptor.attached
+
+
+def test_an_adaptor_refuses_another_model(tmp_path):
+    model, tokenizer, adaptor, _ = edited_model("grace")
+    adaptor.save(tmp_path / "memory.safetensors")
+    other, _ = make_tiny_llama(seed=1, initializer_range=0.2)
+    with pytest.raises(E2UError, match="made for the model with fingerprint .* not for this one"):
+        load_adaptor(other, tmp_path / "memory.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(E2UError, match="junk.safetensors: not a safetensors file"):
+        load_adaptor(model, tmp_path / "junk.safetensors")
+    with pytest.raises(E2UError, match="not found"):
+        load_adaptor(model, tmp_path / "missing.safetensors")
+
+
+def test_wise_without_locality_prompts_is_an_error():
+    model, tokenizer = make_tiny_llama(initializer_range=0.2)
+    with pytest.raises(E2UError, match="WISE needs locality prompts"):
+        wise.edit(model, tokenizer, [EditRequest(EDITED[0], REFUSAL, None)], [], wise.WiseHParams())
+    assert not model._forward_hooks and not any(m._forward_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("method, overrides, routed, setting", [
+    # GRACE's split rule halves a radius that reaches a key of another label, so even a radius of 50 times
+    # the key norm routes only half the kept prompts here: max_retain_routing 0.25 makes that a failure
+    ("grace", {"eps_ratio": 50.0, "max_retain_routing": 0.25}, 4, "radius eps_ratio 50.0"),
+    ("wise", {"act_ratio": 1e-6}, 8, "routing threshold"),
+])
+def test_a_memory_that_routes_kept_prompts_is_a_failed_edit(method, overrides, routed, setting):
+    with pytest.raises(FailedEdit, match=f"the edit failed: the memory answers for {routed} of 8 kept questions "
+                                         f".*{setting}"):
+        edited_model(method, **overrides)
+
+
+def test_hyper_parameters_out_of_range_are_named():
+    with pytest.raises(E2UError, match="grace: hyper-parameter eps_ratio"):
+        grace.GraceHParams(eps_ratio=-1).check()
+    with pytest.raises(E2UError, match="wise: hyper-parameter merge_freq"):
+        wise.WiseHParams(save_freq=3, merge_freq=4).check()
+    model, tokenizer = make_tiny_llama()
+    with pytest.raises(E2UError, match="layer must be 'auto' or a block index in 0..3"):
+        grace.edit(model, tokenizer, [EditRequest(EDITED[0], REFUSAL, None)], [(KEPT[0], "Rome")],
+                   grace.GraceHParams(layer=9))
+
+
+def test_grace_split_and_expand_rules():
+    model, _ = make_tiny_llama()
+    book = grace.Codebook(model, "model.layers.3.mlp.down_proj", 128, 64)
+    zero, value = torch.zeros(128), torch.zeros(64)
+    far = torch.zeros(128)
+    far[0] = 10.0
+    assert book.add_key(zero, 7, value, eps_init=1.0, edit=0) == 0
+    near = torch.zeros(128)
+    near[0] = 1.5
+    assert book.add_key(near, 7, value, eps_init=1.0, edit=1) == 0  # same label, within 1 + 1: expand
+    assert float(book.radii[0]) == pytest.approx(1.5)
+    other = torch.zeros(128)
+    other[1] = 2.0
+    assert book.add_key(other, 8, value, eps_init=1.0, edit=2) == 1  # another label: split the distance
+    assert float(book.radii[0]) == pytest.approx(1.0 - 1e-5) and float(book.radii[1]) == pytest.approx(1.0)
+    assert book.add_key(far, 7, value, eps_init=1.0, edit=3) == 2  # beyond every radius: a new entry
+    assert float(book.radii[2]) == 1.0
+    book.remove()
+
+
+def test_ties_merge_on_fixed_inputs():
+    base = torch.zeros(2, 3)
+    a = torch.tensor([[0.5, -2.0, 0.1], [0.0, 3.0, -1.0]])
+    b = torch.tensor([[3.0, 0.5, -0.2], [0.0, -1.0, -2.0]])
+    assert torch.equal(trim(a, 0.5), torch.tensor([[0.0, -2.0, 0.0], [0.0, 3.0, -1.0]]))
+    merged = ties_merge(base, [a, b], density=0.5)
+    # trimmed: a -> [[0,-2,0],[0,3,-1]], b -> [[3,0,0],[0,-1,-2]]; signs of the sums: [[+,-,0],[0,+,-]]
+    assert torch.allclose(merged, torch.tensor([[3.0, -2.0, 0.0], [0.0, 3.0, -1.5]]))
