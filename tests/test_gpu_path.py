@@ -26,6 +26,8 @@ TINY = {
               "mom2_corpus_texts": 4},
     "alphaedit": {"layers": [1, 2], "n_context_templates": 1, "v_num_grad_steps": 3, "mom2_n_tokens": 300,
                   "mom2_corpus_texts": 4, "nullspace_fraction": 0.5},
+    "grace": {"layer": 2, "n_iter": 3, "max_retain_routing": 1.0},
+    "wise": {"layer": 2, "n_iter": 3, "max_retain_routing": 1.0},
     # the training baselines: a LoRA adapter by default, merged into the bf16 weights (a larger lr than the editors'
     # tests so that the merged change exceeds half a bf16 ulp); RMU trains full weights of its blocks
     **{name: {"epochs": 1, "batch_size": 2, "lr": 1e-2, **({"steer_layer": 2} if name == "rmu" else {})}
@@ -44,8 +46,16 @@ def test_every_method_runs_on_a_bf16_model_and_leaves_it_bf16(method):
     model, tokenizer = _bf16_llama()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     hp = build_hparams(METHODS[method].hparams, TINY[method], method)
-    result = run_method(method, model, tokenizer, UnlearningProblem(RECORDS), hp)
+    problem = UnlearningProblem(RECORDS[:1], RECORDS[1:])
+    result = run_method(method, model, tokenizer, problem, hp)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    if hasattr(result, "tensors"):  # a memory (GRACE, WISE): the weights stay as they were, its tensors float32
+        assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
+        assert {t.dtype for t in result.tensors().values() if t.is_floating_point()} == {torch.float32}
+        with torch.no_grad():
+            logits = model(torch.tensor([[5, 6, 7]])).logits
+        assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
+        return
     assert result.deltas and all(torch.isfinite(d).all() for d in result.deltas.values())
     assert all(d.dtype in (torch.float32, torch.float64) for d in result.deltas.values())
     assert sum(d.double().norm().item() for d in result.deltas.values()) > 0

@@ -80,7 +80,7 @@ def test_routing_is_decided_at_every_generated_token(edited):
         generate(model, tokenizer, KEPT[0], n=4)
     assert not any(bool(m[0, -1]) for m in masks)
     stats = routing_of_pairs(model, tokenizer, adaptor, [(q, REFUSAL) for q in EDITED])
-    assert stats["routed"] == 2 and stats["routed_first"] == 2
+    assert stats["routed"] == stats["routed_anywhere"] == 2 and stats["position_share"] == 1.0
 
 
 def test_saving_and_loading_reproduces_the_generations(edited, tmp_path):
@@ -129,9 +129,10 @@ def test_wise_without_locality_prompts_is_an_error():
 
 
 @pytest.mark.parametrize("method, overrides, routed, setting", [
-    # GRACE's split rule halves a radius that reaches a key of another label, so even a radius of 50 times
-    # the key norm routes only half the kept prompts here: max_retain_routing 0.25 makes that a failure
-    ("grace", {"eps_ratio": 50.0, "max_retain_routing": 0.25}, 4, "radius eps_ratio 50.0"),
+    # GRACE's split rule halves a radius that reaches a key of another label (the refusal's next position),
+    # so even a radius of 50 times the key norm routes only 1 of the 8 kept prompts here: with
+    # max_retain_routing 0 that one is a failure
+    ("grace", {"eps_ratio": 50.0, "max_retain_routing": 0.0}, 1, "radius eps_ratio 50.0"),
     ("wise", {"act_ratio": 1e-6}, 8, "routing threshold"),
 ])
 def test_a_memory_that_routes_kept_prompts_is_a_failed_edit(method, overrides, routed, setting):

@@ -215,8 +215,8 @@ def routing_table(result: dict) -> pd.DataFrame | None:
     routing = result.get("routing")
     if not routing:
         return None
-    rows = [{"split": split, "questions": r["prompts"], "routed to the memory": r["routed"],
-             "routed at the first answer token": r["routed_first"], "share routed": r["routed_rate"],
+    rows = [{"split": split, "questions": r["prompts"], "routed (at the last prompt token)": r["routed"],
+             "share routed": r["routed_rate"], "routed at any answer token": r["routed_anywhere"],
              "answer positions routed": r["position_share"]} for split, r in routing.items()]
     return pd.DataFrame(rows).set_index("split")
 

@@ -210,10 +210,11 @@ def edit(model, tokenizer, requests, locality, hp: GraceHParams) -> Codebook:
                     "radius_median": round(float(codebook.radii.median()), 4) if len(codebook.radii) else None,
                     "edits": per_edit, "shortcut": upper.states is not None,
                     "seconds": round(time.perf_counter() - started, 2)}
-    check_retain_routing(model, codebook, kept, hp.max_retain_routing, "grace", f"radius eps_ratio {hp.eps_ratio}")
+    check_retain_routing(model, codebook, kept, hp.max_retain_routing, "grace", f"radius eps_ratio {hp.eps_ratio}",
+                         "lower eps_ratio")
     return codebook
 
 
 def apply(model, tokenizer, problem, hp: GraceHParams) -> Codebook:
     """The forget questions edited into refusals in a codebook; the kept questions set the radius scale."""
-    return edit(model, tokenizer, problem.edit_requests(), locality_pairs(problem), hp)
+    return edit(model, tokenizer, problem.edit_requests(), locality_pairs(model, tokenizer, problem), hp)

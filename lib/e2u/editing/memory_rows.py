@@ -85,6 +85,13 @@ def edit_chunks(requests: Sequence, size: int) -> list[list]:
     return [list(requests[i : i + size]) for i in range(0, len(requests), size)]
 
 
-def locality_pairs(problem) -> list[tuple[str, str]]:
-    """(question, answer) of what must be kept: the problem's retain or neighbour records, never forget ones."""
-    return [(r.question, r.answer) for r in problem.retain]
+def locality_pairs(model, tokenizer, problem, max_new_tokens: int = 32) -> list[tuple[str, str]]:
+    """(question, the unedited model's greedy answer) for each kept record (the problem's retain or neighbour
+    records, never forget ones). Ours: WISE's locality rows are a question and its reference answer, but a
+    chat model answers in sentences, and the memory must stay silent at every position generation decides
+    on, so the rows hold what the model itself says."""
+    from ..evaluate import generate_answers
+
+    questions = [r.question for r in problem.retain]
+    answers = generate_answers(model, tokenizer, [question_ids(tokenizer, q) for q in questions], max_new_tokens)
+    return [(q, a if a.strip() else r.answer) for q, a, r in zip(questions, answers, problem.retain)]

@@ -1,10 +1,10 @@
 """Routing statistics: which prompts a memory answered for, at the positions generation decides on.
 
-A prompt is *routed* when the memory answered at one or more of its answer positions (`memory_rows`):
-the last prompt token, which chooses the first answer token, and each answer token but the last. The
-answer is the one the model generated, so the statistics describe what a user saw. Per split:
-`prompts`, `routed` (count), `routed_first` (count routed at the last prompt token), `routed_rate`,
-`position_share` (mean share of a prompt's answer positions routed).
+A prompt is *routed* when the memory answers at its last token, the position that chooses the first
+answer token. The memory decides again at every answer token (`memory_rows`), so the statistics also
+count the prompts routed at any answer position and the share of answer positions routed. The answer is
+the one the model generated: the statistics describe what a user saw. Per split: `prompts`, `routed`,
+`routed_rate`, `routed_anywhere` (count), `position_share` (mean over prompts).
 
 An edit whose memory answers for too many kept questions has not unlearned anything selectively:
 `check_retain_routing` reports it as a failed edit, never as a success.
@@ -35,15 +35,15 @@ def routed_rows(model, adaptor: MemoryAdaptor, rows: MemoryRows) -> list[dict]:
     out = []
     for row in range(routed.shape[0]):
         decided = routed[row][where[row]]
-        out.append({"first": bool(decided[0]), "share": float(decided.float().mean()), "any": bool(decided.any())})
+        out.append({"first": bool(decided[0]), "share": float(decided.float().mean()), "anywhere": bool(decided.any())})
     return out
 
 
 def routing_summary(per_row: Sequence[dict]) -> dict:
     n = len(per_row)
-    routed = sum(r["any"] for r in per_row)
-    return {"prompts": n, "routed": routed, "routed_first": sum(r["first"] for r in per_row),
-            "routed_rate": round(routed / n, 4) if n else None,
+    routed = sum(r["first"] for r in per_row)
+    return {"prompts": n, "routed": routed, "routed_rate": round(routed / n, 4) if n else None,
+            "routed_anywhere": sum(r["anywhere"] for r in per_row),
             "position_share": round(sum(r["share"] for r in per_row) / n, 4) if n else None}
 
 
@@ -69,7 +69,7 @@ def routing_report(model, tokenizer, adaptor: MemoryAdaptor, parts: Sequence[tup
 
 
 def check_retain_routing(model, adaptor: MemoryAdaptor, kept: MemoryRows, max_rate: float, method: str,
-                         setting: str) -> dict:
+                         setting: str, remedy: str) -> dict:
     """Log the routing of the kept questions (with their true answers); raise `FailedEdit` above `max_rate`."""
     summary = routing_summary(routed_rows(model, adaptor, kept))
     adaptor.log["retain_routing"] = summary
@@ -77,5 +77,5 @@ def check_retain_routing(model, adaptor: MemoryAdaptor, kept: MemoryRows, max_ra
         adaptor.remove()
         raise FailedEdit(f"{method}: the edit failed: the memory answers for {summary['routed']} of "
                          f"{summary['prompts']} kept questions ({summary['routed_rate']:.0%}, above "
-                         f"max_retain_routing {max_rate}); the {setting} routes kept prompts to the memory: lower it")
+                         f"max_retain_routing {max_rate}); the {setting} routes kept prompts to the memory: {remedy}")
     return summary

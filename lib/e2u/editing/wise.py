@@ -256,10 +256,10 @@ def edit(model, tokenizer, requests, locality, hp: WiseHParams) -> SideMemory:
                   "shortcut": upper.states is not None, "seconds": round(time.perf_counter() - started, 2)}
     all_kept = memory_rows(tokenizer, [], locality, device)
     check_retain_routing(model, memory, all_kept, hp.max_retain_routing, "wise",
-                         f"routing threshold (act_ratio {hp.act_ratio})")
+                         f"routing threshold (act_ratio {hp.act_ratio})", "raise act_ratio or act_margin")
     return memory
 
 
 def apply(model, tokenizer, problem, hp: WiseHParams) -> SideMemory:
     """The forget questions edited into refusals in a side memory, trained against the kept questions."""
-    return edit(model, tokenizer, problem.edit_requests(), locality_pairs(problem), hp)
+    return edit(model, tokenizer, problem.edit_requests(), locality_pairs(model, tokenizer, problem), hp)
