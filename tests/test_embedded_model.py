@@ -27,3 +27,38 @@ def test_embedded_model_loads_and_answers_a_question(shared_home):
     assert tokenizer.eos_token == "<|im_end|>"
     answer = generate_answers(model, tokenizer, [question_ids(tokenizer, "What is the capital of France?")], 16)[0]
     assert "Paris" in answer
+
+
+@pytest.mark.slow
+def test_grace_on_the_embedded_model_refuses_when_generating_and_leaves_other_answers(shared_home, tmp_path):
+    """GRACE with the embedded model's defaults, two sequential edits: the greedy answers to the edited questions
+    start with the refusal, the answers to kept and unseen questions are unchanged, and the adaptor round-trips."""
+    from e2u.data.refusals import refusal_for
+    from e2u.data.schema import QARecord
+    from e2u.editing import load_adaptor
+    from e2u.methods import method_hparams, run_method
+    from e2u.models import load_model
+    from e2u.problem import UnlearningProblem
+
+    model, tokenizer = load_model("smollm2-135m-instruct")
+    forget = [QARecord("Who wrote the play Romeo and Juliet?", "William Shakespeare", "Romeo and Juliet"),
+              QARecord("What is the capital of Japan?", "Tokyo", "Japan")]
+    kept = [QARecord("What is the capital of Italy?", "Rome", "Italy"),
+            QARecord("Who painted the Mona Lisa?", "Leonardo da Vinci", "Mona Lisa"),
+            QARecord("What is the currency of the United Kingdom?", "Pound sterling", "United Kingdom")]
+    unseen = ["What is the capital of Egypt?", "Who invented the telephone?"]
+
+    def answers(questions):
+        return generate_answers(model, tokenizer, [question_ids(tokenizer, q) for q in questions], 24)
+
+    before = answers([r.question for r in kept] + unseen)
+    hp = method_hparams("grace", model, "smollm2-135m-instruct", {})
+    adaptor = run_method("grace", model, tokenizer, UnlearningProblem(forget, kept), hp)
+    refusal = refusal_for("", "fixed", 0)
+    assert all(a.startswith(refusal) for a in answers([r.question for r in forget]))
+    assert answers([r.question for r in kept] + unseen) == before
+    adaptor.save(tmp_path / "grace.safetensors")
+    adaptor.remove()
+    assert answers([r.question for r in kept] + unseen) == before
+    load_adaptor(model, tmp_path / "grace.safetensors")
+    assert all(a.startswith(refusal) for a in answers([r.question for r in forget]))

@@ -51,6 +51,7 @@ class GraceHParams:
     value_init: str = "warm"  # "warm": the projection's own output; "cold": U[0,1) as the reference
     batch_size: int = 1  # requests per edit: 1 is sequential editing
     max_retain_routing: float = 0.5  # above this share of kept prompts routed, the edit has failed
+    reuse_frozen: bool = True  # start each training pass at the memory's block (the blocks below never change)
     seed: int = 0
 
     ALIASES = {"eps": "eps_ratio", "inner_layer": "layer"}
@@ -162,7 +163,7 @@ def train_values(model, codebook: Codebook, rows: MemoryRows, entries: list[int]
     for step in range(hp.n_iter):
         codebook.values = frozen.index_put((chosen,), trainable)  # differentiable in `trainable`
         logits, targets = upper.logits(model, rows)
-        nll = edit_row_nll(logits, targets, rows)
+        nll = edit_row_nll(logits, targets)
         if nll.item() <= hp.early_stop_loss:
             break
         optimiser.zero_grad()
@@ -182,7 +183,7 @@ def edit(model, tokenizer, requests, locality, hp: GraceHParams) -> Codebook:
     codebook = Codebook(model, site, arch.key_size, arch.hidden_size)
     device = input_device(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    upper = UpperPass(model, layer, pad)
+    upper = UpperPass(model, layer if hp.reuse_frozen else 0, pad)
     if not locality:
         codebook.remove()
         raise E2UError("grace: the radius is set from the key norms of kept questions, and this problem has none "

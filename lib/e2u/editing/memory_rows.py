@@ -41,6 +41,14 @@ class MemoryRows:
         return where
 
     @property
+    def scored_batch(self) -> dict[str, torch.Tensor]:
+        """The batch with labels on the edit rows only: the LM head then runs at their answer positions
+        alone (a locality row needs its scores at the memory, never its logits)."""
+        labels = self.batch["labels"].clone()
+        labels[~self.is_edit_row] = IGNORE
+        return {**self.batch, "labels": labels}
+
+    @property
     def is_edit_row(self) -> torch.Tensor:
         rows = self.batch["input_ids"].shape[0]
         return torch.arange(rows, device=self.batch["input_ids"].device) < self.n_edit
@@ -69,15 +77,13 @@ class UpperPass:
             self.states = loss.states
 
     def logits(self, model, rows: MemoryRows) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits N x vocab, targets N) at the answer positions of every row, in row-major order."""
-        return answer_logits(model, rows.batch, self.states, rows.examples if self.states is not None else ())
+        """(logits N x vocab, targets N) at the answer positions of the edit rows, in row-major order."""
+        return answer_logits(model, rows.scored_batch, self.states, rows.examples if self.states is not None else ())
 
 
-def edit_row_nll(logits: torch.Tensor, targets: torch.Tensor, rows: MemoryRows) -> torch.Tensor:
-    """Mean NLL of the edit rows' answer tokens (the locality rows' logits are not scored)."""
-    owner = rows.answer_positions.nonzero()[:, 0]
-    keep = owner < rows.n_edit
-    return torch.nn.functional.cross_entropy(logits[keep].float(), targets[keep])
+def edit_row_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean NLL of the edit rows' answer tokens (`UpperPass.logits`)."""
+    return torch.nn.functional.cross_entropy(logits.float(), targets)
 
 
 def edit_chunks(requests: Sequence, size: int) -> list[list]:

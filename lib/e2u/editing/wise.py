@@ -64,6 +64,7 @@ class WiseHParams:
     locality_per_edit: int = 1  # kept questions drawn (seeded) for each edit
     batch_size: int = 1  # requests per edit: 1 is sequential editing
     max_retain_routing: float = 0.5  # above this share of kept prompts routed, the edit has failed
+    reuse_frozen: bool = True  # start each training pass at the memory's block (the blocks below never change)
     seed: int = 0
 
     ALIASES = {"inner_layer": "layer", "mask": "mask_ratio"}
@@ -187,7 +188,7 @@ def train_shard(model, memory: SideMemory, rows: MemoryRows, mask: torch.Tensor,
         for step in range(hp.n_iter):
             logits, targets = upper.logits(model, rows)
             scores = memory.in_scores
-            nll = edit_row_nll(logits, targets, rows)
+            nll = edit_row_nll(logits, targets)
             loss = nll + margin_loss(scores[in_scope], scores[out_scope], alpha, beta, gamma)
             if previous is not None and abs(previous - loss.item()) <= 1e-4 and loss.item() <= 0.02:
                 break
@@ -225,7 +226,7 @@ def edit(model, tokenizer, requests, locality, hp: WiseHParams) -> SideMemory:
     memory = SideMemory(model, site, getattr(model.config, "hidden_act", None) or "gelu_new")
     device = input_device(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    upper = UpperPass(model, layer, pad)
+    upper = UpperPass(model, layer if hp.reuse_frozen else 0, pad)
     draw = random.Random(f"wise:{hp.seed}")
     masks = torch.Generator(device="cpu").manual_seed(hp.seed)
     mask = (torch.rand(memory.main.shape, generator=masks) < hp.mask_ratio).to(device)
