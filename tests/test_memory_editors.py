@@ -180,3 +180,29 @@ def test_ties_merge_on_fixed_inputs():
     merged = ties_merge(base, [a, b], density=0.5)
     # trimmed: a -> [[0,-2,0],[0,3,-1]], b -> [[3,0,0],[0,-1,-2]]; signs of the sums: [[+,-,0],[0,+,-]]
     assert torch.allclose(merged, torch.tensor([[3.0, -2.0, 0.0], [0.0, 3.0, -1.5]]))
+
+
+def test_a_grace_cell_runs_through_papermill_with_its_routing_and_saves_its_adaptor(tmp_path):
+    import json
+
+    from e2u.runner import run_study
+    from e2u.study import load_study
+    from test_study_end_to_end import write_tiny_study
+
+    path = write_tiny_study(tmp_path)
+    text = path.read_text().split("methods:\n")[0]
+    path.write_text(text + "methods:\n  - {name: grace, hparams: {layer: 2, n_iter: 5, max_retain_routing: 1.0}}\n")
+    outcomes = run_study(load_study(path), tmp_path / "results", tmp_path / "book")
+    assert [o.status for o in outcomes] == ["ran"], [o.error for o in outcomes]
+    cell_dir = tmp_path / "results" / "tiny" / "pretrained"
+    result = json.loads((cell_dir / "grace-seed0.json").read_text())
+    assert result["change"]["kind"] == "adaptor" and result["adaptor_file"] == "grace-seed0.adaptor.safetensors"
+    assert set(result["routing"]) == set(result["after"])
+    assert result["routing"]["forget"]["prompts"] == 2
+    from e2u.models import load_model
+
+    model, _ = load_model(str(tmp_path / "model"))  # as the cell loaded it
+    adaptor = load_adaptor(model, cell_dir / result["adaptor_file"])
+    assert adaptor.meta()["entries"] == result["log"]["entries"]
+    notebook = (tmp_path / "book" / "runs" / "tiny" / "pretrained" / "grace-seed0.ipynb").read_text()
+    assert "Routing to the memory" in notebook and "routed (at the last prompt token)" in notebook
