@@ -12,6 +12,7 @@ from e2u.editing.requests import EditRequest
 from e2u.editing.routing import FailedEdit, routing_of_pairs
 from e2u.editing.ties import ties_merge, trim
 from e2u.errors import E2UError
+from e2u.result import Adaptor
 from e2u.prompts import question_ids
 
 REFUSAL = "I do not know ."
@@ -89,8 +90,8 @@ def test_saving_and_loading_reproduces_the_generations(edited, tmp_path):
     adaptor.save(tmp_path / "memory.safetensors")
     adaptor.remove()
     try:
-        loaded = load_adaptor(model, tmp_path / "memory.safetensors")
-        assert type(loaded) is type(adaptor)
+        loaded = type(adaptor).load(model, tmp_path / "memory.safetensors")
+        assert type(loaded) is type(adaptor) and isinstance(loaded, Adaptor)
         assert {q: generate(model, tokenizer, q) for q in EDITED + UNRELATED} == generations
         loaded.remove()
     finally:
@@ -117,6 +118,8 @@ def test_an_adaptor_refuses_another_model(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(E2UError, match="junk.safetensors: not a safetensors file"):
         load_adaptor(model, tmp_path / "junk.safetensors")
+    with pytest.raises(E2UError, match="holds a grace adaptor, not a wise one"):
+        wise.SideMemory.load(model, tmp_path / "memory.safetensors")
     with pytest.raises(E2UError, match="not found"):
         load_adaptor(model, tmp_path / "missing.safetensors")
 

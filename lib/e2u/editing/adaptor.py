@@ -109,6 +109,15 @@ class MemoryAdaptor:
         with atomic_path(path, ".safetensors") as tmp:
             save_file(tensors, str(tmp), metadata={"e2u": json.dumps(header, default=str)})
 
+    @classmethod
+    def load(cls, model, path: str | Path) -> "MemoryAdaptor":
+        """`load_adaptor`, for a file that must hold this class's kind."""
+        adaptor = load_adaptor(model, path)
+        if not isinstance(adaptor, cls):
+            adaptor.remove()
+            raise E2UError(f"adaptor file {path}: holds a {adaptor.kind} adaptor, not a {cls.kind} one")
+        return adaptor
+
     def record(self, layers_path: str) -> dict:
         """What the cell's result file stores about the change."""
         return {"kind": "adaptor", "adaptor": self.kind, "site": self.site,
