@@ -31,7 +31,7 @@ def test_an_empty_scaling_mapping_is_the_default_grid_with_the_studys_hparams_an
 @pytest.mark.parametrize("scaling, expected", [
     ([10, 20], "expected a mapping"),
     ({"sizes": [10]}, "unknown field(s) ['sizes']"),
-    ({"methods": ["rome", "grace"]}, "unknown method 'grace'"),
+    ({"methods": ["rome", "lora-magic"]}, "unknown method 'lora-magic'"),
     ({"methods": []}, "scaling'.methods: expected a non-empty list"),
     ({"methods": ["rome", "rome"]}, "appears twice"),
     ({"n_forget": [0, 10]}, "scaling'.n_forget: expected a non-empty list of distinct integers from 1 to 800"),
