@@ -79,7 +79,7 @@ class Codebook(MemoryAdaptor):
 
     def __init__(self, model, site: str, d_in: int, d_out: int, log: dict | None = None):
         super().__init__(model, site, log)
-        device = input_device(model)
+        device = self.module.weight.device  # the projection's own device (a sharded model spreads its blocks)
         self.keys = torch.zeros(0, d_in, device=device)
         self.values = torch.nn.Parameter(torch.zeros(0, d_out, device=device))
         self.radii = torch.zeros(0, device=device)
@@ -128,8 +128,8 @@ class Codebook(MemoryAdaptor):
 
     @classmethod
     def restore(cls, model, site, tensors, meta, log):
-        device = input_device(model)
         book = cls(model, site, tensors["keys"].shape[1], tensors["values"].shape[1], log)
+        device = book.keys.device
         book.keys = tensors["keys"].to(device)
         book.values = torch.nn.Parameter(tensors["values"].to(device), requires_grad=False)
         book.radii, book.labels, book.edit_ids = (tensors[n].to(device) for n in ("radii", "labels", "edit_ids"))
@@ -198,7 +198,7 @@ def edit(model, tokenizer, requests, locality, hp: GraceHParams) -> Codebook:
         keys, labels, outputs = answer_keys(model, codebook, rows)
         entries = []
         for key, label, output in zip(keys, labels.tolist(), outputs):
-            start = output if hp.value_init == "warm" else torch.rand(output.shape, generator=generator).to(device)
+            start = output if hp.value_init == "warm" else torch.rand(output.shape, generator=generator).to(output.device)
             entries.append(codebook.add_key(key, label, start, eps_init, number))
         upper.prepare(model, rows)
         with torch.enable_grad(), frozen_parameters(model):  # gradients for the memory only

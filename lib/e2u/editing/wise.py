@@ -160,7 +160,7 @@ class SideMemory(MemoryAdaptor):
     @classmethod
     def restore(cls, model, site, tensors, meta, log):
         memory = cls(model, site, meta["act"], log)
-        device = input_device(model)
+        device = memory.main.device
         thresholds, edits = meta["thresholds"], meta["shard_edits"]
         memory.shards = [Shard(tensors[f"shard{i}"].to(device), thresholds[i], edits[i]) for i in range(meta["shards"])]
         if meta["current_edits"]:
@@ -229,7 +229,7 @@ def edit(model, tokenizer, requests, locality, hp: WiseHParams) -> SideMemory:
     upper = UpperPass(model, layer if hp.reuse_frozen else 0, pad)
     draw = random.Random(f"wise:{hp.seed}")
     masks = torch.Generator(device="cpu").manual_seed(hp.seed)
-    mask = (torch.rand(memory.main.shape, generator=masks) < hp.mask_ratio).to(device)
+    mask = (torch.rand(memory.main.shape, generator=masks) < hp.mask_ratio).to(memory.main.device)
     per_edit, done = [], 0
     for number, chunk in enumerate(edit_chunks(requests, hp.batch_size)):
         kept = draw.sample(list(locality), min(hp.locality_per_edit * len(chunk), len(locality)))
@@ -243,7 +243,7 @@ def edit(model, tokenizer, requests, locality, hp: WiseHParams) -> SideMemory:
         events = []
         if done % hp.save_freq == 0:
             memory.close_shard()
-            mask = (torch.rand(memory.main.shape, generator=masks) < hp.mask_ratio).to(device)
+            mask = (torch.rand(memory.main.shape, generator=masks) < hp.mask_ratio).to(memory.main.device)
             events.append("shard closed")
         if done % hp.merge_freq == 0:
             count = len(memory.shards) if not hp.retrieve else hp.merge_freq // hp.save_freq
