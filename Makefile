@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PYTHON) bench/evaluation_bench.py
 	$(PYTHON) bench/rome_values_bench.py
 	$(PYTHON) bench/unlearn_bench.py
+	$(PYTHON) bench/memory_bench.py
 	$(PYTHON) bench/dask_bench.py
 	$(PYTHON) bench/lora_bench.py
 
