@@ -145,9 +145,9 @@ def test_a_memory_that_routes_kept_prompts_is_a_failed_edit(method, overrides, r
 
 
 def test_hyper_parameters_out_of_range_are_named():
-    with pytest.raises(E2UError, match="grace: hyper-parameter eps_ratio"):
+    with pytest.raises(E2UError, match="grace: hyper-parameter eps_ratio must be a number > 0, got -1"):
         grace.GraceHParams(eps_ratio=-1).check()
-    with pytest.raises(E2UError, match="wise: hyper-parameter merge_freq"):
+    with pytest.raises(E2UError, match="wise: hyper-parameter merge_freq must be a multiple of save_freq, got 4"):
         wise.WiseHParams(save_freq=3, merge_freq=4).check()
     model, tokenizer = make_tiny_llama()
     with pytest.raises(E2UError, match="layer must be 'auto' or a block index in 0..3"):

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import E2UError
-from ..hparams import real_number, whole_number
+from ..hparams import real_number
 from ..hooks import trace
 from .adaptor import MemoryAdaptor
 from .memory_rows import MemoryRows, UpperPass, edit_chunks, edit_row_nll, locality_pairs, memory_rows
 from .values import frozen_parameters
-from .memory_site import memory_layer
+from .memory_site import MemoryHParams, memory_layer
 from .routing import check_retain_routing
 from ..arch import find_arch
 from ..models import input_device
@@ -42,34 +42,18 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class GraceHParams:
-    layer: int | str = "auto"
+class GraceHParams(MemoryHParams):
     eps_ratio: float = 0.5  # eps_init = eps_ratio x the median key norm at kept answer positions
-    edit_lr: float = 1.0
-    n_iter: int = 50
     early_stop_loss: float = 0.01
     value_init: str = "warm"  # "warm": the projection's own output; "cold": U[0,1) as the reference
-    batch_size: int = 1  # requests per edit: 1 is sequential editing
-    max_retain_routing: float = 0.5  # above this share of kept prompts routed, the edit has failed
-    reuse_frozen: bool = True  # start each training pass at the memory's block (the blocks below never change)
-    seed: int = 0
 
+    METHOD = "grace"
     ALIASES = {"eps": "eps_ratio", "inner_layer": "layer"}
 
-    def check(self) -> "GraceHParams":
-        rules = {"eps_ratio": real_number(self.eps_ratio) and self.eps_ratio > 0,
-                 "edit_lr": real_number(self.edit_lr) and self.edit_lr > 0,
-                 "n_iter": whole_number(self.n_iter) and self.n_iter >= 1,
-                 "early_stop_loss": real_number(self.early_stop_loss) and self.early_stop_loss >= 0,
-                 "value_init": self.value_init in ("warm", "cold"),
-                 "batch_size": whole_number(self.batch_size) and self.batch_size >= 1,
-                 "max_retain_routing": real_number(self.max_retain_routing) and 0 <= self.max_retain_routing <= 1}
-        for name, ok in rules.items():
-            if not ok:
-                raise E2UError(f"grace: hyper-parameter {name} is out of range: {getattr(self, name)!r} "
-                               "(eps_ratio, edit_lr > 0; n_iter, batch_size >= 1; value_init warm|cold; "
-                               "max_retain_routing in [0, 1])")
-        return self
+    def extra_rules(self) -> dict:
+        return {"eps_ratio": (real_number(self.eps_ratio) and self.eps_ratio > 0, "a number > 0"),
+                "early_stop_loss": (real_number(self.early_stop_loss) and self.early_stop_loss >= 0, "a number >= 0"),
+                "value_init": (self.value_init in ("warm", "cold"), "'warm' or 'cold'")}
 
 
 class Codebook(MemoryAdaptor):

@@ -1,4 +1,4 @@
-"""Where GRACE and WISE attach, and how they compute a projection with other weights.
+"""Where GRACE and WISE attach, the settings they share, and how they compute a projection with other weights.
 
 The layer: an integer, or `auto` = 0.84 of the depth, the place of the reference configs' Llama
 choice (`layers[27].mlp.down_proj` of 32). The site is that block's MLP output projection.
@@ -6,13 +6,50 @@ choice (`layers[27].mlp.down_proj` of 32). The site is that block's MLP output p
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from ..arch import find_arch, is_conv1d
 from ..errors import E2UError
+from ..hparams import real_number, whole_number
 
 AUTO_DEPTH = 27 / 32
+
+
+@dataclass
+class MemoryHParams:
+    """What GRACE and WISE share: the block, the optimiser's rate and steps, requests per edit, the failed-edit
+    bound, the CPU shortcut and the seed. A subclass adds its own fields and their rules."""
+
+    layer: int | str = "auto"
+    edit_lr: float = 1.0
+    n_iter: int = 50
+    batch_size: int = 1  # requests per edit: 1 is sequential editing
+    max_retain_routing: float = 0.5  # above this share of kept prompts routed, the edit has failed
+    reuse_frozen: bool = True  # start each training pass at the memory's block (the blocks below never change)
+    seed: int = 0
+
+    METHOD = ""
+
+    def check(self):
+        """Raise an `E2UError` naming the first out-of-range field; return self."""
+        rules = {"edit_lr": (real_number(self.edit_lr) and self.edit_lr > 0, "a number > 0"),
+                 "n_iter": (whole_number(self.n_iter) and self.n_iter >= 1, "an integer >= 1"),
+                 "batch_size": (whole_number(self.batch_size) and self.batch_size >= 1, "an integer >= 1"),
+                 "max_retain_routing": (real_number(self.max_retain_routing) and 0 <= self.max_retain_routing <= 1,
+                                        "a share in [0, 1]"),
+                 "reuse_frozen": (isinstance(self.reuse_frozen, bool), "true or false"),
+                 "seed": (whole_number(self.seed), "an integer"), **self.extra_rules()}
+        for name, (ok, expected) in rules.items():
+            if not ok:
+                raise E2UError(f"{self.METHOD}: hyper-parameter {name} must be {expected}, got {getattr(self, name)!r}")
+        return self
+
+    def extra_rules(self) -> dict:
+        """A subclass's own fields: {name: (holds, what is expected)}."""
+        return {}
 
 
 def memory_layer(model, layer: int | str, method: str) -> int:

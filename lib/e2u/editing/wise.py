@@ -40,7 +40,7 @@ from ..models import input_device
 from .adaptor import MemoryAdaptor
 from .memory_rows import MemoryRows, UpperPass, edit_chunks, edit_row_nll, locality_pairs, memory_rows
 from .values import frozen_parameters
-from .memory_site import memory_layer, project
+from .memory_site import MemoryHParams, memory_layer, project
 from .routing import check_retain_routing
 from .ties import ties_merge
 
@@ -48,9 +48,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class WiseHParams:
-    layer: int | str = "auto"
-    edit_lr: float = 1.0
+class WiseHParams(MemoryHParams):
     n_iter: int = 70
     weight_decay: float = 1e-5
     mask_ratio: float = 0.2
@@ -62,36 +60,26 @@ class WiseHParams:
     density: float = 0.53
     retrieve: bool = True
     locality_per_edit: int = 1  # kept questions drawn (seeded) for each edit
-    batch_size: int = 1  # requests per edit: 1 is sequential editing
-    max_retain_routing: float = 0.5  # above this share of kept prompts routed, the edit has failed
-    reuse_frozen: bool = True  # start each training pass at the memory's block (the blocks below never change)
-    seed: int = 0
 
+    METHOD = "wise"
     ALIASES = {"inner_layer": "layer", "mask": "mask_ratio"}
 
-    def check(self) -> "WiseHParams":
+    def extra_rules(self) -> dict:
+        share = "a share in (0, 1]"
         margin = self.act_margin
-        rules = {"edit_lr": real_number(self.edit_lr) and self.edit_lr > 0,
-                 "n_iter": whole_number(self.n_iter) and self.n_iter >= 1,
-                 "weight_decay": real_number(self.weight_decay) and self.weight_decay >= 0,
-                 "mask_ratio": real_number(self.mask_ratio) and 0 < self.mask_ratio <= 1,
-                 "norm_constraint": real_number(self.norm_constraint) and self.norm_constraint > 0,
-                 "act_margin": isinstance(margin, (list, tuple)) and len(margin) == 3 and all(map(real_number, margin)),
-                 "act_ratio": real_number(self.act_ratio) and 0 < self.act_ratio <= 1,
-                 "save_freq": whole_number(self.save_freq) and self.save_freq >= 1,
-                 "merge_freq": whole_number(self.merge_freq) and self.merge_freq >= self.save_freq
-                 and self.merge_freq % self.save_freq == 0,
-                 "density": real_number(self.density) and 0 < self.density <= 1,
-                 "retrieve": isinstance(self.retrieve, bool),
-                 "locality_per_edit": whole_number(self.locality_per_edit) and self.locality_per_edit >= 1,
-                 "batch_size": whole_number(self.batch_size) and self.batch_size >= 1,
-                 "max_retain_routing": real_number(self.max_retain_routing) and 0 <= self.max_retain_routing <= 1}
-        for name, ok in rules.items():
-            if not ok:
-                raise E2UError(f"wise: hyper-parameter {name} is out of range: {getattr(self, name)!r} (edit_lr, "
-                               "norm_constraint > 0; mask_ratio, act_ratio, density in (0, 1]; act_margin three "
-                               "numbers; merge_freq a multiple of save_freq; n_iter, batch_size >= 1)")
-        return self
+        return {"weight_decay": (real_number(self.weight_decay) and self.weight_decay >= 0, "a number >= 0"),
+                "mask_ratio": (real_number(self.mask_ratio) and 0 < self.mask_ratio <= 1, share),
+                "norm_constraint": (real_number(self.norm_constraint) and self.norm_constraint > 0, "a number > 0"),
+                "act_margin": (isinstance(margin, (list, tuple)) and len(margin) == 3 and all(map(real_number, margin)),
+                               "three numbers [alpha, beta, gamma]"),
+                "act_ratio": (real_number(self.act_ratio) and 0 < self.act_ratio <= 1, share),
+                "save_freq": (whole_number(self.save_freq) and self.save_freq >= 1, "an integer >= 1"),
+                "merge_freq": (whole_number(self.merge_freq) and whole_number(self.save_freq) and self.save_freq >= 1
+                               and self.merge_freq % self.save_freq == 0, "a multiple of save_freq"),
+                "density": (real_number(self.density) and 0 < self.density <= 1, share),
+                "retrieve": (isinstance(self.retrieve, bool), "true or false"),
+                "locality_per_edit": (whole_number(self.locality_per_edit) and self.locality_per_edit >= 1,
+                                      "an integer >= 1")}
 
 
 @dataclass
