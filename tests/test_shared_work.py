@@ -36,3 +36,16 @@ def test_each_setting_is_prepared_once_and_only_editor_settings_need_statistics(
         ("setting", "setting b", "model smollm2-135m-instruct")]
     assert [step_for_cell(steps, c).name for c in cells] == ["statistics a", "statistics a", "setting b"]
     assert len(steps[2].cells) == 2  # one pass over the union of both editors' layers
+
+
+def test_memory_editors_wait_for_their_setting_only_and_stay_out_of_the_statistics_step():
+    """GRACE and WISE need no context templates or key statistics: a statistics step built with them failed on
+    GRACE's missing `n_context_templates` (and took every editor of the setting down with it)."""
+    cells = [CellParams(setting="a", data_source="mini", method="rome"),
+             CellParams(setting="a", data_source="mini", method="grace"),
+             CellParams(setting="a", data_source="mini", method="wise"),
+             CellParams(setting="b", data_source="fictional", method="grace")]
+    steps = plan_shared_steps(cells)
+    assert [s.name for s in steps] == ["model smollm2-135m-instruct", "setting a", "statistics a", "setting b"]
+    assert [c.method for c in steps[2].cells] == ["rome"]
+    assert [step_for_cell(steps, c).name for c in cells] == ["statistics a", "setting a", "setting a", "setting b"]

@@ -171,10 +171,10 @@ def warm_shared_work(point: ScalingPoint, load: Callable | None = None) -> float
     from .arch import find_arch
     from .editing.locate import shared_context_templates
     from .editing.stats import layer_moments
-    from .methods import get_method, method_hparams, statistics_layers
+    from .methods import locates, method_hparams, statistics_layers
 
     started = time.perf_counter()
-    if get_method(point.method).kind != "editing":
+    if not locates(point.method):
         return 0.0
     model, tokenizer = (load or _loader(point))()
     hp = method_hparams(point.method, model, point.model, point.hparams)
@@ -238,9 +238,9 @@ def measure_in_subprocess(point: ScalingPoint, path: str | Path, timeout: float 
     """`measure_point` in a fresh Python process (after `warm_shared_work` in another, for editors), so that
     the point's peak memory is its own; the measurement written to `path`. A failed child is an E2UError
     carrying its last lines of stderr."""
-    from .methods import get_method
+    from .methods import locates
 
-    steps = [["warm", point.to_json()]] if get_method(point.method).kind == "editing" else []
+    steps = [["warm", point.to_json()]] if locates(point.method) else []
     steps.append(["measure", point.to_json(), str(path)])
     for args in steps:
         try:

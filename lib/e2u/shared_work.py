@@ -40,7 +40,7 @@ def _setting_of(cell: CellParams) -> tuple:
 
 def plan_shared_steps(cells: list[CellParams]) -> list[SharedStep]:
     """The steps these cells share, in an order that respects `after` (models, settings, statistics)."""
-    from .methods import get_method
+    from .methods import locates
 
     models: dict[str, list[CellParams]] = {}
     settings: dict[tuple, list[CellParams]] = {}
@@ -54,14 +54,14 @@ def plan_shared_steps(cells: list[CellParams]) -> list[SharedStep]:
         if any(step.name == name for step in steps):  # two data sets under one setting name: keep both
             name = f"{name} #{sum(step.kind == 'setting' for step in steps)}"
         steps.append(SharedStep("setting", name, tuple(group), after=f"model {first.model}"))
-        editors = tuple(c for c in group if get_method(c.method).kind == "editing")
+        editors = tuple(c for c in group if locates(c.method))
         if editors:
             steps.append(SharedStep("statistics", name.replace("setting", "statistics", 1), editors, after=name))
     return steps
 
 
 def step_for_cell(steps: list[SharedStep], cell: CellParams) -> SharedStep:
-    """The last step `cell` waits for: its setting's statistics if it edits, else its setting."""
+    """The last step `cell` waits for: its setting's statistics if it locates then edits, else its setting."""
     mine = [s for s in steps if s.kind != "model" and cell in s.cells]
     return mine[-1]
 
