@@ -12,7 +12,6 @@ from types import MappingProxyType
 from typing import Callable
 
 from .editing import alphaedit, grace, memit, rome, wise
-from .editing.locate import LocateHParams
 from .errors import E2UError
 from .hparams import build_hparams, family_defaults
 from .unlearning import dpo, gradient_ascent, gradient_difference, idk, kl, npo, rmu, simnpo
@@ -61,12 +60,6 @@ def method_hparams(name: str, model, model_name: str, overrides: dict | None):
     values.update(family_defaults(name, model_type, model_name))
     values.update(overrides or {})
     return build_hparams(method.hparams, values, f"method {name}")
-
-
-def locates(name: str) -> bool:
-    """Whether `name` locates then edits (ROME, MEMIT, AlphaEdit): it needs context templates and key statistics,
-    which a study prepares once, before its cells. GRACE and WISE are editors that need neither."""
-    return issubclass(get_method(name).hparams, LocateHParams)
 
 
 def statistics_layers(name: str, model, hp) -> list[int]:

@@ -171,7 +171,8 @@ def warm_shared_work(point: ScalingPoint, load: Callable | None = None) -> float
     from .arch import find_arch
     from .editing.locate import shared_context_templates
     from .editing.stats import layer_moments
-    from .methods import locates, method_hparams, statistics_layers
+    from .methods import method_hparams, statistics_layers
+    from .shared_work import locates
 
     started = time.perf_counter()
     if not locates(point.method):
@@ -238,7 +239,7 @@ def measure_in_subprocess(point: ScalingPoint, path: str | Path, timeout: float 
     """`measure_point` in a fresh Python process (after `warm_shared_work` in another, for editors), so that
     the point's peak memory is its own; the measurement written to `path`. A failed child is an E2UError
     carrying its last lines of stderr."""
-    from .methods import locates
+    from .shared_work import locates
 
     steps = [["warm", point.to_json()]] if locates(point.method) else []
     steps.append(["measure", point.to_json(), str(path)])

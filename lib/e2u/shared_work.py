@@ -38,9 +38,17 @@ def _setting_of(cell: CellParams) -> tuple:
             cell.batch_size, cell.nli_model)
 
 
+def locates(method: str) -> bool:
+    """Whether `method` locates then edits (ROME, MEMIT, AlphaEdit): it needs context templates and key
+    statistics, prepared once per setting before its cells. GRACE and WISE are editors that need neither."""
+    from .editing.locate import LocateHParams
+    from .methods import get_method
+
+    return issubclass(get_method(method).hparams, LocateHParams)
+
+
 def plan_shared_steps(cells: list[CellParams]) -> list[SharedStep]:
     """The steps these cells share, in an order that respects `after` (models, settings, statistics)."""
-    from .methods import locates
 
     models: dict[str, list[CellParams]] = {}
     settings: dict[tuple, list[CellParams]] = {}
