@@ -209,3 +209,17 @@ def test_a_grace_cell_runs_through_papermill_with_its_routing_and_saves_its_adap
     assert adaptor.meta()["entries"] == result["log"]["entries"]
     notebook = (tmp_path / "book" / "runs" / "tiny" / "pretrained" / "grace-seed0.ipynb").read_text()
     assert "Routing to the memory" in notebook and "routed (at the last prompt token)" in notebook
+
+
+def test_a_cell_whose_memory_fails_is_measured_and_flagged_not_reported_as_success(tmp_path):
+    from e2u.cell import CellParams, run_cell
+    from test_study_end_to_end import write_tiny_study
+
+    write_tiny_study(tmp_path)
+    cell = CellParams(model=str(tmp_path / "model"), data_source="jsonl", data_path=str(tmp_path / "data"),
+                      method="grace", hparams={"layer": 2, "n_iter": 3, "eps_ratio": 50.0, "max_retain_routing": 0.0},
+                      max_new_tokens=4, batch_size=4)
+    result = run_cell(cell)
+    assert result["failed_edit"].startswith("grace: the edit failed: the memory answers for")
+    assert result["method_title"] == "GRACE (failed edit)"
+    assert result["routing"]["neighbour"]["routed"] >= 1  # measured with the failed memory attached

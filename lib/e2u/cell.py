@@ -24,7 +24,7 @@ from .aggregates import aggregates
 from .entailment import load_entailment
 from .evaluate import evaluate_dataset, evaluation_parts, summarise
 from .editing.adaptor import MemoryAdaptor
-from .editing.routing import routing_report
+from .editing.routing import FailedEdit, routing_report
 from . import cache
 from .arch import find_arch
 from .files import sha256_of_json, write_json_atomic
@@ -173,7 +173,12 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     problem = UnlearningProblem(splits["forget"], retain_records(splits), params.refusal, params.seed,
                                 load_reference=lambda: load_model(models.target, params.device or None,
                                                                   params.dtype or None)[0])
-    outcome = run_method(params.method, model, tokenizer, problem, hp)
+    try:
+        outcome = run_method(params.method, model, tokenizer, problem, hp)
+    except FailedEdit as failed:  # measured anyway, with the memory attached, and flagged in the result
+        log.warning("%s", failed)
+        memory = failed.adaptor
+        outcome = type(memory).restore(model, memory.site, memory.tensors(), memory.meta(), memory.log)
     timings["unlearn"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -206,6 +211,9 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     }
     if routing is not None:
         result["routing"] = routing
+    if outcome.log.get("failed_edit"):
+        result["failed_edit"] = outcome.log["failed_edit"]
+        result["method_title"] += " (failed edit)"
     if retain is not None:
         result["summary"]["retain_model"] = summarise(retain)
         result["aggregates"]["retain_model"] = aggregates(summarise(retain), retain, retain)

@@ -23,7 +23,12 @@ from .memory_rows import MemoryRows, memory_rows
 
 
 class FailedEdit(E2UError):
-    """A memory-based edit that routes (nearly) every kept prompt to its memory."""
+    """A memory-based edit whose memory answers for too many kept prompts. The model is left unedited; the
+    (detached) memory is `adaptor`, so that a study can measure what it would have done and flag the result."""
+
+    def __init__(self, message: str, adaptor: MemoryAdaptor):
+        super().__init__(message)
+        self.adaptor = adaptor
 
 
 def routed_rows(model, adaptor: MemoryAdaptor, rows: MemoryRows) -> list[dict]:
@@ -75,7 +80,8 @@ def check_retain_routing(model, adaptor: MemoryAdaptor, kept: MemoryRows, max_ra
     adaptor.log["retain_routing"] = summary
     if summary["routed_rate"] is not None and summary["routed_rate"] > max_rate:
         adaptor.remove()
-        raise FailedEdit(f"{method}: the edit failed: the memory answers for {summary['routed']} of "
+        adaptor.log["failed_edit"] = (f"{method}: the edit failed: the memory answers for {summary['routed']} of "
                          f"{summary['prompts']} kept questions ({summary['routed_rate']:.0%}, above "
                          f"max_retain_routing {max_rate}); the {setting} routes kept prompts to the memory: {remedy}")
+        raise FailedEdit(adaptor.log["failed_edit"], adaptor)
     return summary
