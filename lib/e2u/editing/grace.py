@@ -31,7 +31,7 @@ from ..errors import E2UError
 from ..hparams import real_number
 from ..hooks import trace
 from .adaptor import MemoryAdaptor
-from .memory_rows import MemoryRows, UpperPass, edit_chunks, edit_row_nll, locality_pairs, memory_rows
+from .memory_rows import MemoryRows, UpperPass, edit_chunks, edit_row_nll, locality_pairs, memory_rows, pad_id
 from .values import frozen_parameters
 from .memory_site import MemoryHParams, memory_layer
 from .routing import check_retain_routing
@@ -166,8 +166,7 @@ def edit(model, tokenizer, requests, locality, hp: GraceHParams) -> Codebook:
     site = arch.mlp_out_path(layer)
     codebook = Codebook(model, site, arch.key_size, arch.hidden_size)
     device = input_device(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    upper = UpperPass(model, layer if hp.reuse_frozen else 0, pad)
+    upper = UpperPass(model, layer if hp.reuse_frozen else 0, pad_id(tokenizer))
     if not locality:
         codebook.remove()
         raise E2UError("grace: the radius is set from the key norms of kept questions, and this problem has none "

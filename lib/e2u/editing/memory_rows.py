@@ -58,8 +58,12 @@ def memory_rows(tokenizer, edits: Sequence[tuple[str, str]], locality: Sequence[
     """Rows for (question, target) edit pairs and (question, answer) locality pairs."""
     examples = [Example(list(question_ids(tokenizer, q)), list(encode_answer(tokenizer, a)))
                 for q, a in [*edits, *locality]]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return MemoryRows(examples, example_batch(examples, pad, device), len(edits))
+    return MemoryRows(examples, example_batch(examples, pad_id(tokenizer), device), len(edits))
+
+
+def pad_id(tokenizer) -> int:
+    """The id rows are padded with: the tokenizer's pad token, else its EOS (as finetuning pads)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 class UpperPass:

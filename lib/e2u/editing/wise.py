@@ -38,7 +38,7 @@ from ..errors import E2UError
 from ..hparams import real_number, whole_number
 from ..models import input_device
 from .adaptor import MemoryAdaptor
-from .memory_rows import MemoryRows, UpperPass, edit_chunks, edit_row_nll, locality_pairs, memory_rows
+from .memory_rows import MemoryRows, UpperPass, edit_chunks, edit_row_nll, locality_pairs, memory_rows, pad_id
 from .values import frozen_parameters
 from .memory_site import MemoryHParams, memory_layer, project
 from .routing import check_retain_routing
@@ -213,8 +213,7 @@ def edit(model, tokenizer, requests, locality, hp: WiseHParams) -> SideMemory:
     site = arch.mlp_out_path(layer)
     memory = SideMemory(model, site, getattr(model.config, "hidden_act", None) or "gelu_new")
     device = input_device(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    upper = UpperPass(model, layer if hp.reuse_frozen else 0, pad)
+    upper = UpperPass(model, layer if hp.reuse_frozen else 0, pad_id(tokenizer))
     draw = random.Random(f"wise:{hp.seed}")
     masks = torch.Generator(device="cpu").manual_seed(hp.seed)
     mask = (torch.rand(memory.main.shape, generator=masks) < hp.mask_ratio).to(memory.main.device)
