@@ -223,3 +223,23 @@ def test_a_cell_whose_memory_fails_is_measured_and_flagged_not_reported_as_succe
     assert result["failed_edit"].startswith("grace: the edit failed: the memory answers for")
     assert result["method_title"] == "GRACE (failed edit)"
     assert result["routing"]["neighbour"]["routed"] >= 1  # measured with the failed memory attached
+
+
+def test_a_merged_wise_memory_is_measured_on_its_own_weight():
+    """After a TIES merge the disjoint task vectors add up, so every score grows; the merged memory's
+    threshold is act_ratio x the smallest in-scope score of the merged weight over all its edits, not the
+    smallest of its shards' thresholds (which routed most kept questions of the pretrained study)."""
+    model, tokenizer = make_tiny_llama(initializer_range=0.2)
+    before = {q: generate(model, tokenizer, q) for q in KEPT}
+    locality = [(q, tokenizer.decode(before[q], skip_special_tokens=True)) for q in KEPT]
+    hp = wise.WiseHParams(save_freq=1, merge_freq=2, locality_per_edit=4, n_iter=20)
+    memory = wise.edit(model, tokenizer, [EditRequest(q, REFUSAL, None) for q in EDITED], locality, hp)
+    (merged,) = memory.shards
+    parts = [e["min_in_scope_score"] * hp.act_ratio for e in memory.log["edits"]]
+    assert merged.edits == 2 and merged.requests == [(q, REFUSAL) for q in EDITED]
+    rows = wise.memory_rows(tokenizer, merged.requests, [], model.device)
+    upper = wise.UpperPass(model, 0, wise.pad_id(tokenizer))
+    assert merged.threshold == pytest.approx(hp.act_ratio * memory.in_scope_floor(merged.weight, upper, model, rows),
+                                             rel=1e-5)
+    assert merged.threshold != pytest.approx(min(parts), rel=1e-3)
+    assert "threshold" in memory.log["edits"][-1]["events"][-1]

@@ -15,12 +15,16 @@ Editing a request (WISE section 3, `memory_rows` give the positions):
   3. threshold = act_ratio x the smallest in-scope score any edit of the shard reached.
 Every `save_freq` edits the shard is closed and a new one starts from W with a new mask; every
 `merge_freq` edits the shards closed since the last merge are merged by TIES (trim to `density`,
-elect signs, disjoint mean) into one. Retrieve mode routes each position to the shard with the highest
+elect signs, disjoint mean) into one, whose threshold is step 3 again on the merged weight and every
+edit it holds. Retrieve mode routes each position to the shard with the highest
 score above its own threshold; with `retrieve: false` every merge folds all shards into one memory.
 
 Ours, where the reference differs: routing per position (the reference averages the score over a
 sequence's tokens, which during KV-cached generation is the score of the one new token anyway), the
-margin loss per position, and the threshold from the smallest per-position in-scope score.
+margin loss per position, the threshold from the smallest per-position in-scope score, and the merged
+memory's threshold measured on the merged weight: the task vectors of disjoint shards add up, so every
+score of the merged memory — a kept question's too — is larger than either shard's, and the smallest of
+the shards' thresholds (what it was before) sent 17 of the 20 kept questions of the pretrained study to it.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class Shard:
     weight: torch.Tensor
     threshold: float
     edits: int
+    requests: list = field(default_factory=list)  # (question, target) of its edits, to measure a merge on
 
 
 class SideMemory(MemoryAdaptor):
@@ -101,7 +106,8 @@ class SideMemory(MemoryAdaptor):
         self.main = self.module.weight.detach()
         self.shards: list[Shard] = []
         self.current = Shard(self.main.float().clone(), float("inf"), 0)
-        self.in_scores: torch.Tensor | None = None  # the last forward's scores, while training
+        self.probe: torch.Tensor | None = None  # while set, this weight answers everywhere (training, calibration)
+        self.in_scores: torch.Tensor | None = None  # ... and the last forward's scores under it
 
     def memories(self) -> list[Shard]:
         return self.shards + ([self.current] if self.current.edits else [])
@@ -112,8 +118,8 @@ class SideMemory(MemoryAdaptor):
         return side, torch.linalg.vector_norm(self.act(side.float()) - self.act(y.float()), dim=-1)
 
     def route(self, x, y):
-        if self.training:  # the shard being edited answers everywhere; its scores feed the margin loss
-            side, self.in_scores = self.score(self.current.weight, x, y)
+        if self.probe is not None:  # the weight being trained or measured answers everywhere; its scores are kept
+            side, self.in_scores = self.score(self.probe, x, y)
             return side.to(y.dtype), torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
         best = torch.full(x.shape[:-1], -1.0, device=x.device)
         out = y
@@ -128,11 +134,23 @@ class SideMemory(MemoryAdaptor):
         self.shards.append(self.current)
         self.current = Shard(self.main.float().clone(), float("inf"), 0)
 
-    def merge(self, count: int, density: float) -> None:
-        """TIES-merge the last `count` closed shards into one (threshold: the smallest of theirs)."""
+    def merge(self, count: int, density: float) -> Shard:
+        """TIES-merge the last `count` closed shards into one; its threshold is for the caller to measure."""
         group, self.shards = self.shards[-count:], self.shards[:-count]
         weight = ties_merge(self.main.float(), [s.weight for s in group], density)
-        self.shards.append(Shard(weight, min(s.threshold for s in group), sum(s.edits for s in group)))
+        merged = Shard(weight, float("inf"), sum(s.edits for s in group), [r for s in group for r in s.requests])
+        self.shards.append(merged)
+        return merged
+
+    def in_scope_floor(self, weight: torch.Tensor, upper: UpperPass, model, rows: MemoryRows) -> float:
+        """The smallest score of `weight` at the edit rows' answer positions (step 3's min)."""
+        self.probe = weight
+        try:
+            with torch.no_grad():
+                upper.logits(model, rows)
+            return float(self.in_scores[rows.answer_positions & rows.is_edit_row[:, None]].min())
+        finally:
+            self.probe, self.in_scores = None, None
 
     def tensors(self):
         out = {f"shard{i}": s.weight for i, s in enumerate(self.shards)}
@@ -171,7 +189,7 @@ def train_shard(model, memory: SideMemory, rows: MemoryRows, mask: torch.Tensor,
     optimiser = torch.optim.SGD([weight], lr=hp.edit_lr, weight_decay=hp.weight_decay)
     in_scope = rows.answer_positions & rows.is_edit_row[:, None]
     out_scope = rows.batch["attention_mask"].bool() & ~rows.is_edit_row[:, None]
-    previous, memory.training = None, True
+    previous, memory.probe = None, weight
     try:
         for step in range(hp.n_iter):
             logits, targets = upper.logits(model, rows)
@@ -189,14 +207,10 @@ def train_shard(model, memory: SideMemory, rows: MemoryRows, mask: torch.Tensor,
                 main = memory.main.float()
                 weight.copy_(torch.clamp(weight, main - hp.norm_constraint, main + hp.norm_constraint))
     finally:
-        memory.training = False
-        memory.in_scores = None
+        memory.probe, memory.in_scores = None, None
         weight.requires_grad_(False)
     with torch.no_grad():
-        memory.training = True
-        upper.logits(model, rows)
-        reached = float(memory.in_scores[in_scope].min())
-        memory.training, memory.in_scores = False, None
+        reached = memory.in_scope_floor(weight, upper, model, rows)
     return {"steps": step + 1, "final_nll": round(nll.item(), 4), "final_loss": round(loss.item(), 4),
             "min_in_scope_score": round(reached, 4)}
 
@@ -225,6 +239,7 @@ def edit(model, tokenizer, requests, locality, hp: WiseHParams) -> SideMemory:
         with torch.enable_grad(), frozen_parameters(model):  # gradients for the memory only
             outcome = train_shard(model, memory, rows, mask, upper, hp)
         memory.current.edits += 1
+        memory.current.requests += [(r.question, r.target) for r in chunk]
         memory.current.threshold = min(memory.current.threshold, hp.act_ratio * outcome["min_in_scope_score"])
         done += 1
         events = []
@@ -234,8 +249,12 @@ def edit(model, tokenizer, requests, locality, hp: WiseHParams) -> SideMemory:
             events.append("shard closed")
         if done % hp.merge_freq == 0:
             count = len(memory.shards) if not hp.retrieve else hp.merge_freq // hp.save_freq
-            memory.merge(min(count, len(memory.shards)), hp.density)
-            events.append(f"merged {count} shards (TIES)")
+            merged = memory.merge(min(count, len(memory.shards)), hp.density)
+            merged_rows = memory_rows(tokenizer, merged.requests, [], device)
+            upper.prepare(model, merged_rows)
+            with torch.no_grad():
+                merged.threshold = hp.act_ratio * memory.in_scope_floor(merged.weight, upper, model, merged_rows)
+            events.append(f"merged {count} shards (TIES), threshold {merged.threshold:.2f}")
         per_edit.append({"edit": number, "requests": len(chunk), **outcome, "events": events})
         log.info("WISE edit %d: %d steps, NLL %.3f, min in-scope score %.2f %s", number, outcome["steps"],
                  outcome["final_nll"], outcome["min_in_scope_score"], " ".join(events))
