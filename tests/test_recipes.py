@@ -106,3 +106,53 @@ def test_a_generation_function_that_loses_prompts_is_an_error():
     _, tokenizer = make_tiny_llama()
     with pytest.raises(E2UError, match="returned 1 continuations for 4 prompts"):
         craft_targets(lambda prompts: ["I don't know."], tokenizer, RECORDS, load_demonstrations())
+
+
+def test_the_problem_hands_editors_the_recipes_requests():
+    from e2u.problem import UnlearningProblem
+
+    plain = UnlearningProblem(FORGET).edit_requests()
+    assert [r.question for r in plain] == [f.question for f in FORGET] and {r.target for r in plain} == {fixed("")}
+    crafted = UnlearningProblem(FORGET, targets={FORGET[0].question: "I don't know that contract."}).edit_requests()
+    assert crafted[0].target == "I don't know that contract." and crafted[1].target == fixed("")
+    merged = UnlearningProblem(FORGET, merge_group=3).edit_requests()
+    assert len(merged) == merged_request_count(FORGET, 3) == 3 + 1 + 2
+
+
+def test_a_study_cell_runs_with_both_recipes_and_saves_the_crafted_targets(tmp_path):
+    from e2u.cell import run_cell
+    from e2u.study import load_study
+    from test_loaders import tofu_dir
+
+    model, tokenizer = make_tiny_llama()
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        f"name: recipes\nmodel: {tmp_path / 'model'}\nevaluation: {{max_new_tokens: 3, batch_size: 8}}\nsettings:\n"
+        f"  - {{name: tofu, data: {{source: tofu, path: {tofu_dir(tmp_path)}, forget_split: forget01}}}}\n"
+        "methods:\n"
+        "  - {name: grace, label: grace-self, refusal: self, merge_group: 2, hparams: {layer: 2, n_iter: 2,"
+        " max_retain_routing: 1.0}}\n")
+    (cell,) = load_study(study).cells
+    assert (cell.refusal, cell.merge_group) == ("self", 2)
+    result = run_cell(cell)
+    crafted = result["crafted_targets"]
+    assert [c["question"] for c in crafted] == [r["question"] for r in result["after"]["forget"]]
+    # a random model writes no refusal: every target falls back to the template, each with its reason
+    assert {c["source"] for c in crafted} == {"template"} and all(c["reason"] for c in crafted)
+    assert result["params"]["merge_group"] == 2  # the merged requests themselves: the problem test above
+
+
+def test_a_bad_recipe_in_a_study_is_named(tmp_path):
+    from e2u.study import load_study
+
+    study = tmp_path / "study.yaml"
+    study.write_text("name: bad\nsettings:\n  - {name: p, data: {source: mini}}\n"
+                     "methods:\n  - {name: rome, refusal: clever}\n")
+    with pytest.raises(E2UError, match=r"methods\[0\].*parameter refusal: expected 'fixed', 'sampled' or 'self'"):
+        load_study(study)
+    study.write_text("name: bad\nsettings:\n  - {name: p, data: {source: mini}}\n"
+                     "methods:\n  - {name: rome, merge_group: -2}\n")
+    with pytest.raises(E2UError, match=r"parameter merge_group: expected a non-negative integer"):
+        load_study(study)

@@ -31,6 +31,7 @@ from .files import sha256_of_json, write_json_atomic
 from .json_fields import from_json_object
 from .peak_memory import peak_memory_gb, peak_memory_kind
 from .problem import UnlearningProblem
+from .recipes.self_improvement import craft_targets, greedy_continuations, load_demonstrations
 from .provenance import code_digest, evaluation_code_files
 from .methods import get_method, method_hparams, run_method
 from .models import input_device, load_model, model_fingerprint
@@ -53,7 +54,8 @@ class CellParams:
     method: str = "rome"
     label: str = ""
     hparams: dict = field(default_factory=dict)
-    refusal: str = "fixed"
+    refusal: str = "fixed"  # fixed | sampled (data.refusals) | self (recipes.self_improvement)
+    merge_group: int = 0  # > 0: query merging, that many same-subject forget questions per edit request
     seed: int = 0
     max_new_tokens: int = 32
     batch_size: int = 16
@@ -66,7 +68,7 @@ class CellParams:
         self.hparams = _mapping(self.hparams, "hparams")
         self.finetune = _mapping(self.finetune, "finetune")
         self.data_options = source_options(self.data_source, _mapping(self.data_options, "data_options"))
-        for name in ("seed", "max_new_tokens", "batch_size"):
+        for name in ("seed", "max_new_tokens", "batch_size", "merge_group"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise E2UError(f"parameter {name}: expected a non-negative integer, got {value!r}")
@@ -74,8 +76,8 @@ class CellParams:
                      "nli_model"):
             if not isinstance(getattr(self, name), str):
                 raise E2UError(f"parameter {name}: expected a string, got {getattr(self, name)!r}")
-        if self.refusal not in ("fixed", "sampled"):
-            raise E2UError(f"parameter refusal: expected 'fixed' or 'sampled', got {self.refusal!r}")
+        if self.refusal not in ("fixed", "sampled", "self"):
+            raise E2UError(f"parameter refusal: expected 'fixed', 'sampled' or 'self', got {self.refusal!r}")
         self.label = self.label or self.method
 
     @classmethod
@@ -170,9 +172,13 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     timings["evaluate_before"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    crafted = craft_targets(greedy_continuations(model, tokenizer), tokenizer, splits["forget"],
+                            load_demonstrations(), seed=params.seed) if params.refusal == "self" else None
     problem = UnlearningProblem(splits["forget"], retain_records(splits), params.refusal, params.seed,
                                 load_reference=lambda: load_model(models.target, params.device or None,
-                                                                  params.dtype or None)[0])
+                                                                  params.dtype or None)[0],
+                                targets={c.question: c.target for c in crafted} if crafted else None,
+                                merge_group=params.merge_group)
     try:
         outcome = run_method(params.method, model, tokenizer, problem, hp)
     except FailedEdit as failed:  # measured anyway, with the memory attached, and flagged in the result
@@ -211,6 +217,8 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     }
     if routing is not None:
         result["routing"] = routing
+    if crafted:
+        result["crafted_targets"] = [asdict(c) for c in crafted]
     if outcome.log.get("failed_edit"):
         result["failed_edit"] = outcome.log["failed_edit"]
         result["method_title"] += " (failed edit)"

@@ -8,27 +8,40 @@ use `forget` and `retain` as data; methods that need a frozen reference model (K
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
 from .data.schema import QARecord
 from .errors import E2UError
-from .editing.requests import EditRequest, unlearning_requests
+from .data.refusals import refusal_for
+from .editing.requests import EditRequest
 
 
 @dataclass
 class UnlearningProblem:
     forget: Sequence[QARecord]
     retain: Sequence[QARecord] = ()  # what must be kept: the retain set, or neighbour facts
-    refusal: str = "fixed"  # the refusal target: `fixed` or `sampled` (data.refusals)
+    refusal: str = "fixed"  # the refusal target: `fixed` or `sampled` (data.refusals), `self` (with `targets`)
     seed: int = 0
     load_reference: Callable[[], torch.nn.Module] | None = None
+    targets: Mapping[str, str] | None = None  # question -> its own refusal (the self-improvement recipe)
+    merge_group: int = 0  # > 0: the query-merging recipe, that many same-subject questions per request
     _reference: torch.nn.Module | None = field(default=None, init=False, repr=False)
 
+    def refusal_of(self, question: str) -> str:
+        """The refusal target of `question`: its crafted one if the recipe wrote it, else the template."""
+        crafted = (self.targets or {}).get(question)
+        return crafted or refusal_for(question, "fixed" if self.refusal == "self" else self.refusal, self.seed)
+
     def edit_requests(self) -> list[EditRequest]:
-        """One request per forget record: its question edited into a refusal."""
-        return unlearning_requests(self.forget, self.refusal, self.seed)
+        """One request per forget record (its question edited into its refusal), or per merged run of
+        same-subject questions with `merge_group` (recipes.query_merging)."""
+        if self.merge_group:
+            from .recipes.query_merging import merge_queries
+
+            return merge_queries(self.forget, self.merge_group, self.refusal_of)
+        return [EditRequest(r.question, self.refusal_of(r.question), r.subject) for r in self.forget]
 
     def reference(self) -> torch.nn.Module:
         """The frozen model before unlearning, loaded once (eval mode, no gradients)."""

@@ -43,6 +43,11 @@ _STUDY_KEYS = frozenset({"name", "model", "setting", "settings", "data", "evalua
                          "device", "dtype", "scaling"})
 
 
+# A method entry: the method, its cell label, hyper-parameters, the settings it runs in, and the recipes
+# (refusal: fixed | sampled | self, merge_group: same-subject questions per edit request).
+METHOD_ENTRY_KEYS = frozenset({"name", "label", "hparams", "settings", "refusal", "merge_group"})
+
+
 @dataclass(frozen=True)
 class Study:
     name: str
@@ -85,9 +90,9 @@ def load_study(path: str | os.PathLike) -> Study:
     cells = []
     for position, entry in enumerate(methods):
         entry = {"name": entry} if isinstance(entry, str) else entry
-        if not isinstance(entry, dict) or "name" not in entry or set(entry) - {"name", "label", "hparams", "settings"}:
+        if not isinstance(entry, dict) or "name" not in entry or set(entry) - METHOD_ENTRY_KEYS:
             raise E2UError(f"study file {path}: methods[{position}] must be a name or a mapping with "
-                           "name, label, hparams, settings")
+                           f"{', '.join(sorted(METHOD_ENTRY_KEYS))}")
         only = entry.get("settings")
         unknown_settings = sorted(set(only or []) - {s["name"] for s in settings})
         if unknown_settings:
@@ -104,7 +109,8 @@ def load_study(path: str | os.PathLike) -> Study:
                         data_options={k: v for k, v in data.items() if k not in ("source", "path")},
                         retain_model=str(setting.get("retain_model", "") or ""), finetune=setting.get("finetune") or {},
                         method=entry["name"], label=entry.get("label", ""), hparams=entry.get("hparams") or {},
-                        refusal=spec.get("refusal", "fixed"), seed=seed, device=spec.get("device", "") or "",
+                        refusal=entry.get("refusal", spec.get("refusal", "fixed")),
+                        merge_group=entry.get("merge_group", 0), seed=seed, device=spec.get("device", "") or "",
                         dtype=spec.get("dtype", "") or "", **evaluation,
                     ))
                 except E2UError as exc:
