@@ -243,3 +243,26 @@ def test_a_merged_wise_memory_is_measured_on_its_own_weight():
                                              rel=1e-5)
     assert merged.threshold != pytest.approx(min(parts), rel=1e-3)
     assert "threshold" in memory.log["edits"][-1]["events"][-1]
+
+
+def test_wise_answers_a_prefill_row_as_one_sequence_and_padding_decides_nothing():
+    """WISE routes rows: an edited question's prefill goes to the memory at every position (as in training,
+    where the memory is on at every prompt position), a kept one at none; in a left-padded batch the
+    padding positions take no part in the decision, so each row generates what it generates alone."""
+    model, tokenizer, memory, before = edited_model("wise")
+    with memory.recording() as masks:
+        generate(model, tokenizer, EDITED[1], n=2)
+        generate(model, tokenizer, KEPT[1], n=2)
+    assert bool(masks[0].all()) and not bool(masks[2].any())
+    questions = [EDITED[1], KEPT[1], UNRELATED[0]]
+    ids = [question_ids(tokenizer, q) for q in questions]
+    width = max(map(len, ids))
+    padded = torch.tensor([[tokenizer.pad_token_id] * (width - len(i)) + i for i in ids])
+    mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids])
+    out = model.generate(padded, attention_mask=mask, max_new_tokens=8, do_sample=False,
+                         pad_token_id=tokenizer.pad_token_id)[:, width:].tolist()
+    memory.remove()
+    bare = model.generate(padded, attention_mask=mask, max_new_tokens=8, do_sample=False,
+                          pad_token_id=tokenizer.pad_token_id)[:, width:].tolist()
+    refusal = tokenizer(REFUSAL, add_special_tokens=False)["input_ids"]
+    assert out[0][: len(refusal)] == refusal and out[1:] == bare[1:]

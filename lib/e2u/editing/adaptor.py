@@ -10,6 +10,11 @@ memory answers instead. So what is evaluated is what a user gets when the edited
 * `load_adaptor(model, path)`: refuses a file made for another model, naming both fingerprints.
 * `remove()`: unhooks; the model computes exactly what it computed before.
 * `recording()`: collects the routing decisions of the forward passes inside the block (`routing.py`).
+* `valid_positions(x)` and `continues_cache`: which positions of the projection's input are tokens, not
+  padding, and whether the pass continues a KV cache (a decoding step, answer tokens after a prefill) or
+  starts one (a prefill, a full pass) — noted from the arguments of the forward pass of the model's body
+  under way by a pre-hook, forgotten by a hook that always runs; outside one (a pass started at a block)
+  every position counts and the pass starts afresh.
 """
 
 from __future__ import annotations
@@ -40,10 +45,14 @@ class MemoryAdaptor:
         self.fingerprint = model_fingerprint(model)
         self.module = model.get_submodule(site)
         self.log = dict(log or {})
-        self.training = False  # while a method trains its memory, `route` may answer from it everywhere
         self._bypassed = False
         self._recordings: list[torch.Tensor] | None = None
+        self._attention_mask: torch.Tensor | None = None
+        self.continues_cache = False
         self._handle = self.module.register_forward_hook(self._hook)
+        body = getattr(model, "base_model", model)  # evaluation calls the body alone after a prefill
+        self._pass_handles = [body.register_forward_pre_hook(self._note_pass, with_kwargs=True),
+                              body.register_forward_hook(self._forget_pass, always_call=True)]
 
     # --- what a subclass provides -------------------------------------------------------------
     def route(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,6 +81,23 @@ class MemoryAdaptor:
             self._recordings.append(routed.detach().cpu())
         return (new, *output[1:]) if isinstance(output, tuple) else new
 
+    def _note_pass(self, module, args, kwargs):
+        self._attention_mask = kwargs.get("attention_mask")
+        past = kwargs.get("past_key_values")
+        length = past.get_seq_length() if hasattr(past, "get_seq_length") else len(past or ())
+        self.continues_cache = length > 0
+
+    def _forget_pass(self, module, args, output):
+        self._attention_mask, self.continues_cache = None, False
+
+    def valid_positions(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, length) bool: the positions of `x` that hold tokens. With a KV cache the attention
+        mask covers the past and the new positions; the new ones are its last `length` columns."""
+        mask, shape = self._attention_mask, x.shape[:-1]
+        if mask is None or mask.dim() != 2 or mask.shape[0] != shape[0] or mask.shape[1] < shape[1]:
+            return torch.ones(shape, dtype=torch.bool, device=x.device)
+        return mask[:, mask.shape[1] - shape[1]:].to(device=x.device, dtype=torch.bool)
+
     @contextmanager
     def recording(self) -> Iterator[list[torch.Tensor]]:
         """The routing mask of every forward pass run inside the block, in order."""
@@ -99,6 +125,10 @@ class MemoryAdaptor:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+            for handle in self._pass_handles:
+                handle.remove()
+            self._pass_handles = []
+            self._forget_pass(None, None, None)
 
     # --- files ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -17,6 +17,8 @@ from typing import Sequence
 import torch
 
 from ..errors import E2UError
+from ..batching import padded
+from ..kv_context import cache_of, prefill
 from ..models import input_device
 from .adaptor import MemoryAdaptor
 from .memory_rows import MemoryRows, memory_rows
@@ -32,14 +34,24 @@ class FailedEdit(E2UError):
 
 
 def routed_rows(model, adaptor: MemoryAdaptor, rows: MemoryRows) -> list[dict]:
-    """Per row: routed at the first answer position, the share of answer positions routed."""
+    """Per row: routed at the first answer position, the share of answer positions routed.
+
+    The passes are those of generation: the prompts prefilled (left padded), then the answer tokens
+    after them in one pass that continues the cache — so a memory that decides a prefill as a whole
+    (WISE) and each later token on its own is measured as a user's `generate` meets it."""
+    device = input_device(model)
+    prompts = [example.prompt for example in rows.examples]
+    answers = [example.answer[:-1] for example in rows.examples]  # a[:-1]: the positions that choose a[1:]
     with torch.no_grad(), adaptor.recording() as masks:
-        model(input_ids=rows.batch["input_ids"], attention_mask=rows.batch["attention_mask"], use_cache=False)
-    routed = masks[-1]
-    where = rows.answer_positions.cpu()
+        context = prefill(model, prompts, 0)
+        if max(map(len, answers)):
+            answer_ids, answer_mask = padded(answers, 0, "right", device)
+            model(input_ids=answer_ids, attention_mask=torch.cat([context.mask, answer_mask], dim=1),
+                  position_ids=context.lengths[:, None] + torch.arange(answer_ids.shape[1], device=device),
+                  past_key_values=cache_of(model, context), use_cache=True)
     out = []
-    for row in range(routed.shape[0]):
-        decided = routed[row][where[row]]
+    for row, answer in enumerate(answers):
+        decided = torch.cat([masks[0][row, -1:], masks[1][row, : len(answer)] if len(masks) > 1 else masks[0][row, :0]])
         out.append({"first": bool(decided[0]), "share": float(decided.float().mean()), "anywhere": bool(decided.any())})
     return out
 
