@@ -71,6 +71,11 @@ def key_tokens(answer: str, question: str) -> set[str]:
     return {w for w in _words(answer) if w not in asked and w not in STOP_WORDS and (len(w) >= 2 or w.isdigit())}
 
 
+def leaked_words(text: str, answer: str, question: str) -> list[str]:
+    """The key tokens of `answer` (asked by `question`) that `text` contains, sorted."""
+    return sorted(key_tokens(answer, question) & set(_words(text)))
+
+
 def rejection(continuation: str, record: QARecord, max_words: int) -> str:
     """Why `continuation` cannot be the target ('' when it can)."""
     text = continuation.strip()
@@ -78,7 +83,7 @@ def rejection(continuation: str, record: QARecord, max_words: int) -> str:
         return "empty"
     if not is_refusal(text):
         return "not a refusal"
-    leaked = sorted(key_tokens(record.answer, record.question) & set(_words(text)))
+    leaked = leaked_words(text, record.answer, record.question)
     if leaked:
         return f"leaks the answer ({', '.join(leaked)})"
     if len(text.split()) > max_words:

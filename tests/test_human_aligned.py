@@ -1,0 +1,71 @@
+"""The human-aligned refusal checks and the rephrase robustness score on fixed inputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from conftest import make_tiny_llama
+from e2u.errors import E2UError
+from e2u.human_aligned import AlignmentBounds, judge, measure, rates
+from e2u.rephrase_robustness import robustness
+
+BOUNDS = AlignmentBounds(max_perplexity=50.0, min_fit=0.3)
+QUESTION = "Who wrote the novel Thunder Road?"
+TRUTH = "Marguerite Okafor wrote it."
+
+
+def test_each_check_fails_on_its_own():
+    good = judge("I'm not familiar with the novel Thunder Road.", TRUTH, QUESTION, 12.0, 0.6, BOUNDS)
+    assert good["aligned"] and good["leaked"] == []
+    assert not judge("Marguerite Okafor.", TRUTH, QUESTION, 12.0, 0.6, BOUNDS)["refusal"]
+    leak = judge("I don't know, maybe Okafor.", TRUTH, QUESTION, 12.0, 0.6, BOUNDS)
+    assert leak["refusal"] and not leak["no_leak"] and leak["leaked"] == ["okafor"] and not leak["aligned"]
+    assert not judge("I don't know.", TRUTH, QUESTION, 51.0, 0.6, BOUNDS)["fluent"]
+    assert not judge("I don't know.", TRUTH, QUESTION, 12.0, 0.29, BOUNDS)["on_topic"]
+
+
+def test_rates_count_each_check_and_all_four():
+    items = [judge("I don't know about Thunder Road.", TRUTH, QUESTION, 10.0, 0.5, BOUNDS),
+             judge("I don't know.", TRUTH, QUESTION, 10.0, 0.1, BOUNDS),
+             judge("Okafor", TRUTH, QUESTION, 80.0, 0.5, BOUNDS),
+             judge("I'm not sure.", TRUTH, QUESTION, 10.0, 0.4, BOUNDS)]
+    assert rates(items) == {"refusal": 0.75, "fluent": 0.75, "no_leak": 0.75, "on_topic": 0.75, "aligned": 0.5,
+                            "items": 4}
+    assert rates([])["aligned"] is None
+
+
+class StubEmbedder:
+    def __init__(self, value: float):
+        self.value = value
+
+    def cosine(self, a, b):
+        return [self.value] * len(a)
+
+
+def test_measure_scores_perplexity_under_the_given_model():
+    model, tokenizer = make_tiny_llama()
+    with pytest.raises(E2UError, match="2 questions, 2 answers and 1 true answers"):
+        measure(model, tokenizer, StubEmbedder(0.5), ["what is the river ?"] * 2, ["the river .", ""],
+                ["the mountain"], BOUNDS)
+    out = measure(model, tokenizer, StubEmbedder(0.5), ["what is the river ?"] * 2, ["the river .", ""],
+                  ["the mountain"] * 2, AlignmentBounds(max_perplexity=1e9, min_fit=0.3))
+    first, empty = out["per_item"]
+    assert 1 < first["perplexity"] < 1e9 and first["fluent"]  # a random model: high but finite
+    assert empty["perplexity"] == math.inf and not empty["fluent"] and empty["refusal"]
+    with pytest.raises(E2UError, match="max_perplexity must be a number > 1"):
+        AlignmentBounds(max_perplexity=0.5).check()
+
+
+def test_rephrase_robustness_on_fixed_summaries():
+    before = {"forget": {"rouge1_recall": 0.9, "probability": 0.5, "mrr": 0.8, "top_hit": 1.0},
+              "forget_paraphrased": {"rouge1_recall": 0.7, "probability": 0.4, "mrr": 0.6, "top_hit": 0.9}}
+    after = {"forget": {"rouge1_recall": 0.1, "probability": 0.48, "mrr": 0.2, "top_hit": 0.2},
+             "forget_paraphrased": {"rouge1_recall": 0.5, "probability": 0.39, "mrr": 0.3, "top_hit": None}}
+    out = robustness(before, after)
+    assert out["rouge1_recall"] == {"gap": 0.4, "held": 0.25, "reason": ""}  # (0.7 - 0.5) / (0.9 - 0.1)
+    assert out["mrr"]["held"] == pytest.approx(0.5)
+    assert out["probability"]["held"] is None and "forgot 0.020" in out["probability"]["reason"]
+    assert out["top_hit"]["reason"] == "top_hit not measured"
+    assert "no 'forget_paraphrased' split" in robustness(before, {"forget": after["forget"]})["reason"]
