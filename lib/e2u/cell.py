@@ -35,6 +35,7 @@ from .recipes.self_improvement import craft_targets, greedy_continuations, load_
 from .provenance import code_digest, evaluation_code_files
 from .methods import get_method, method_hparams, run_method
 from .models import input_device, load_model, model_fingerprint
+from .sequential import chunk_report, forget_chunks
 from .setting_models import setting_models
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class CellParams:
     hparams: dict = field(default_factory=dict)
     refusal: str = "fixed"  # fixed | sampled (data.refusals) | self (recipes.self_improvement)
     merge_group: int = 0  # > 0: query merging, that many same-subject forget questions per edit request
+    chunks: int = 1  # > 1: sequential unlearning, the forget set in that many chunks, evaluated after each
     seed: int = 0
     max_new_tokens: int = 32
     batch_size: int = 16
@@ -68,7 +70,7 @@ class CellParams:
         self.hparams = _mapping(self.hparams, "hparams")
         self.finetune = _mapping(self.finetune, "finetune")
         self.data_options = source_options(self.data_source, _mapping(self.data_options, "data_options"))
-        for name in ("seed", "max_new_tokens", "batch_size", "merge_group"):
+        for name in ("seed", "max_new_tokens", "batch_size", "merge_group", "chunks"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise E2UError(f"parameter {name}: expected a non-negative integer, got {value!r}")
@@ -78,6 +80,8 @@ class CellParams:
                 raise E2UError(f"parameter {name}: expected a string, got {getattr(self, name)!r}")
         if self.refusal not in ("fixed", "sampled", "self"):
             raise E2UError(f"parameter refusal: expected 'fixed', 'sampled' or 'self', got {self.refusal!r}")
+        if self.chunks < 1:
+            raise E2UError(f"parameter chunks: expected an integer >= 1, got {self.chunks!r}")
         self.label = self.label or self.method
 
     @classmethod
@@ -174,18 +178,28 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     clock = time.perf_counter()
     crafted = craft_targets(greedy_continuations(model, tokenizer), tokenizer, splits["forget"],
                             load_demonstrations(), seed=params.seed) if params.refusal == "self" else None
-    problem = UnlearningProblem(splits["forget"], retain_records(splits), params.refusal, params.seed,
-                                load_reference=lambda: load_model(models.target, params.device or None,
-                                                                  params.dtype or None)[0],
-                                targets={c.question: c.target for c in crafted} if crafted else None,
-                                merge_group=params.merge_group)
-    try:
-        outcome = run_method(params.method, model, tokenizer, problem, hp)
-    except FailedEdit as failed:  # measured anyway, with the memory attached, and flagged in the result
-        log.warning("%s", failed)
-        memory = failed.adaptor
-        outcome = type(memory).restore(model, memory.site, memory.tensors(), memory.meta(), memory.log)
-    timings["unlearn"] = time.perf_counter() - clock
+    parts = forget_chunks(splits["forget"], params.chunks)
+    outcome, chunk_reports, chunk_seconds = None, [], 0.0
+    for number, part in enumerate(parts):
+        problem = UnlearningProblem(part, retain_records(splits), params.refusal, params.seed,
+                                    load_reference=lambda: load_model(models.target, params.device or None,
+                                                                      params.dtype or None)[0],
+                                    targets={c.question: c.target for c in crafted} if crafted else None,
+                                    merge_group=params.merge_group)
+        try:
+            outcome = run_method(params.method, model, tokenizer, problem, hp, previous=outcome)
+        except FailedEdit as failed:  # measured anyway, with the memory attached, and flagged in the result
+            log.warning("%s", failed)
+            memory = failed.adaptor
+            outcome = type(memory).restore(model, memory.site, memory.tensors(), memory.meta(), memory.log)
+        if number < len(parts) - 1:  # the last chunk is evaluated as every cell is, below
+            evaluated = time.perf_counter()
+            chunk_reports.append(chunk_report(number, parts, evaluate_dataset(
+                model, tokenizer, splits, params.max_new_tokens, params.batch_size, entailment=scorer)))
+            chunk_seconds += time.perf_counter() - evaluated
+    timings["unlearn"] = time.perf_counter() - clock - chunk_seconds
+    if len(parts) > 1:
+        timings["evaluate_chunks"] = chunk_seconds
 
     clock = time.perf_counter()
     after = evaluate_dataset(model, tokenizer, splits, params.max_new_tokens, params.batch_size, entailment=scorer)
@@ -217,6 +231,8 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     }
     if routing is not None:
         result["routing"] = routing
+    if len(parts) > 1:
+        result["chunks"] = chunk_reports + [chunk_report(len(parts) - 1, parts, after)]
     if crafted:
         result["crafted_targets"] = [asdict(c) for c in crafted]
     if outcome.log.get("failed_edit"):

@@ -71,6 +71,12 @@ def statistics_layers(name: str, model, hp) -> list[int]:
     return []
 
 
-def run_method(name: str, model, tokenizer, problem, hp):
-    """`name`'s apply on the unlearning problem; the model changes in place."""
+def run_method(name: str, model, tokenizer, problem, hp, previous=None):
+    """`name`'s apply on the unlearning problem; the model changes in place. `previous`, the outcome of an
+    earlier chunk of sequential unlearning: a memory editor goes on editing that memory; every other
+    method starts from the weights the earlier chunk left."""
+    from .editing.adaptor import MemoryAdaptor
+
+    if isinstance(previous, MemoryAdaptor):
+        return get_method(name).apply(model, tokenizer, problem, hp, memory=previous)
     return get_method(name).apply(model, tokenizer, problem, hp)

@@ -44,8 +44,9 @@ _STUDY_KEYS = frozenset({"name", "model", "setting", "settings", "data", "evalua
 
 
 # A method entry: the method, its cell label, hyper-parameters, the settings it runs in, and the recipes
-# (refusal: fixed | sampled | self, merge_group: same-subject questions per edit request).
-METHOD_ENTRY_KEYS = frozenset({"name", "label", "hparams", "settings", "refusal", "merge_group"})
+# (refusal: fixed | sampled | self, merge_group: same-subject questions per edit request, chunks: the forget
+# set unlearned in that many chunks, one after another).
+METHOD_ENTRY_KEYS = frozenset({"name", "label", "hparams", "settings", "refusal", "merge_group", "chunks"})
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def load_study(path: str | os.PathLike) -> Study:
                         retain_model=str(setting.get("retain_model", "") or ""), finetune=setting.get("finetune") or {},
                         method=entry["name"], label=entry.get("label", ""), hparams=entry.get("hparams") or {},
                         refusal=entry.get("refusal", spec.get("refusal", "fixed")),
-                        merge_group=entry.get("merge_group", 0), seed=seed, device=spec.get("device", "") or "",
+                        merge_group=entry.get("merge_group", 0), chunks=entry.get("chunks", 1), seed=seed,
+                        device=spec.get("device", "") or "",
                         dtype=spec.get("dtype", "") or "", **evaluation,
                     ))
                 except E2UError as exc:

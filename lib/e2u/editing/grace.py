@@ -157,26 +157,31 @@ def train_values(model, codebook: Codebook, rows: MemoryRows, entries: list[int]
     return {"steps": step + 1, "final_nll": round(nll.item(), 4)}
 
 
-def edit(model, tokenizer, requests, locality, hp: GraceHParams) -> Codebook:
-    """Attach a codebook to `model` and edit `requests` into it, `hp.batch_size` at a time."""
+def edit(model, tokenizer, requests, locality, hp: GraceHParams, codebook: Codebook | None = None) -> Codebook:
+    """Attach a codebook to `model` — or go on editing `codebook`, attached to it by an earlier call — and
+    edit `requests` into it, `hp.batch_size` at a time."""
     hp.check()
     started = time.perf_counter()
     arch = find_arch(model)
     layer = memory_layer(model, hp.layer, "grace")
     site = arch.mlp_out_path(layer)
-    codebook = Codebook(model, site, arch.key_size, arch.hidden_size)
-    device = input_device(model)
-    upper = UpperPass(model, layer if hp.reuse_frozen else 0, pad_id(tokenizer))
     if not locality:
-        codebook.remove()
         raise E2UError("grace: the radius is set from the key norms of kept questions, and this problem has none "
                        "(give retain or neighbour records)")
+    if codebook is None:
+        codebook = Codebook(model, site, arch.key_size, arch.hidden_size)
+    elif codebook.site != site or not codebook.attached:
+        raise E2UError(f"grace: the codebook to continue sits at {codebook.site} (attached: {codebook.attached}); "
+                       f"these hyper-parameters edit {site}")
+    device = input_device(model)
+    upper = UpperPass(model, layer if hp.reuse_frozen else 0, pad_id(tokenizer))
     kept = memory_rows(tokenizer, [], locality, device)
     norm = key_norm_median(model, codebook, kept)
     eps_init = hp.eps_ratio * norm
-    generator = torch.Generator(device="cpu").manual_seed(hp.seed)
-    per_edit = []
-    for number, chunk in enumerate(edit_chunks(requests, hp.batch_size)):
+    per_edit = list(codebook.log.get("edits", []))
+    first = len(per_edit)
+    generator = torch.Generator(device="cpu").manual_seed(hp.seed * 1_000_003 + first)
+    for number, chunk in enumerate(edit_chunks(requests, hp.batch_size), start=first):
         rows = memory_rows(tokenizer, [(r.question, r.target) for r in chunk], [], device)
         keys, labels, outputs = answer_keys(model, codebook, rows)
         entries = []
@@ -193,12 +198,13 @@ def edit(model, tokenizer, requests, locality, hp: GraceHParams) -> Codebook:
                     "eps_init": round(eps_init, 4), "entries": len(codebook.keys),
                     "radius_median": round(float(codebook.radii.median()), 4) if len(codebook.radii) else None,
                     "edits": per_edit, "shortcut": upper.states is not None,
-                    "seconds": round(time.perf_counter() - started, 2)}
+                    "seconds": round(codebook.log.get("seconds", 0) + time.perf_counter() - started, 2)}
     check_retain_routing(model, codebook, kept, hp.max_retain_routing, "grace", f"radius eps_ratio {hp.eps_ratio}",
                          "lower eps_ratio")
     return codebook
 
 
-def apply(model, tokenizer, problem, hp: GraceHParams) -> Codebook:
-    """The forget questions edited into refusals in a codebook; the kept questions set the radius scale."""
-    return edit(model, tokenizer, problem.edit_requests(), locality_pairs(model, tokenizer, problem), hp)
+def apply(model, tokenizer, problem, hp: GraceHParams, memory: Codebook | None = None) -> Codebook:
+    """The forget questions edited into refusals in a codebook (a new one, or `memory` continued); the kept
+    questions set the radius scale."""
+    return edit(model, tokenizer, problem.edit_requests(), locality_pairs(model, tokenizer, problem), hp, memory)

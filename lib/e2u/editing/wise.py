@@ -110,6 +110,7 @@ class SideMemory(MemoryAdaptor):
         self.current = Shard(self.main.float().clone(), float("inf"), 0)
         self.probe: torch.Tensor | None = None  # while set, this weight answers everywhere (training, calibration)
         self.in_scores: torch.Tensor | None = None  # ... and the last forward's scores under it
+        self.edits_done = 0  # edits made into this memory, over every call of `edit`
 
     def memories(self) -> list[Shard]:
         return self.shards + ([self.current] if self.current.edits else [])
@@ -170,17 +171,24 @@ class SideMemory(MemoryAdaptor):
 
     def meta(self):
         return {"act": self.act_name, "shards": len(self.shards), "current_edits": self.current.edits,
+                "edits_done": self.edits_done,
                 "thresholds": [s.threshold for s in self.memories()],
-                "shard_edits": [s.edits for s in self.shards]}
+                "shard_edits": [s.edits for s in self.shards],
+                "shard_requests": [s.requests for s in self.memories()]}
 
     @classmethod
     def restore(cls, model, site, tensors, meta, log):
         memory = cls(model, site, meta["act"], log)
         device = memory.main.device
         thresholds, edits = meta["thresholds"], meta["shard_edits"]
-        memory.shards = [Shard(tensors[f"shard{i}"].to(device), thresholds[i], edits[i]) for i in range(meta["shards"])]
+        requests = [[tuple(r) for r in part] for part in meta.get("shard_requests", [])]
+        requests += [[] for _ in range(meta["shards"] + 1 - len(requests))]
+        memory.shards = [Shard(tensors[f"shard{i}"].to(device), thresholds[i], edits[i], requests[i])
+                         for i in range(meta["shards"])]
         if meta["current_edits"]:
-            memory.current = Shard(tensors["current"].to(device), thresholds[-1], meta["current_edits"])
+            memory.current = Shard(tensors["current"].to(device), thresholds[-1], meta["current_edits"],
+                                   requests[meta["shards"]])
+        memory.edits_done = meta.get("edits_done", sum(edits) + meta["current_edits"])
         return memory
 
 
@@ -231,8 +239,15 @@ def train_shard(model, memory: SideMemory, rows: MemoryRows, mask: torch.Tensor,
             "min_in_scope_score": round(reached, 4)}
 
 
-def edit(model, tokenizer, requests, locality, hp: WiseHParams) -> SideMemory:
-    """Attach a side memory to `model` and edit `requests` into it, `hp.batch_size` at a time."""
+def shard_mask(memory: SideMemory, hp: WiseHParams) -> torch.Tensor:
+    """The random gradient mask of the shard being edited, drawn from the seed and the shard's number."""
+    draw = torch.Generator(device="cpu").manual_seed(hp.seed * 1_000_003 + len(memory.shards))
+    return (torch.rand(memory.main.shape, generator=draw) < hp.mask_ratio).to(memory.main.device)
+
+
+def edit(model, tokenizer, requests, locality, hp: WiseHParams, memory: SideMemory | None = None) -> SideMemory:
+    """Attach a side memory to `model` — or go on editing `memory`, attached to it by an earlier call — and
+    edit `requests` into it, `hp.batch_size` at a time."""
     hp.check()
     if not locality:
         raise E2UError("wise: WISE needs locality prompts (kept questions: the retain or neighbour records) to "
@@ -241,15 +256,19 @@ def edit(model, tokenizer, requests, locality, hp: WiseHParams) -> SideMemory:
     arch = find_arch(model)
     layer = memory_layer(model, hp.layer, "wise")
     site = arch.mlp_out_path(layer)
-    memory = SideMemory(model, site, getattr(model.config, "hidden_act", None) or "gelu_new")
+    if memory is None:
+        memory = SideMemory(model, site, getattr(model.config, "hidden_act", None) or "gelu_new")
+    elif memory.site != site or not memory.attached:
+        raise E2UError(f"wise: the memory to continue sits at {memory.site} (attached: {memory.attached}); "
+                       f"these hyper-parameters edit {site}")
     device = input_device(model)
     upper = UpperPass(model, layer if hp.reuse_frozen else 0, pad_id(tokenizer))
-    draw = random.Random(f"wise:{hp.seed}")
-    masks = torch.Generator(device="cpu").manual_seed(hp.seed)
-    mask = (torch.rand(memory.main.shape, generator=masks) < hp.mask_ratio).to(memory.main.device)
-    per_edit, done = [], 0
-    for number, chunk in enumerate(edit_chunks(requests, hp.batch_size)):
-        kept = draw.sample(list(locality), min(hp.locality_per_edit * len(chunk), len(locality)))
+    mask = shard_mask(memory, hp)
+    per_edit, done = list(memory.log.get("edits", [])), memory.edits_done
+    for chunk in edit_chunks(requests, hp.batch_size):
+        number = done
+        kept = random.Random(f"wise:{hp.seed}:{number}").sample(
+            list(locality), min(hp.locality_per_edit * len(chunk), len(locality)))
         rows = memory_rows(tokenizer, [(r.question, r.target) for r in chunk], kept, device)
         upper.prepare(model, rows)
         with torch.enable_grad(), frozen_parameters(model):  # gradients for the memory only
@@ -257,11 +276,11 @@ def edit(model, tokenizer, requests, locality, hp: WiseHParams) -> SideMemory:
         memory.current.edits += 1
         memory.current.requests += [(r.question, r.target) for r in chunk]
         memory.current.threshold = min(memory.current.threshold, hp.act_ratio * outcome["min_in_scope_score"])
-        done += 1
+        done = memory.edits_done = done + 1
         events = []
         if done % hp.save_freq == 0:
             memory.close_shard()
-            mask = (torch.rand(memory.main.shape, generator=masks) < hp.mask_ratio).to(memory.main.device)
+            mask = shard_mask(memory, hp)
             events.append("shard closed")
         if done % hp.merge_freq == 0:
             count = len(memory.shards) if not hp.retrieve else hp.merge_freq // hp.save_freq
@@ -276,13 +295,15 @@ def edit(model, tokenizer, requests, locality, hp: WiseHParams) -> SideMemory:
                  outcome["final_nll"], outcome["min_in_scope_score"], " ".join(events))
     memory.log = {"method": "wise", "layer": layer, "site": site, "shards": len(memory.shards),
                   "thresholds": [round(t, 4) for t in memory.meta()["thresholds"]], "edits": per_edit,
-                  "shortcut": upper.states is not None, "seconds": round(time.perf_counter() - started, 2)}
+                  "shortcut": upper.states is not None,
+                  "seconds": round(memory.log.get("seconds", 0) + time.perf_counter() - started, 2)}
     all_kept = memory_rows(tokenizer, [], locality, device)
     check_retain_routing(model, memory, all_kept, hp.max_retain_routing, "wise",
                          f"routing threshold (act_ratio {hp.act_ratio})", "raise act_ratio or act_margin")
     return memory
 
 
-def apply(model, tokenizer, problem, hp: WiseHParams) -> SideMemory:
-    """The forget questions edited into refusals in a side memory, trained against the kept questions."""
-    return edit(model, tokenizer, problem.edit_requests(), locality_pairs(model, tokenizer, problem), hp)
+def apply(model, tokenizer, problem, hp: WiseHParams, memory: SideMemory | None = None) -> SideMemory:
+    """The forget questions edited into refusals in a side memory (a new one, or `memory` continued),
+    trained against the kept questions."""
+    return edit(model, tokenizer, problem.edit_requests(), locality_pairs(model, tokenizer, problem), hp, memory)

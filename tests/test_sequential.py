@@ -1,0 +1,86 @@
+"""Sequential unlearning: the forget set in chunks, each unlearned from the model the previous one left; a
+memory editor goes on editing its memory; the cell evaluates after every chunk."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import make_tiny_llama
+from e2u.editing import grace, wise
+from e2u.editing.requests import EditRequest
+from e2u.errors import E2UError
+from e2u.sequential import forget_chunks
+from test_memory_editors import EDITED, KEPT, REFUSAL, generate
+
+
+def test_chunks_cover_the_forget_set_once_in_order():
+    records = list(range(10))
+    parts = forget_chunks(records, 3)
+    assert [len(p) for p in parts] == [4, 3, 3] and sum(parts, []) == records
+    assert forget_chunks(records, 10) == [[r] for r in records]
+    with pytest.raises(E2UError, match="11 chunks of a forget set of 10 questions; at most 10"):
+        forget_chunks(records, 11)
+    with pytest.raises(E2UError, match="parameter chunks: expected an integer >= 1, got 0"):
+        forget_chunks(records, 0)
+
+
+@pytest.mark.parametrize("method", ["grace", "wise"])
+def test_a_memory_editor_continues_its_memory_and_keeps_the_earlier_edits(method):
+    model, tokenizer = make_tiny_llama(initializer_range=0.2)
+    locality = [(q, tokenizer.decode(generate(model, tokenizer, q), skip_special_tokens=True)) for q in KEPT]
+    first, second = ([EditRequest(q, REFUSAL, None)] for q in EDITED)
+    if method == "grace":
+        hp = grace.GraceHParams(eps_ratio=0.2)
+        memory = grace.edit(model, tokenizer, first, locality, hp)
+        again = grace.edit(model, tokenizer, second, locality, hp, memory)
+        assert len(again.log["edits"]) == 2 and set(again.edit_ids.tolist()) == {0, 1}
+    else:
+        hp = wise.WiseHParams(save_freq=1, merge_freq=1000, locality_per_edit=8, mask_ratio=1.0)
+        memory = wise.edit(model, tokenizer, first, locality, hp)
+        again = wise.edit(model, tokenizer, second, locality, hp, memory)
+        assert again.edits_done == 2 and len(again.shards) == 2 and [e["edit"] for e in again.log["edits"]] == [0, 1]
+    assert again is memory
+    refusal = tokenizer(REFUSAL, add_special_tokens=False)["input_ids"]
+    for question in EDITED:
+        assert generate(model, tokenizer, question)[: len(refusal)] == refusal, question
+    memory.remove()
+    with pytest.raises(E2UError, match=f"{method}: the .* to continue sits at .*attached: False"):
+        (grace.edit(model, tokenizer, first, locality, hp, memory) if method == "grace"
+         else wise.edit(model, tokenizer, first, locality, hp, memory))
+
+
+@pytest.mark.parametrize("method, hparams", [("grace", "{layer: 2, n_iter: 2, max_retain_routing: 1.0}"),
+                                             ("gradient_ascent", "{epochs: 1, batch_size: 2, lr: 1.0e-3}")])
+def test_a_cell_in_chunks_is_evaluated_after_every_chunk(tmp_path, method, hparams):
+    from e2u.cell import run_cell
+    from e2u.study import load_study
+    from test_loaders import tofu_dir
+
+    model, tokenizer = make_tiny_llama()
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        f"name: chunks\nmodel: {tmp_path / 'model'}\nevaluation: {{max_new_tokens: 3, batch_size: 8}}\nsettings:\n"
+        f"  - {{name: tofu, data: {{source: tofu, path: {tofu_dir(tmp_path)}, forget_split: forget01}}}}\n"
+        f"methods:\n  - {{name: {method}, chunks: 2, hparams: {hparams}}}\n")
+    (cell,) = load_study(study).cells
+    result = run_cell(cell)
+    n = len(result["after"]["forget"])
+    chunks = result["chunks"]
+    assert [c["chunk"] for c in chunks] == [0, 1] and chunks[-1]["questions_unlearned"] == n
+    assert 0 < chunks[0]["questions_unlearned"] < n and chunks[0]["forget_rouge1_later"] is not None
+    assert chunks[-1]["summary"]["forget"] == result["summary"]["after"]["forget"]
+    assert result["timings_s"]["evaluate_chunks"] > 0
+    if method == "grace":
+        assert len(result["log"]["edits"]) == n  # one codebook, continued: every question's edit in its log
+
+
+def test_bad_chunks_in_a_study_are_named(tmp_path):
+    from e2u.study import load_study
+
+    study = tmp_path / "study.yaml"
+    study.write_text("name: bad\nsettings:\n  - {name: p, data: {source: mini}}\n"
+                     "methods:\n  - {name: rome, chunks: 0}\n")
+    with pytest.raises(E2UError, match=r"methods\[0\].*parameter chunks: expected an integer >= 1, got 0"):
+        load_study(study)
