@@ -255,7 +255,8 @@ def test_options_are_validated_naming_the_option(options, named):
 
 def test_options_have_defaults_and_unknown_ones_are_named():
     assert PistolOptions.defaults() == {"seed": 0, "n_edges": 5, "n_independent": 2, "forget_edges": None,
-                                        "retain_eval": None, "hub": False, "config": "pistol_data_1"}
+                                        "forget_draw": None, "retain_eval": None, "hub": False,
+                                        "config": "pistol_data_1"}
     assert PistolOptions.of({"forget_edges": ["A_C1", "A_C1"]}).forget_edges == ("A_C1",)
     with pytest.raises(E2UError, match=r"unknown option\(s\) \['n_authors'\]; allowed: .*'retain_eval'"):
         PistolOptions.of({"n_authors": 3})

@@ -84,3 +84,26 @@ def test_bad_chunks_in_a_study_are_named(tmp_path):
                      "methods:\n  - {name: rome, chunks: 0}\n")
     with pytest.raises(E2UError, match=r"methods\[0\].*parameter chunks: expected an integer >= 1, got 0"):
         load_study(study)
+
+
+def test_each_seed_draws_its_own_forget_set(tmp_path):
+    """A data option written "{seed}" takes each study seed: the factual draw and the pistol forget edge."""
+    from e2u.data.pistol import pistol_splits
+    from e2u.study import load_study
+
+    study = tmp_path / "study.yaml"
+    study.write_text("name: seeds\nseeds: [0, 1, 2]\nsettings:\n"
+                     "  - {name: pretrained, data: {source: factual, n_forget: 4, n_retain: 4, seed: '{seed}'}}\n"
+                     "  - {name: finetuned, data: {source: pistol, seed: 0, forget_draw: '{seed}'}}\n"
+                     "methods: [rome]\n")
+    cells = load_study(study).cells
+    assert [c.data_options["seed"] for c in cells if c.setting == "pretrained"] == [0, 1, 2]
+    drawn = [c.data_options["forget_draw"] for c in cells if c.setting == "finetuned"]
+    assert drawn == [0, 1, 2] and all(c.data_options["seed"] == 0 for c in cells if c.setting == "finetuned")
+    forgotten = [pistol_splits(forget_draw=d)["forget"][0].question for d in range(6)]
+    assert len(set(forgotten)) > 1  # different edges for different seeds
+    for d in range(6):
+        splits = pistol_splits(forget_draw=d)
+        assert splits["retain"], "a drawn edge always leaves a linked edge to retain"
+    with pytest.raises(E2UError, match="forget_draw: expected an integer"):
+        pistol_splits(forget_draw="x")

@@ -44,6 +44,9 @@ _STUDY_KEYS = frozenset({"name", "model", "setting", "settings", "data", "evalua
 
 
 # A method entry: the method, its cell label, hyper-parameters, the settings it runs in, and the recipes
+# A data option written "{seed}" takes each study seed in turn: `seed: "{seed}"` (factual: the forget/retain
+# draw) or `forget_draw: "{seed}"` (pistol: the forget edge) gives every seed its own forget set.
+SEED_PLACEHOLDER = "{seed}"
 # (refusal: fixed | sampled | self, merge_group: same-subject questions per edit request, chunks: the forget
 # set unlearned in that many chunks, one after another).
 METHOD_ENTRY_KEYS = frozenset({"name", "label", "hparams", "settings", "refusal", "merge_group", "chunks"})
@@ -101,8 +104,8 @@ def load_study(path: str | os.PathLike) -> Study:
         for setting in settings:
             if only is not None and setting["name"] not in only:
                 continue
-            data = setting["data"]
             for seed in seeds:
+                data = {key: seed if value == SEED_PLACEHOLDER else value for key, value in setting["data"].items()}
                 try:
                     cells.append(CellParams(
                         model=setting.get("model") or spec.get("model", "smollm2-135m-instruct"),
@@ -152,7 +155,8 @@ def _settings(spec: dict, path: Path) -> list[dict]:
             raise E2UError(f"{where}: field 'data' must be a mapping with 'source', optional 'path' and source options")
         data = _paths_resolved(data, path.parent)
         try:
-            source_options(data["source"], {k: v for k, v in data.items() if k not in ("source", "path")})
+            source_options(data["source"], {k: 0 if v == SEED_PLACEHOLDER else v for k, v in data.items()
+                                            if k not in ("source", "path")})
         except E2UError as exc:
             raise E2UError(f"{where}: {exc}") from None
         settings.append({**setting, "data": data})

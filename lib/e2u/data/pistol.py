@@ -66,6 +66,7 @@ class PistolOptions(SourceOptions):
     n_edges: int = 5  # generator: contracts of the connected graph (A_B, then leaves of the hubs A and B)
     n_independent: int = 2  # generator: contracts whose two entities take part in no other
     forget_edges: tuple[str, ...] | None = None  # the edges unlearned; None: the data's first edge
+    forget_draw: int | None = None  # without forget_edges: a seeded draw of one edge that leaves some to retain
     retain_eval: int | None = None  # retain (and independent) questions evaluated, seeded samples; None: all
     hub: bool = False  # read `xinchiqiu/PISTOL` from the hub instead of generating (a data.path wins)
     config: str = "pistol_data_1"  # the hub config
@@ -86,6 +87,9 @@ class PistolOptions(SourceOptions):
                     or not all(isinstance(e, str) and e.strip() for e in edges)):
                 raise E2UError(f"forget_edges: expected a non-empty list of edge names such as ['A_C'], got {edges!r}")
             object.__setattr__(self, "forget_edges", tuple(dict.fromkeys(edges)))
+        if self.forget_draw is not None and not is_int(self.forget_draw):
+            raise E2UError(f"forget_draw: expected an integer (the seed of the forget edge's draw) or null, "
+                           f"got {self.forget_draw!r}")
         if self.retain_eval is not None and (not is_int(self.retain_eval) or self.retain_eval < 1):
             raise E2UError(f"retain_eval: expected an integer >= 1, or null for every retain question, "
                            f"got {self.retain_eval!r}")
@@ -204,13 +208,20 @@ def _sample(records: list[QARecord], cap: int | None, key: str) -> list[QARecord
     return [records[i] for i in sorted(random.Random(f"e2u-pistol-{key}").sample(range(len(records)), cap))]
 
 
+def drawn_forget_edge(edges: Sequence[str], seed: int) -> list[str]:
+    """One edge drawn with `seed` among those that leave a linked edge to retain (never an independent one)."""
+    linked = [e for e in edges if set(edges) - {e} - set(independent_edges(edges, [e]))]
+    return [random.Random(f"forget-edge:{seed}").choice(linked)] if linked else list(edges[:1])
+
+
 def pistol_splits(path: str | Path | None = None, **options) -> dict[str, list[QARecord]]:
     """`forget`, `retain`, `independent` (where the graph has such edges), `retain_train` and `target_train`
     (see the module's docstring); `options` are `PistolOptions` fields, defaults from there."""
     opts = PistolOptions.of(options)
     records = _records(pistol_rows(path, opts))
     edges = list(records)
-    forget = list(opts.forget_edges or edges[:1])
+    forget = list(opts.forget_edges or (drawn_forget_edge(edges, opts.forget_draw) if opts.forget_draw is not None
+                                        else edges[:1]))
     unknown = [e for e in forget if e not in records]
     if unknown:
         raise E2UError(f"forget_edges: no edge {', '.join(map(repr, unknown))} in the data; its edges are "
