@@ -27,3 +27,46 @@ def test_bad_inputs_are_named():
         judge({"pretrained": [float("nan")]}, 0.05)
     with pytest.raises(E2UError, match="at least one comparison"):
         judge({}, 0.05)
+
+
+def fake_result(setting, method, seed, combined=1.0, retain=0.9, forget=(0.9, 0.1), rephrased=(0.8, 0.4),
+                aligned=None, merge_group=0):
+    """A result file's fields that claims_report reads."""
+    before = {"forget": {"rouge1_recall": forget[0]}, "forget_paraphrased": {"rouge1_recall": rephrased[0]},
+              "retain": {"rouge1_recall": 0.95}}
+    after = {"forget": {"rouge1_recall": forget[1]}, "forget_paraphrased": {"rouge1_recall": rephrased[1]},
+             "retain": {"rouge1_recall": retain}}
+    out = {"params": {"setting": setting, "method": method, "seed": seed, "merge_group": merge_group, "chunks": 1},
+           "summary": {"before": before, "after": after},
+           "aggregates": {"after": {"combined_score": {"value": combined}}}}
+    if aligned is not None:
+        out["human_aligned"] = {"rates": {"aligned": aligned}}
+    return out
+
+
+def test_claim_verdicts_from_result_files():
+    from e2u.claims_report import judge_claims
+
+    settings = ["pretrained", "finetuned"]
+    results = []
+    for seed in (0, 1, 2):
+        for setting, lift in (("pretrained", 0.5), ("finetuned", 0.2)):
+            results += [fake_result(setting, m, seed, combined=1.0, aligned=0.1, retain=0.5,
+                                    rephrased=(0.8, 0.75)) for m in ("gradient_ascent", "kl", "rome", "memit")]
+            results += [fake_result(setting, "gradient_difference", seed, combined=1.1, aligned=0.2)]
+            results += [fake_result(setting, m, seed, combined=1.1 + lift + 0.01 * seed, aligned=0.9, retain=0.9)
+                        for m in ("wise", "alphaedit")]
+            # query merging: better for ROME in every seed, worse for MEMIT
+            results += [fake_result(setting, "rome", seed, combined=1.3, merge_group=2),
+                        fake_result(setting, "memit", seed, combined=0.8, merge_group=2)]
+    verdicts = {v.claim.number: v for v in judge_claims(results, settings)}
+    assert verdicts[1].verdict == "holds" and len(verdicts[1].comparisons) == 6
+    gap = next(c for c in verdicts[1].comparisons if c.name == "wise: gap pretrained - gap finetuned")
+    assert gap.mean == pytest.approx(0.3)
+    assert verdicts[2].verdict == "holds"  # editors 0.9 / 0.1 (ROME, MEMIT) vs baselines 0.1 / 0.2
+    assert verdicts[3].verdict == "holds"
+    assert verdicts[4].verdict == "holds partly"  # ROME yes, MEMIT no, in both settings
+    assert {c.name: c.supports for c in verdicts[4].comparisons}["pretrained: memit merged - one per query (combined)"] \
+        is False
+    none = {v.claim.number: v.verdict for v in judge_claims([fake_result("pretrained", "rome", 0)], settings)}
+    assert none == {1: "not measured", 2: "not measured", 3: "not measured", 4: "not measured"}
