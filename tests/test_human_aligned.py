@@ -69,3 +69,43 @@ def test_rephrase_robustness_on_fixed_summaries():
     assert out["probability"]["held"] is None and "forgot 0.020" in out["probability"]["reason"]
     assert out["top_hit"]["reason"] == "top_hit not measured"
     assert "no 'forget_paraphrased' split" in robustness(before, {"forget": after["forget"]})["reason"]
+
+
+def test_weight_deltas_reverted_gives_the_model_before_and_restores_bit_for_bit():
+    import torch
+
+    from e2u.result import WeightDeltas
+
+    model, _ = make_tiny_llama()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    module_path, param_path = "model.layers.1.mlp.down_proj", "model.layers.0.self_attn.q_proj.weight"
+    deltas = {module_path: torch.randn_like(model.get_submodule(module_path).weight) * 0.1,
+              param_path: torch.randn_like(model.get_parameter(param_path)) * 0.1}
+    with torch.no_grad():
+        model.get_submodule(module_path).weight.add_(deltas[module_path])
+        model.get_parameter(param_path).add_(deltas[param_path])
+    edited = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with WeightDeltas(deltas).reverted(model):
+        for name, parameter in model.named_parameters():
+            assert torch.allclose(parameter, before[name], atol=1e-6), name
+    assert all(torch.equal(p, edited[n]) for n, p in model.named_parameters())
+
+
+def test_a_cell_records_its_human_aligned_rates(tmp_path):
+    from e2u.cell import run_cell
+    from e2u.study import load_study
+    from test_loaders import tofu_dir
+
+    model, tokenizer = make_tiny_llama()
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        f"name: aligned\nmodel: {tmp_path / 'model'}\nevaluation: {{max_new_tokens: 3, batch_size: 8}}\nsettings:\n"
+        f"  - {{name: tofu, data: {{source: tofu, path: {tofu_dir(tmp_path)}, forget_split: forget01}}}}\n"
+        "methods:\n  - {name: gradient_ascent, hparams: {epochs: 1, batch_size: 2, lr: 1.0e-3}}\n")
+    (cell,) = load_study(study).cells
+    result = run_cell(cell)
+    aligned = result["human_aligned"]
+    assert aligned["rates"]["items"] == len(result["after"]["forget"]) > 0
+    assert all(i["perplexity"] > 1 for i in aligned["per_item"]) and "human_aligned" in result["timings_s"]

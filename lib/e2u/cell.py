@@ -22,6 +22,7 @@ from .data.sources import source_options
 from .errors import E2UError
 from .aggregates import aggregates
 from .entailment import load_entailment
+from .human_aligned import measure_items
 from .evaluate import evaluate_dataset, evaluation_parts, summarise
 from .editing.adaptor import MemoryAdaptor
 from .editing.routing import FailedEdit, routing_report
@@ -205,6 +206,10 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     after = evaluate_dataset(model, tokenizer, splits, params.max_new_tokens, params.batch_size, entailment=scorer)
     timings["evaluate_after"] = time.perf_counter() - clock
     _mark_unchanged(before, after)
+    clock = time.perf_counter()
+    with unedited(model, outcome):  # the fluency check scores the answers under the model before unlearning
+        aligned = measure_items(model, tokenizer, after.get("forget", []))
+    timings["human_aligned"] = time.perf_counter() - clock
     routing = routing_report(model, tokenizer, outcome, evaluation_parts(splits), after) \
         if isinstance(outcome, MemoryAdaptor) else None
 
@@ -231,6 +236,7 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     }
     if routing is not None:
         result["routing"] = routing
+    result["human_aligned"] = aligned
     if len(parts) > 1:
         result["chunks"] = chunk_reports + [chunk_report(len(parts) - 1, parts, after)]
     if crafted:
@@ -248,6 +254,11 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
             outcome.save(adaptor_path(result_path))
         write_json_atomic(result_path, result)
     return result
+
+
+def unedited(model, outcome):
+    """A block in which `model` computes as before unlearning: the memory bypassed, or the deltas reverted."""
+    return outcome.bypassed() if isinstance(outcome, MemoryAdaptor) else outcome.reverted(model)
 
 
 def adaptor_path(result_path: str | Path) -> Path:

@@ -69,6 +69,20 @@ def perplexities(model, tokenizer, questions: Sequence[str], answers: Sequence[s
     return [math.exp(min(value, 700.0)) if token_ids else math.inf for value, token_ids in zip(nll, ids)]
 
 
+def measure_items(model, tokenizer, items: Sequence[dict], bounds: AlignmentBounds = AlignmentBounds()) -> dict:
+    """`measure` of evaluated items (question, generated, reference) with the default MiniLM embedder, or
+    {"not_computed": why} where it is not installed. `model` must compute as the unedited model does."""
+    from .metrics import ModelUnavailable
+    from .similarity import SentenceEmbedder
+
+    try:
+        embedder = SentenceEmbedder()
+    except ModelUnavailable as error:
+        return {"not_computed": str(error)}
+    return measure(model, tokenizer, embedder, [i["question"] for i in items], [i["generated"] for i in items],
+                   [i["reference"] for i in items], bounds)
+
+
 def measure(model, tokenizer, embedder, questions: Sequence[str], answers: Sequence[str], truths: Sequence[str],
             bounds: AlignmentBounds = AlignmentBounds()) -> dict:
     """Per item `judge` and the `rates`: `model` is the unedited model, `embedder` a `SentenceEmbedder`."""

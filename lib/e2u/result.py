@@ -11,9 +11,10 @@ Both carry the method's `log`; `record()` is what the cell's result file stores 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Iterator, Protocol, runtime_checkable
 
 import torch
 
@@ -33,9 +34,37 @@ class WeightDeltas:
             squares[where] = squares.get(where, 0.0) + float(delta.double().pow(2).sum())
         return {where: round(math.sqrt(total), 6) for where, total in squares.items()}
 
+    @contextmanager
+    def reverted(self, model) -> Iterator[None]:
+        """The model before the change inside the block (each changed weight minus its delta, in float32),
+        its own values back, bit for bit, after it."""
+        targets = {path: stored_layout(model, path, delta) for path, delta in self.deltas.items()}
+        kept = {path: parameter.detach().clone() for path, (parameter, _) in targets.items()}
+        try:
+            with torch.no_grad():
+                for parameter, delta in targets.values():
+                    parameter.copy_(parameter.float() - delta.to(parameter.device, torch.float32))
+            yield
+        finally:
+            with torch.no_grad():
+                for path, value in kept.items():
+                    targets[path][0].copy_(value)
+
     def record(self, layers_path: str) -> dict:
         return {"kind": "weight_deltas", "norm_by_layer": self.norms_by_layer(layers_path),
                 "parameters_changed": len(self.deltas)}
+
+
+def stored_layout(model, path: str, delta: torch.Tensor) -> tuple[torch.nn.Parameter, torch.Tensor]:
+    """(parameter, delta in its layout): a parameter's path as the training loop stores it, or a module's
+    path with a (d_out, d_in) delta as the editors store it (transposed for a GPT-2 Conv1D)."""
+    from .arch import is_conv1d
+
+    try:
+        return model.get_parameter(path), delta
+    except AttributeError:
+        module = model.get_submodule(path)
+        return module.weight, (delta.T if is_conv1d(module) else delta)
 
 
 @runtime_checkable
