@@ -46,6 +46,13 @@ def test_book_builds_the_summary_and_chapters_from_the_result_files(tmp_path):
         entry = rf'href="runs/tiny/{cell.setting}/{cell.cell_id}\.html">(<span[^>]*>)?{re.escape(html.escape(cell.title))}<'
         assert re.search(entry, summary), f"no TOC entry titled {cell.title!r}"
     assert "ROME" in summary and "GA" in summary
+    claims = (pages / "claims.html").read_text()
+    # the tiny study has ROME and GA alone: claim 2 (editors against the paper's baselines) is measured, the
+    # other three, which name WISE, AlphaEdit or merged queries, are not
+    assert "The paper’s claims" in claims or "The paper's claims" in claims
+    assert claims.count("Verdict: <strong>not measured</strong>") == 3
+    assert re.search(r"Editing gives human-aligned refusals\.</strong>[^<]*Verdict: <strong>(holds|holds partly|"
+                     r"does not hold)</strong>", claims)
     cost = (pages / "cost.html").read_text()
     assert "What it cost" in cost and "No GPU run has been made" in cost
     assert _repository_outputs() == before, "e2u book --root wrote into the repository's own book"

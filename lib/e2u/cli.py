@@ -87,7 +87,7 @@ def _study_plan(args) -> int:
     return 0
 
 
-GENERATED_CHAPTERS = ("summary", "cost")  # notebooks/<name>.ipynb executed into book/<name>.ipynb from the results
+GENERATED_CHAPTERS = ("summary", "claims", "cost")  # notebooks/<name>.ipynb executed into book/<name>.ipynb from the results
 
 
 def _book(args) -> int:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 STAGES = (("load", "load"), ("evaluate_before", "evaluate before"), ("unlearn", "unlearn"),
-          ("evaluate_after", "evaluate after"))
+          ("evaluate_chunks", "evaluate after each chunk"), ("evaluate_after", "evaluate after"),
+          ("human_aligned", "human-aligned checks"))
 GPU_CHECK = "gpu_check.json"
 GPU_COMMAND = "bash bench/gpu_check.sh"
 
@@ -52,7 +53,7 @@ def stage_times_figure(results: list[dict]):
         left = [a + b for a, b in zip(left, seconds)]
     ax.invert_yaxis()  # the first cell on top, as in the tables
     ax.set_xlabel("wall time (s)")
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(STAGES), frameon=False)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     plt.close(fig)
     return fig
