@@ -81,7 +81,8 @@ def merging_rows(results: Sequence[dict]) -> pd.DataFrame:
         params = r["params"]
         if params["method"] not in ("rome", "memit") or params.get("chunks", 1) > 1:
             continue
-        rows.append({"method": r["method_title"].split(" (")[0], "setting": params["setting"], "seed": params["seed"],
+        rows.append({"method": r["method_title"].split(" (")[0], "setting": params["setting"].split("-")[0],
+                     "seed": params["seed"],
                      "requests": "merged" if params.get("merge_group", 0) else "one per query",
                      "forget questions": len(r["after"]["forget"]),
                      "combined": (r["aggregates"]["after"].get("combined_score") or {}).get("value")})
@@ -89,7 +90,8 @@ def merging_rows(results: Sequence[dict]) -> pd.DataFrame:
 
 
 def merging_figure(results: Sequence[dict]):
-    """Combined score against the number of forget questions: merged queries against one per query."""
+    """Combined score against the number of forget questions: merged queries against one per query; one
+    panel per kind of setting ("pretrained-n40" is drawn with "pretrained")."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 

@@ -66,6 +66,13 @@ CLAIMS = (
 )
 
 
+def paired_settings(settings: Sequence[str]) -> list[tuple[str, str]]:
+    """(pretrained…, finetuned…) setting names that differ only in that word: "pretrained" and "finetuned",
+    "pretrained-llama2" and "finetuned-llama2"."""
+    return [(name, "finetuned" + name[len("pretrained"):]) for name in settings
+            if name.startswith("pretrained") and "finetuned" + name[len("pretrained"):] in settings]
+
+
 def _values(results: Sequence[dict], setting: str, methods: Sequence[str], score: Callable[[dict], float | None],
             merged: bool = False) -> dict[int, float]:
     """{seed: mean of `score` over the cells of `methods` in `setting` (the group's mean, per seed)}."""
@@ -103,10 +110,10 @@ def claim_differences(claim: Claim, results: Sequence[dict], settings: Sequence[
                 mine = _values(results, setting, [method], combined)
                 gaps[setting, method] = {s: mine[s] - best[s] for s in set(mine) & set(best)}
                 out[f"{setting}: {method} - best paper baseline (combined)"] = _minus(mine, best)
-        if "pretrained" in settings and "finetuned" in settings:
+        for pretrained, finetuned in paired_settings(settings):
             for method in ("wise", "alphaedit"):
-                out[f"{method}: gap pretrained - gap finetuned"] = _minus(gaps["pretrained", method],
-                                                                           gaps["finetuned", method])
+                out[f"{method}: gap {pretrained} - gap {finetuned}"] = _minus(gaps[pretrained, method],
+                                                                               gaps[finetuned, method])
     elif claim.number == 2:
         for setting in settings:
             out[f"{setting}: editors - paper baselines (human-aligned rate)"] = _minus(
