@@ -60,3 +60,25 @@ def few_threads():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def saved_tiny_model(tmp_path):
+    """A tiny random model and its tokenizer saved in `tmp_path / "model"` (its path), as a study names one."""
+    model, tokenizer = make_tiny_llama()
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+def tiny_tofu_cells(tmp_path, methods: str, name: str = "tiny") -> list:
+    """The cells of a study on a tiny random model saved under `tmp_path` and a local TOFU forget01 split;
+    `methods` is the study file's `methods:` block (YAML lines)."""
+    from e2u.study import load_study
+    from test_loaders import tofu_dir
+
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        f"name: {name}\nmodel: {saved_tiny_model(tmp_path)}\nevaluation: {{max_new_tokens: 3, batch_size: 8}}\nsettings:\n"
+        f"  - {{name: tofu, data: {{source: tofu, path: {tofu_dir(tmp_path)}, forget_split: forget01}}}}\n"
+        f"methods:\n{methods}")
+    return load_study(study).cells

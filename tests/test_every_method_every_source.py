@@ -9,7 +9,7 @@ from e2u.cell import run_cell
 from e2u.methods import METHODS
 from e2u.study import load_study
 
-from conftest import make_tiny_llama
+from conftest import saved_tiny_model
 from test_loaders import realworld_dir, tofu_dir
 
 TINY_HPARAMS = {
@@ -26,12 +26,9 @@ TINY_HPARAMS = {
 @pytest.mark.slow
 def test_every_method_runs_on_tofu_realworld_and_fictional_from_one_study(tmp_path):
     assert set(TINY_HPARAMS) == set(METHODS), "a new method needs its tiny hyper-parameters here"
-    model, tokenizer = make_tiny_llama()
-    model.save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
     study = tmp_path / "study.yaml"
     study.write_text(
-        f"name: every\nmodel: {tmp_path / 'model'}\nevaluation: {{max_new_tokens: 3, batch_size: 8}}\nsettings:\n"
+        f"name: every\nmodel: {saved_tiny_model(tmp_path)}\nevaluation: {{max_new_tokens: 3, batch_size: 8}}\nsettings:\n"
         f"  - {{name: tofu, data: {{source: tofu, path: {tofu_dir(tmp_path)}, forget_split: forget01}}}}\n"
         f"  - {{name: realworld, data: {{source: realworld, path: {realworld_dir(tmp_path)}}}}}\n"
         "  - {name: fictional, data: {source: fictional, n_authors: 2, retain_eval: 4},"

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from conftest import make_tiny_llama
+from conftest import make_tiny_llama, tiny_tofu_cells
 from e2u.errors import E2UError
 from e2u.human_aligned import AlignmentBounds, judge, measure, rates
 from e2u.rephrase_robustness import robustness
@@ -93,18 +93,8 @@ def test_weight_deltas_reverted_gives_the_model_before_and_restores_bit_for_bit(
 
 def test_a_cell_records_its_human_aligned_rates(tmp_path):
     from e2u.cell import run_cell
-    from e2u.study import load_study
-    from test_loaders import tofu_dir
 
-    model, tokenizer = make_tiny_llama()
-    model.save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
-    study = tmp_path / "study.yaml"
-    study.write_text(
-        f"name: aligned\nmodel: {tmp_path / 'model'}\nevaluation: {{max_new_tokens: 3, batch_size: 8}}\nsettings:\n"
-        f"  - {{name: tofu, data: {{source: tofu, path: {tofu_dir(tmp_path)}, forget_split: forget01}}}}\n"
-        "methods:\n  - {name: gradient_ascent, hparams: {epochs: 1, batch_size: 2, lr: 1.0e-3}}\n")
-    (cell,) = load_study(study).cells
+    (cell,) = tiny_tofu_cells(tmp_path, "  - {name: gradient_ascent, hparams: {epochs: 1, batch_size: 2, lr: 1.0e-3}}\n")
     result = run_cell(cell)
     aligned = result["human_aligned"]
     assert aligned["rates"]["items"] == len(result["after"]["forget"]) > 0

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import make_tiny_llama
+from conftest import make_tiny_llama, tiny_tofu_cells
 from e2u.data.refusals import refusal_for
 from e2u.data.schema import QARecord
 from e2u.errors import E2UError
@@ -121,20 +121,9 @@ def test_the_problem_hands_editors_the_recipes_requests():
 
 def test_a_study_cell_runs_with_both_recipes_and_saves_the_crafted_targets(tmp_path):
     from e2u.cell import run_cell
-    from e2u.study import load_study
-    from test_loaders import tofu_dir
 
-    model, tokenizer = make_tiny_llama()
-    model.save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
-    study = tmp_path / "study.yaml"
-    study.write_text(
-        f"name: recipes\nmodel: {tmp_path / 'model'}\nevaluation: {{max_new_tokens: 3, batch_size: 8}}\nsettings:\n"
-        f"  - {{name: tofu, data: {{source: tofu, path: {tofu_dir(tmp_path)}, forget_split: forget01}}}}\n"
-        "methods:\n"
-        "  - {name: grace, label: grace-self, refusal: self, merge_group: 2, hparams: {layer: 2, n_iter: 2,"
-        " max_retain_routing: 1.0}}\n")
-    (cell,) = load_study(study).cells
+    (cell,) = tiny_tofu_cells(tmp_path, "  - {name: grace, label: grace-self, refusal: self, merge_group: 2, hparams: "
+                                        "{layer: 2, n_iter: 2, max_retain_routing: 1.0}}\n", name="recipes")
     assert (cell.refusal, cell.merge_group) == ("self", 2)
     result = run_cell(cell)
     crafted = result["crafted_targets"]
@@ -144,15 +133,16 @@ def test_a_study_cell_runs_with_both_recipes_and_saves_the_crafted_targets(tmp_p
     assert result["params"]["merge_group"] == 2  # the merged requests themselves: the problem test above
 
 
-def test_a_bad_recipe_in_a_study_is_named(tmp_path):
+@pytest.mark.parametrize("entry, message", [
+    ("refusal: clever", r"parameter refusal: expected 'fixed', 'sampled' or 'self'"),
+    ("merge_group: -2", r"parameter merge_group: expected a non-negative integer"),
+    ("chunks: 0", r"parameter chunks: expected an integer >= 1, got 0"),
+])
+def test_a_bad_recipe_in_a_study_is_named(tmp_path, entry, message):
     from e2u.study import load_study
 
     study = tmp_path / "study.yaml"
     study.write_text("name: bad\nsettings:\n  - {name: p, data: {source: mini}}\n"
-                     "methods:\n  - {name: rome, refusal: clever}\n")
-    with pytest.raises(E2UError, match=r"methods\[0\].*parameter refusal: expected 'fixed', 'sampled' or 'self'"):
-        load_study(study)
-    study.write_text("name: bad\nsettings:\n  - {name: p, data: {source: mini}}\n"
-                     "methods:\n  - {name: rome, merge_group: -2}\n")
-    with pytest.raises(E2UError, match=r"parameter merge_group: expected a non-negative integer"):
+                     f"methods:\n  - {{name: rome, {entry}}}\n")
+    with pytest.raises(E2UError, match=r"methods\[0\].*" + message):
         load_study(study)

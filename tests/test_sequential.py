@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import make_tiny_llama
+from conftest import make_tiny_llama, tiny_tofu_cells
 from e2u.editing import grace, wise
 from e2u.editing.requests import EditRequest
 from e2u.errors import E2UError
@@ -53,18 +53,8 @@ def test_a_memory_editor_continues_its_memory_and_keeps_the_earlier_edits(method
                                              ("gradient_ascent", "{epochs: 1, batch_size: 2, lr: 1.0e-3}")])
 def test_a_cell_in_chunks_is_evaluated_after_every_chunk(tmp_path, method, hparams):
     from e2u.cell import run_cell
-    from e2u.study import load_study
-    from test_loaders import tofu_dir
 
-    model, tokenizer = make_tiny_llama()
-    model.save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
-    study = tmp_path / "study.yaml"
-    study.write_text(
-        f"name: chunks\nmodel: {tmp_path / 'model'}\nevaluation: {{max_new_tokens: 3, batch_size: 8}}\nsettings:\n"
-        f"  - {{name: tofu, data: {{source: tofu, path: {tofu_dir(tmp_path)}, forget_split: forget01}}}}\n"
-        f"methods:\n  - {{name: {method}, chunks: 2, hparams: {hparams}}}\n")
-    (cell,) = load_study(study).cells
+    (cell,) = tiny_tofu_cells(tmp_path, f"  - {{name: {method}, chunks: 2, hparams: {hparams}}}\n")
     result = run_cell(cell)
     n = len(result["after"]["forget"])
     chunks = result["chunks"]
@@ -74,16 +64,6 @@ def test_a_cell_in_chunks_is_evaluated_after_every_chunk(tmp_path, method, hpara
     assert result["timings_s"]["evaluate_chunks"] > 0
     if method == "grace":
         assert len(result["log"]["edits"]) == n  # one codebook, continued: every question's edit in its log
-
-
-def test_bad_chunks_in_a_study_are_named(tmp_path):
-    from e2u.study import load_study
-
-    study = tmp_path / "study.yaml"
-    study.write_text("name: bad\nsettings:\n  - {name: p, data: {source: mini}}\n"
-                     "methods:\n  - {name: rome, chunks: 0}\n")
-    with pytest.raises(E2UError, match=r"methods\[0\].*parameter chunks: expected an integer >= 1, got 0"):
-        load_study(study)
 
 
 def test_each_seed_draws_its_own_forget_set(tmp_path):
