@@ -40,14 +40,15 @@ def cell_timings_table(results: list[dict]) -> pd.DataFrame:
 
 
 def stage_times_figure(results: list[dict]):
-    """One horizontal bar per cell, stacked by stage: where a cell's wall time goes."""
+    """One horizontal bar per cell, stacked by stage (those some cell recorded): where a cell's wall time goes."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     cells = [_cell_name(r) for r in results]
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * max(len(cells), 1)), layout="constrained")
     left = [0.0] * len(cells)
-    for (stage, label), colour in zip(STAGES, sns.color_palette("colorblind", len(STAGES))):
+    stages = [(stage, label) for stage, label in STAGES if any(stage in r["timings_s"] for r in results)]
+    for (stage, label), colour in zip(stages, sns.color_palette("colorblind", len(stages))):
         seconds = [r["timings_s"].get(stage, 0.0) or 0.0 for r in results]
         ax.barh(cells, seconds, left=left, color=colour, label=label)
         left = [a + b for a, b in zip(left, seconds)]
