@@ -17,7 +17,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from .claims_report import ClaimVerdict, retain_rouge1
+from .claims_report import ClaimVerdict, combined, retain_rouge1
 from .human_aligned import CHECKS
 from .rephrase_robustness import robustness
 
@@ -85,7 +85,7 @@ def merging_rows(results: Sequence[dict]) -> pd.DataFrame:
                      "seed": params["seed"],
                      "requests": "merged" if params.get("merge_group", 0) else "one per query",
                      "forget questions": len(r["after"]["forget"]),
-                     "combined": (r["aggregates"]["after"].get("combined_score") or {}).get("value")})
+                     "combined": combined(r)})
     return pd.DataFrame(rows)
 
 
