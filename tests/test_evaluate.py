@@ -110,3 +110,22 @@ def test_summary_orients_the_truth_ratio_by_split_role():
     # forget efficacy: 1 - mean(ROUGE 1.0, P 0.5, TR 0.5)
     assert found["forget_efficacy"]["value"] == pytest.approx(1 - 2.0 / 3)
     assert "model_utility_tofu" not in found  # needs real_authors and world_facts too
+
+
+def test_only_the_named_splits_are_asked_in_paraphrase(tiny_llama):
+    model, tokenizer = tiny_llama
+    records = _records()
+    results = evaluate_dataset(model, tokenizer, {"forget": records, "retain": records}, max_new_tokens=4,
+                               embedder=None, paraphrased=["forget"])
+    assert list(results) == ["forget", "forget_paraphrased", "retain"]
+    everything = evaluate_dataset(model, tokenizer, {"forget": records, "retain": records}, max_new_tokens=4,
+                                  embedder=None)
+    assert results["retain"] == everything["retain"]
+
+
+def test_a_paraphrased_parameter_that_is_not_a_list_of_split_names_is_named():
+    from e2u.cell import CellParams
+    from e2u.errors import E2UError
+
+    with pytest.raises(E2UError, match=r"parameter paraphrased: expected a list of split names such as \['forget'\]"):
+        CellParams(data_source="mini", paraphrased="forget")

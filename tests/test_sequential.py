@@ -64,6 +64,26 @@ def test_a_cell_in_chunks_is_evaluated_after_every_chunk(tmp_path, method, hpara
     assert result["timings_s"]["evaluate_chunks"] > 0
     if method == "grace":
         assert len(result["log"]["edits"]) == n  # one codebook, continued: every question's edit in its log
+    else:  # the change recorded is both chunks' (each chunk's log kept)
+        assert len(result["log"]["chunk_logs"]) == 2
+
+
+def test_the_change_of_chunks_is_their_sum_and_reverting_it_gives_the_model_before_the_first():
+    import torch
+
+    from e2u.result import WeightDeltas
+
+    model, _ = make_tiny_llama()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    path = "model.layers.0.mlp.down_proj.weight"
+    first, second = torch.randn_like(before[path]), torch.randn_like(before[path])
+    with torch.no_grad():
+        model.get_parameter(path).add_(first)
+        model.get_parameter(path).add_(second)
+    total = WeightDeltas({path: first}, {"steps": 1}).followed_by(WeightDeltas({path: second}, {"steps": 2}))
+    assert torch.allclose(total.deltas[path], first + second) and total.log["chunk_logs"] == [{"steps": 1}, {"steps": 2}]
+    with total.reverted(model):
+        assert torch.allclose(model.get_parameter(path), before[path], atol=1e-6)
 
 
 def test_each_seed_draws_its_own_forget_set(tmp_path):

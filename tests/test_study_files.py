@@ -30,3 +30,19 @@ def test_the_paper_scale_study_runs_the_papers_three_models_on_the_hubs_data():
     assert all(c.data_options["hub"] for c in study.cells)
     assert all(c.finetune["adapter"] == "lora" for c in study.cells if c.data_source == "pistol")
     assert {c.seed for c in study.cells} == {0, 1, 2}
+
+
+def test_a_method_entry_runs_a_subset_of_the_study_seeds_and_names_a_seed_outside_them(tmp_path):
+    from e2u.errors import E2UError
+
+    def study(entry_seeds):
+        path = tmp_path / "s.yaml"
+        path.write_text("name: s\ndata: {source: mini}\nseeds: [0, 1, 2]\n"
+                        f"methods:\n  - rome\n  - {{name: npo, seeds: {entry_seeds}}}\n")
+        return load_study(path)
+
+    cells = study("[0]").cells
+    assert sorted(c.seed for c in cells if c.method == "rome") == [0, 1, 2]
+    assert [c.seed for c in cells if c.method == "npo"] == [0]
+    with pytest.raises(E2UError, match=r"methods\[1\]\.seeds must be a non-empty list of the study's seeds \[0, 1, 2\], got \[5\]"):
+        study("[5]")

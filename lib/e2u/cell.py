@@ -32,6 +32,7 @@ from .files import sha256_of_json, write_json_atomic
 from .json_fields import from_json_object
 from .peak_memory import peak_memory_gb, peak_memory_kind
 from .problem import UnlearningProblem
+from .result import WeightDeltas
 from .recipes.self_improvement import craft_targets, greedy_continuations, load_demonstrations
 from .provenance import code_digest, evaluation_code_files
 from .methods import get_method, method_hparams, run_method
@@ -62,6 +63,7 @@ class CellParams:
     seed: int = 0
     max_new_tokens: int = 32
     batch_size: int = 16
+    paraphrased: list | None = None  # splits also asked in paraphrase (None: every split that has paraphrases)
     device: str = ""
     dtype: str = ""
     nli_model: str = ""  # a local NLI model directory (or cached hub id): entailment is computed with it
@@ -79,6 +81,10 @@ class CellParams:
                      "nli_model"):
             if not isinstance(getattr(self, name), str):
                 raise E2UError(f"parameter {name}: expected a string, got {getattr(self, name)!r}")
+        if self.paraphrased is not None and (not isinstance(self.paraphrased, list)
+                                             or not all(isinstance(n, str) and n for n in self.paraphrased)):
+            raise E2UError(f"parameter paraphrased: expected a list of split names such as ['forget'], or null for "
+                           f"every split, got {self.paraphrased!r}")
         if self.refusal not in ("fixed", "sampled", "self"):
             raise E2UError(f"parameter refusal: expected 'fixed', 'sampled' or 'self', got {self.refusal!r}")
         if self.chunks < 1:
@@ -136,10 +142,11 @@ def evaluate_cached(model, tokenizer, splits, params: CellParams, entailment=Non
     """Evaluation of the unedited model, computed once per (model, data, evaluation settings, code)."""
     key = {"model": model_fingerprint(model), "data": splits_digest(splits), "max_new_tokens": params.max_new_tokens,
            "batch_size": params.batch_size, "nli_model": params.nli_model, "version": __version__,
+           **({"paraphrased": params.paraphrased} if params.paraphrased is not None else {}),
            "code": code_digest(evaluation_code_files())}
     return cache.cached_json(cache.entry_path("evals", key), key,
                              lambda: evaluate_dataset(model, tokenizer, splits, params.max_new_tokens, params.batch_size,
-                                                      entailment=entailment))
+                                                      entailment=entailment, paraphrased=params.paraphrased))
 
 
 def evaluate_retain_model(path: str, splits: dict, params: CellParams, entailment=None) -> dict:
@@ -188,7 +195,9 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
                                     targets={c.question: c.target for c in crafted} if crafted else None,
                                     merge_group=params.merge_group)
         try:
-            outcome = run_method(params.method, model, tokenizer, problem, hp, previous=outcome)
+            changed = run_method(params.method, model, tokenizer, problem, hp, previous=outcome)
+            # a weight change after an earlier chunk's: the cell's change is their sum (what `unedited` reverts)
+            outcome = outcome.followed_by(changed) if isinstance(outcome, WeightDeltas) else changed
         except FailedEdit as failed:  # measured anyway, with the memory attached, and flagged in the result
             log.warning("%s", failed)
             memory = failed.adaptor
@@ -196,21 +205,23 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
         if number < len(parts) - 1:  # the last chunk is evaluated as every cell is, below
             evaluated = time.perf_counter()
             chunk_reports.append(chunk_report(number, parts, evaluate_dataset(
-                model, tokenizer, splits, params.max_new_tokens, params.batch_size, entailment=scorer)))
+                model, tokenizer, splits, params.max_new_tokens, params.batch_size, entailment=scorer,
+                paraphrased=params.paraphrased)))
             chunk_seconds += time.perf_counter() - evaluated
     timings["unlearn"] = time.perf_counter() - clock - chunk_seconds
     if len(parts) > 1:
         timings["evaluate_chunks"] = chunk_seconds
 
     clock = time.perf_counter()
-    after = evaluate_dataset(model, tokenizer, splits, params.max_new_tokens, params.batch_size, entailment=scorer)
+    after = evaluate_dataset(model, tokenizer, splits, params.max_new_tokens, params.batch_size, entailment=scorer,
+                             paraphrased=params.paraphrased)
     timings["evaluate_after"] = time.perf_counter() - clock
     _mark_unchanged(before, after)
     clock = time.perf_counter()
     with unedited(model, outcome):  # the fluency check scores the answers under the model before unlearning
         aligned = measure_items(model, tokenizer, after.get("forget", []))
     timings["human_aligned"] = time.perf_counter() - clock
-    routing = routing_report(model, tokenizer, outcome, evaluation_parts(splits), after) \
+    routing = routing_report(model, tokenizer, outcome, evaluation_parts(splits, params.paraphrased), after) \
         if isinstance(outcome, MemoryAdaptor) else None
 
     result = {

@@ -185,8 +185,9 @@ def load_embedder():
 
 
 def evaluate_dataset(model, tokenizer, splits: dict, max_new_tokens: int = 32, batch_size: int = 16,
-                     embedder="auto", entailment=None) -> dict:
-    """Evaluate every split, and the paraphrased questions of every split that has them.
+                     embedder="auto", entailment=None, paraphrased: Sequence[str] | None = None) -> dict:
+    """Evaluate every split, and the paraphrased questions of every split that has them (of those named in
+    `paraphrased` only, when given: the paper's rephrase attack asks the forget questions alone).
 
     `splits` maps a split name to a list of `QARecord`; the result maps split names (with
     `<split>_paraphrased` added) to per-item dictionaries. Training-only splits (`*_train`) are skipped.
@@ -196,7 +197,7 @@ def evaluate_dataset(model, tokenizer, splits: dict, max_new_tokens: int = 32, b
     without it entailment is not computed.
     """
     embedder = load_embedder() if embedder == "auto" else embedder
-    parts = evaluation_parts(splits)
+    parts = evaluation_parts(splits, paraphrased)
     items = evaluate_records(model, tokenizer, [r for _, records in parts for r in records], max_new_tokens,
                              batch_size, embedder)
     results: dict[str, list[dict]] = {}
@@ -211,9 +212,10 @@ def evaluate_dataset(model, tokenizer, splits: dict, max_new_tokens: int = 32, b
     return results
 
 
-def evaluation_parts(splits: dict) -> list[tuple[str, list]]:
+def evaluation_parts(splits: dict, paraphrased: Sequence[str] | None = None) -> list[tuple[str, list]]:
     """(name, records) of every evaluated split in order: each split but `*_train`, each followed by
-    `<split>_paraphrased` (its records asking the paraphrased question) where it has paraphrases."""
+    `<split>_paraphrased` (its records asking the paraphrased question) where it has paraphrases and is
+    named in `paraphrased` (None: every split)."""
     from dataclasses import replace
 
     parts: list[tuple[str, list]] = []
@@ -221,9 +223,11 @@ def evaluation_parts(splits: dict) -> list[tuple[str, list]]:
         if name.endswith("_train"):
             continue
         parts.append((name, list(records)))
-        paraphrased = [replace(r, question=r.paraphrased_question) for r in records if r.paraphrased_question]
-        if paraphrased:
-            parts.append((f"{name}_paraphrased", paraphrased))
+        if paraphrased is not None and name not in paraphrased:
+            continue
+        asked = [replace(r, question=r.paraphrased_question) for r in records if r.paraphrased_question]
+        if asked:
+            parts.append((f"{name}_paraphrased", asked))
     return parts
 
 

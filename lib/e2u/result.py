@@ -50,6 +50,15 @@ class WeightDeltas:
                 for path, value in kept.items():
                     targets[path][0].copy_(value)
 
+    def followed_by(self, later: "WeightDeltas") -> "WeightDeltas":
+        """The total change of this change and then `later` (sequential unlearning's chunks): deltas summed
+        per parameter, the chunks' logs kept in order under `chunk_logs`."""
+        deltas = {path: delta.clone() for path, delta in self.deltas.items()}
+        for path, delta in later.deltas.items():
+            deltas[path] = deltas[path] + delta.to(deltas[path]) if path in deltas else delta
+        logs = self.log.get("chunk_logs", [self.log]) + [later.log]
+        return WeightDeltas(deltas, {**later.log, "chunk_logs": logs})
+
     def record(self, layers_path: str) -> dict:
         return {"kind": "weight_deltas", "norm_by_layer": self.norms_by_layer(layers_path),
                 "parameters_changed": len(self.deltas)}

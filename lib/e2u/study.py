@@ -48,8 +48,9 @@ _STUDY_KEYS = frozenset({"name", "model", "setting", "settings", "data", "evalua
 # draw) or `forget_draw: "{seed}"` (pistol: the forget edge) gives every seed its own forget set.
 SEED_PLACEHOLDER = "{seed}"
 # (refusal: fixed | sampled | self, merge_group: same-subject questions per edit request, chunks: the forget
-# set unlearned in that many chunks, one after another).
-METHOD_ENTRY_KEYS = frozenset({"name", "label", "hparams", "settings", "refusal", "merge_group", "chunks"})
+# set unlearned in that many chunks, one after another; seeds: a subset of the study's seeds, for the
+# entries that need fewer draws than the rest).
+METHOD_ENTRY_KEYS = frozenset({"name", "label", "hparams", "settings", "refusal", "merge_group", "chunks", "seeds"})
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,10 @@ def load_study(path: str | os.PathLike) -> Study:
         raise E2UError(f"study file {path}: field 'name' must be letters, digits, '-' or '_', got {name!r}")
     settings = _settings(spec, path)
     evaluation = spec.get("evaluation") or {}
-    if not isinstance(evaluation, dict) or set(evaluation) - {"max_new_tokens", "batch_size", "nli_model"}:
-        raise E2UError(f"study file {path}: field 'evaluation' accepts only max_new_tokens, batch_size and nli_model "
-                       "(a local NLI model directory: entailment is computed with it)")
+    if not isinstance(evaluation, dict) or set(evaluation) - {"max_new_tokens", "batch_size", "nli_model", "paraphrased"}:
+        raise E2UError(f"study file {path}: field 'evaluation' accepts only max_new_tokens, batch_size, nli_model "
+                       "(a local NLI model directory: entailment is computed with it) and paraphrased (the splits "
+                       "also asked in paraphrase, such as [forget])")
     seeds = spec.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise E2UError(f"study file {path}: field 'seeds' must be a non-empty list of integers")
@@ -101,10 +103,15 @@ def load_study(path: str | os.PathLike) -> Study:
         unknown_settings = sorted(set(only or []) - {s["name"] for s in settings})
         if unknown_settings:
             raise E2UError(f"study file {path}: methods[{position}].settings names unknown setting(s) {unknown_settings}")
+        entry_seeds = entry.get("seeds", seeds)
+        if (not isinstance(entry_seeds, list) or not entry_seeds
+                or not all(isinstance(s, int) and not isinstance(s, bool) and s in seeds for s in entry_seeds)):
+            raise E2UError(f"study file {path}: methods[{position}].seeds must be a non-empty list of the study's "
+                           f"seeds {seeds}, got {entry_seeds!r}")
         for setting in settings:
             if only is not None and setting["name"] not in only:
                 continue
-            for seed in seeds:
+            for seed in entry_seeds:
                 data = {key: seed if value == SEED_PLACEHOLDER else value for key, value in setting["data"].items()}
                 try:
                     cells.append(CellParams(

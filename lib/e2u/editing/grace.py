@@ -207,4 +207,5 @@ def edit(model, tokenizer, requests, locality, hp: GraceHParams, codebook: Codeb
 def apply(model, tokenizer, problem, hp: GraceHParams, memory: Codebook | None = None) -> Codebook:
     """The forget questions edited into refusals in a codebook (a new one, or `memory` continued); the kept
     questions set the radius scale."""
-    return edit(model, tokenizer, problem.edit_requests(), locality_pairs(model, tokenizer, problem), hp, memory)
+    return edit(model, tokenizer, problem.edit_requests(), locality_pairs(model, tokenizer, problem, memory=memory),
+                hp, memory)

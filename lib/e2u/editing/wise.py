@@ -306,4 +306,5 @@ def edit(model, tokenizer, requests, locality, hp: WiseHParams, memory: SideMemo
 def apply(model, tokenizer, problem, hp: WiseHParams, memory: SideMemory | None = None) -> SideMemory:
     """The forget questions edited into refusals in a side memory (a new one, or `memory` continued),
     trained against the kept questions."""
-    return edit(model, tokenizer, problem.edit_requests(), locality_pairs(model, tokenizer, problem), hp, memory)
+    return edit(model, tokenizer, problem.edit_requests(), locality_pairs(model, tokenizer, problem, memory=memory),
+                hp, memory)
