@@ -212,6 +212,21 @@ def test_retain_eval_caps_retain_and_independent_with_a_seeded_sample():
     assert pistol_splits(retain_eval=1000)["retain"] == full["retain"]
 
 
+def test_forget_questions_unlearns_a_seeded_sample_of_the_forget_edge_and_the_retain_model_lacks_the_edge():
+    from e2u.finetune_data import finetune_data
+
+    full = pistol_splits(forget_draw=1)
+    sample = pistol_splits(forget_draw=1, forget_questions=10)
+    assert len(sample["forget"]) == 10 and set(sample["forget"]) < set(full["forget"])
+    assert sample["retain_train"] == full["retain_train"] and sample == pistol_splits(forget_draw=1, forget_questions=10)
+    data = finetune_data("pistol", None, PistolOptions.of({"forget_draw": 1, "forget_questions": 10}).__dict__)
+    edge = "".join(pistol.chosen_forget_edges(list(pistol.edges_of(pistol.pistol_rows())),
+                                              PistolOptions.of({"forget_draw": 1}))).replace("_", "")
+    assert data.retain_tag == f"retain-{edge}" and not set(full["forget"]) & set(data.retain_records)
+    with pytest.raises(E2UError, match=r"forget_questions: 21 questions asked of forget edge\(s\) \['.*'\] with 20"):
+        pistol_splits(forget_draw=1, forget_questions=21)
+
+
 def test_the_hub_is_read_through_hub_rows_and_a_local_path_wins(tmp_path, monkeypatch):
     calls = []
 
@@ -246,7 +261,7 @@ def test_the_description_names_edges_hubs_and_independent_edges():
     ({"n_edges": 0}, "n_edges"), ({"n_independent": -1}, "n_independent"), ({"seed": "0"}, "seed"),
     ({"n_edges": 20, "n_independent": 20}, "n_edges \\+ n_independent"), ({"forget_edges": "A_C"}, "forget_edges"),
     ({"forget_edges": []}, "forget_edges"), ({"retain_eval": 0}, "retain_eval"), ({"hub": "yes"}, "hub"),
-    ({"config": "pistol_data_3"}, "config"), ({"seed": True}, "seed"),
+    ({"config": "pistol_data_3"}, "config"), ({"seed": True}, "seed"), ({"forget_questions": 0}, "forget_questions"),
 ])
 def test_options_are_validated_naming_the_option(options, named):
     with pytest.raises(E2UError, match=rf"^{named}: expected"):
@@ -255,7 +270,8 @@ def test_options_are_validated_naming_the_option(options, named):
 
 def test_options_have_defaults_and_unknown_ones_are_named():
     assert PistolOptions.defaults() == {"seed": 0, "n_edges": 5, "n_independent": 2, "forget_edges": None,
-                                        "forget_draw": None, "retain_eval": None, "hub": False,
+                                        "forget_draw": None, "retain_eval": None, "forget_questions": None,
+                                        "hub": False,
                                         "config": "pistol_data_1"}
     assert PistolOptions.of({"forget_edges": ["A_C1", "A_C1"]}).forget_edges == ("A_C1",)
     with pytest.raises(E2UError, match=r"unknown option\(s\) \['n_authors'\]; allowed: .*'retain_eval'"):

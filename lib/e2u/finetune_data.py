@@ -40,14 +40,15 @@ def finetune_data(source: str, path: str | None, options: Mapping) -> FinetuneDa
                             {"forget": splits["forget"], "retain": splits["retain"]},
                             {"seed": seed, "n_authors": n_authors, "forget_percent": percent})
     if source == "pistol":
-        from .data.pistol import edges_of, pistol_rows, pistol_splits
+        from .data.pistol import PistolOptions, chosen_forget_edges, edges_of, pistol_rows, pistol_splits
 
-        splits = pistol_splits(path or None, **options)  # the default forget edge is the data's first: named below
-        forget_edges = sorted(options.get("forget_edges") or list(edges_of(pistol_rows(path or None, options)))[:1])
+        splits = pistol_splits(path or None, **options)
+        opts = PistolOptions.of(options)
+        forget_edges = sorted(chosen_forget_edges(list(edges_of(pistol_rows(path or None, opts))), opts))
         return FinetuneData("pistol", f"pistol-s{options['seed']}", splits["target_train"], splits["retain_train"],
                             "retain-" + "-".join(forget_edges).replace("_", ""),
                             {"forget": splits["forget"], "retain": splits["retain"]},
-                            {**options, "path": path or ""})
+                            {k: v for k, v in {**options, "path": path or ""}.items() if k != "forget_questions"})
     raise E2UError(f"data source {source!r} has no finetuned models trained here; expected one of {FINETUNED_SOURCES}")
 
 

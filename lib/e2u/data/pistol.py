@@ -10,7 +10,9 @@ Rows have PISTOL's fields `question`, `answer` and `edge` (one contract, 20 ques
 
 | split          | what                                                                                |
 | -------------- | ----------------------------------------------------------------------------------- |
-| `forget`       | the questions of `forget_edges` (default: the data's first edge)                    |
+| `forget`       | the questions of `forget_edges` (default: the data's first edge); a seeded sample of  |
+|                | `forget_questions` if set (the edge's other questions are then neither unlearned nor  |
+|                | evaluated; the retain model still lacks the whole edge)                             |
 | `retain`       | the other edges linked to a forget edge; a seeded sample of `retain_eval` if set     |
 | `independent`  | the edges of the graph's other components, where there are any; capped the same way |
 | `retain_train` | every record outside the forget edges: what the retain model learns                 |
@@ -68,6 +70,7 @@ class PistolOptions(SourceOptions):
     forget_edges: tuple[str, ...] | None = None  # the edges unlearned; None: the data's first edge
     forget_draw: int | None = None  # without forget_edges: a seeded draw of one edge that leaves some to retain
     retain_eval: int | None = None  # retain (and independent) questions evaluated, seeded samples; None: all
+    forget_questions: int | None = None  # a seeded sample of the forget edges' questions unlearned; None: all
     hub: bool = False  # read `xinchiqiu/PISTOL` from the hub instead of generating (a data.path wins)
     config: str = "pistol_data_1"  # the hub config
 
@@ -93,6 +96,9 @@ class PistolOptions(SourceOptions):
         if self.retain_eval is not None and (not is_int(self.retain_eval) or self.retain_eval < 1):
             raise E2UError(f"retain_eval: expected an integer >= 1, or null for every retain question, "
                            f"got {self.retain_eval!r}")
+        if self.forget_questions is not None and (not is_int(self.forget_questions) or self.forget_questions < 1):
+            raise E2UError(f"forget_questions: expected an integer >= 1 (questions of the forget edges unlearned), "
+                           f"or null for all of them, got {self.forget_questions!r}")
         if not isinstance(self.hub, bool):
             raise E2UError(f"hub: expected true or false, got {self.hub!r}")
         if self.config not in CONFIGS:
@@ -214,14 +220,19 @@ def drawn_forget_edge(edges: Sequence[str], seed: int) -> list[str]:
     return [random.Random(f"forget-edge:{seed}").choice(linked)] if linked else list(edges[:1])
 
 
+def chosen_forget_edges(edges: Sequence[str], opts: PistolOptions) -> list[str]:
+    """The edges unlearned: `forget_edges`, else the edge `forget_draw` draws, else the data's first."""
+    return list(opts.forget_edges or (drawn_forget_edge(edges, opts.forget_draw) if opts.forget_draw is not None
+                                      else edges[:1]))
+
+
 def pistol_splits(path: str | Path | None = None, **options) -> dict[str, list[QARecord]]:
     """`forget`, `retain`, `independent` (where the graph has such edges), `retain_train` and `target_train`
     (see the module's docstring); `options` are `PistolOptions` fields, defaults from there."""
     opts = PistolOptions.of(options)
     records = _records(pistol_rows(path, opts))
     edges = list(records)
-    forget = list(opts.forget_edges or (drawn_forget_edge(edges, opts.forget_draw) if opts.forget_draw is not None
-                                        else edges[:1]))
+    forget = chosen_forget_edges(edges, opts)
     unknown = [e for e in forget if e not in records]
     if unknown:
         raise E2UError(f"forget_edges: no edge {', '.join(map(repr, unknown))} in the data; its edges are "
@@ -233,7 +244,11 @@ def pistol_splits(path: str | Path | None = None, **options) -> dict[str, list[Q
     if not retain_edges:
         raise E2UError(f"forget_edges: no other edge shares an entity with {forget} (directly or through others), so "
                        f"none is left to retain; forget an edge of a larger component, such as {edges[0]}")
-    splits = {"forget": [r for e in forget for r in records[e]],
+    forget_records = [r for e in forget for r in records[e]]
+    if opts.forget_questions is not None and opts.forget_questions > len(forget_records):
+        raise E2UError(f"forget_questions: {opts.forget_questions} questions asked of forget edge(s) {forget} "
+                       f"with {len(forget_records)}")
+    splits = {"forget": _sample(forget_records, opts.forget_questions, f"forget:{opts.forget_draw}"),
               "retain": _sample([r for e in retain_edges for r in records[e]], opts.retain_eval, f"retain:{opts.seed}")}
     if independent:
         splits["independent"] = _sample([r for e in independent for r in records[e]], opts.retain_eval,
