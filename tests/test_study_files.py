@@ -17,7 +17,8 @@ def test_every_shipped_study_validates(path):
 
 def test_the_default_study_follows_the_papers_protocol_and_the_second_study_the_earlier_one():
     default = load_study(ROOT / "studies" / "default.yaml")
-    assert {c.setting: c.data_source for c in default.cells} == {"pretrained": "factual", "finetuned": "pistol"}
+    assert {c.setting: c.data_source for c in default.cells} == {"pretrained": "factual", "finetuned": "pistol",
+                                                                 "finetuned-n20": "pistol"}
     second = load_study(ROOT / "studies" / "closer-look.yaml")
     assert {c.setting: c.data_source for c in second.cells} == {"pretrained": "probe", "finetuned": "fictional"}
 
@@ -46,3 +47,17 @@ def test_a_method_entry_runs_a_subset_of_the_study_seeds_and_names_a_seed_outsid
     assert [c.seed for c in cells if c.method == "npo"] == [0]
     with pytest.raises(E2UError, match=r"methods\[1\]\.seeds must be a non-empty list of the study's seeds \[0, 1, 2\], got \[5\]"):
         study("[5]")
+
+
+def test_the_default_study_runs_the_papers_nine_methods_in_both_settings_over_three_seeds_with_the_recipes():
+    from e2u.claims_report import EDITORS, PAPER_BASELINES
+
+    cells = load_study(ROOT / "studies" / "default.yaml").cells
+    plain = [c for c in cells if not c.merge_group and c.chunks == 1 and c.refusal == "fixed"]
+    for method in (*EDITORS, *PAPER_BASELINES):
+        for setting in ("pretrained", "finetuned"):
+            assert sorted(c.seed for c in plain if c.method == method and c.setting == setting) == [0, 1, 2], method
+    assert {c.method for c in cells if c.chunks > 1} == {*EDITORS, *PAPER_BASELINES}
+    assert {c.method for c in cells if c.merge_group} == {"rome", "memit"}
+    assert {c.method for c in cells if c.refusal == "self"} == {"alphaedit", "wise"}
+    assert all((c.data_options.get("n_forget") or c.data_options.get("forget_questions") or 20) >= 10 for c in cells)
