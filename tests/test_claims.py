@@ -30,13 +30,14 @@ def test_bad_inputs_are_named():
 
 
 def fake_result(setting, method, seed, combined=1.0, retain=0.9, forget=(0.9, 0.1), rephrased=(0.8, 0.4),
-                aligned=None, merge_group=0):
+                aligned=None, merge_group=0, refusal="fixed"):
     """A result file's fields that claims_report reads."""
     before = {"forget": {"rouge1_recall": forget[0]}, "forget_paraphrased": {"rouge1_recall": rephrased[0]},
               "retain": {"rouge1_recall": 0.95}}
     after = {"forget": {"rouge1_recall": forget[1]}, "forget_paraphrased": {"rouge1_recall": rephrased[1]},
              "retain": {"rouge1_recall": retain}}
-    out = {"params": {"setting": setting, "method": method, "seed": seed, "merge_group": merge_group, "chunks": 1},
+    out = {"params": {"setting": setting, "method": method, "seed": seed, "merge_group": merge_group, "chunks": 1,
+                      "refusal": refusal},
            "summary": {"before": before, "after": after},
            "aggregates": {"after": {"combined_score": {"value": combined}}}}
     if aligned is not None:
@@ -70,3 +71,40 @@ def test_claim_verdicts_from_result_files():
         is False
     none = {v.claim.number: v.verdict for v in judge_claims([fake_result("pretrained", "rome", 0)], settings)}
     assert none == {1: "not measured", 2: "not measured", 3: "not measured", 4: "not measured"}
+
+
+def test_self_written_targets_enter_claim_2_as_a_comparison_of_their_own_and_no_other_claim():
+    from e2u.claims_report import judge_claims
+
+    results = []
+    for seed in (0, 1):
+        results += [fake_result("pretrained", m, seed, aligned=0.1) for m in ("gradient_ascent", "kl")]
+        results += [fake_result("pretrained", m, seed, aligned=0.0, combined=1.5) for m in ("wise", "rome")]
+        results += [fake_result("pretrained", "wise", seed, aligned=0.8, combined=0.2, refusal="self")]
+    verdicts = {v.claim.number: v for v in judge_claims(results, ["pretrained"])}
+    assert {c.name: c.supports for c in verdicts[2].comparisons} == {
+        "pretrained: editors - paper baselines (human-aligned rate)": False,
+        "pretrained: editors with self-written targets - paper baselines (human-aligned rate)": True}
+    assert verdicts[2].verdict == "holds partly"
+    wise_gap = next(c for c in verdicts[1].comparisons if c.name.startswith("pretrained: wise"))
+    assert wise_gap.mean == pytest.approx(0.5)  # the self-written cell (combined 0.2) is not averaged in
+
+
+def test_the_merging_table_counts_edit_requests_and_the_rephrase_table_spreads_over_seeds():
+    from e2u import claims_figures
+
+    def with_log(result, requests, n=10):
+        result.update(method_title=result["params"]["method"].upper(), log={"requests": [{}] * requests},
+                      after={"forget": [{}] * n})
+        return result
+
+    results = [with_log(fake_result("finetuned", "rome", s, combined=1.2 + s / 10, merge_group=2), 5) for s in (0, 1)]
+    results += [with_log(fake_result("finetuned", "rome", s, combined=1.0), 10) for s in (0, 1)]
+    results += [with_log(fake_result("pretrained", "rome", 0), 10)]
+    table = claims_figures.merging_table(results)
+    assert list(table.index.get_level_values("setting").unique()) == ["finetuned"]  # no merging in pretrained
+    merged = table.loc[("finetuned", "ROME", 10, "merged")]
+    assert merged["edit requests"] == 5 and merged["combined (mean)"] == pytest.approx(1.25) and merged["seeds"] == 2
+    assert table.loc[("finetuned", "ROME", 10, "one per query"), "edit requests"] == 10
+    rephrase = claims_figures.rephrase_table(results)
+    assert rephrase.loc[("finetuned", "ROME"), "seeds"] == 2

@@ -8,7 +8,8 @@
   one edit per query, for ROME and MEMIT;
 * `alignment_table` / `alignment_figure`: the human-aligned refusal rates per method, template targets
   against self-improved ones; `alignment_examples`: the answers side by side;
-* `rephrase_table`: the rephrase robustness of every method (`rephrase_robustness`).
+* `merging_table`: the edit requests and combined scores behind the merging figure;
+* `rephrase_table`: the rephrase robustness of every method over seeds (`rephrase_robustness`).
 """
 
 from __future__ import annotations
@@ -85,8 +86,21 @@ def merging_rows(results: Sequence[dict]) -> pd.DataFrame:
                      "seed": params["seed"],
                      "requests": "merged" if params.get("merge_group", 0) else "one per query",
                      "forget questions": len(r["after"]["forget"]),
+                     "edit requests": len(r["log"].get("requests", [])),
                      "combined": combined(r)})
     return pd.DataFrame(rows)
+
+
+def merging_table(results: Sequence[dict]) -> pd.DataFrame:
+    """Per setting kind, method, forget-set size and requests: the edit requests made and the combined score
+    (mean and sd over seeds, and the seed count), for the settings where some cell merged queries."""
+    rows = merging_rows(results)
+    if rows.empty:
+        return rows
+    rows = rows[rows["setting"].isin(set(rows.loc[rows["requests"] == "merged", "setting"]))]
+    grouped = rows.groupby(["setting", "method", "forget questions", "requests"])
+    return grouped.agg(**{"edit requests": ("edit requests", "mean"), "combined (mean)": ("combined", "mean"),
+                          "combined (sd)": ("combined", "std"), "seeds": ("seed", "nunique")}).round(3)
 
 
 def merging_figure(results: Sequence[dict]):
@@ -98,7 +112,7 @@ def merging_figure(results: Sequence[dict]):
     rows = merging_rows(results)
     if rows.empty or set(rows["requests"]) != {"merged", "one per query"}:
         return None
-    settings = list(dict.fromkeys(rows["setting"]))
+    settings = list(dict.fromkeys(rows.loc[rows["requests"] == "merged", "setting"]))  # where merging ran
     fig, axes = plt.subplots(1, len(settings), figsize=(4.5 * len(settings), 3.4), squeeze=False, layout="constrained")
     for ax, setting in zip(axes[0], settings):
         sns.lineplot(rows[rows["setting"] == setting], x="forget questions", y="combined", hue="method",
@@ -163,6 +177,19 @@ def alignment_examples(results: Sequence[dict], n: int = 2) -> pd.DataFrame:
 
 
 def rephrase_table(results: Sequence[dict]) -> pd.DataFrame:
+    """Per setting and method: the rephrase gap and the forgetting kept, mean and sd over seeds, with the
+    seed count and the reasons a seed could not be measured (`rephrase_rows` has every cell)."""
+    rows = rephrase_rows(results)
+    if rows.empty:
+        return rows
+    grouped = rows.groupby(["setting", "method"], sort=False)
+    gap, held = "Rouge1 gap (rephrased - original)", "forgetting kept under rephrasing"
+    return grouped.agg(**{f"{gap} mean": (gap, "mean"), f"{gap} sd": (gap, "std"), f"{held} mean": (held, "mean"),
+                          f"{held} sd": (held, "std"), "seeds": ("seed", "nunique"),
+                          "note": ("note", lambda notes: "; ".join(sorted({n for n in notes if n})))}).round(3)
+
+
+def rephrase_rows(results: Sequence[dict]) -> pd.DataFrame:
     rows = []
     for r in results:
         if r["params"].get("chunks", 1) > 1:
@@ -173,4 +200,16 @@ def rephrase_table(results: Sequence[dict]) -> pd.DataFrame:
                      "Rouge1 gap (rephrased - original)": entry.get("gap"),
                      "forgetting kept under rephrasing": entry.get("held"),
                      "note": entry.get("reason") or out.get("reason", "")})
+    return pd.DataFrame(rows)
+
+
+def crafted_targets(results: Sequence[dict], n: int = 3) -> pd.DataFrame:
+    """The first `n` refusal targets each self-improvement cell wrote (`recipes.self_improvement`), with
+    where each came from (the model, or the template when the model's text failed the filter, and why)."""
+    rows = []
+    for r in results:
+        for target in (r.get("crafted_targets") or [])[:n]:
+            rows.append({"setting": r["params"]["setting"], "method": r["method_title"], "seed": r["params"]["seed"],
+                         "question": target["question"], "target": target["target"], "source": target["source"],
+                         "why not the model's": target.get("reason") or "-"})
     return pd.DataFrame(rows)

@@ -3,8 +3,8 @@ the verdict. Ours: the paper states the claims in words; which numbers test each
 difference must clear, are our reading, stated in `CLAIMS` and printed in the book.
 
 A cell enters a comparison by its method (`params.method`), setting and seed; cells run with query merging
-(`params.merge_group` > 0) enter only claim 4, cells run in chunks (`params.chunks` > 1) none (the sequence
-figure shows them). Where a method ran twice in a setting and seed (two labels), the comparison takes the
+(`params.merge_group` > 0) enter only claim 4, cells with self-written targets (`params.refusal` "self") only
+claim 2's second comparison, cells run in chunks (`params.chunks` > 1) none (the sequence figure shows them). Where a method ran twice in a setting and seed (two labels), the comparison takes the
 mean. Differences are per seed, over the seeds both sides have.
 """
 
@@ -56,7 +56,8 @@ CLAIMS = (
           "that gap on pretrained knowledge minus the gap on finetuned knowledge", 0.05),
     Claim(2, "Editing gives human-aligned refusals.",
           "per setting: the human-aligned rate on forget questions, the editors' mean (ROME, MEMIT, AlphaEdit, "
-          "GRACE, WISE) minus the paper's baselines' mean (GA, GD, KL, DPO)", 0.1),
+          "GRACE, WISE) minus the paper's baselines' mean (GA, GD, KL, DPO); once with the template targets, once "
+          "with the targets the model wrote (self-improvement, where the study runs it)", 0.1),
     Claim(3, "AlphaEdit and WISE hold up under rephrasing, while GA, KL, ROME and MEMIT can break the model.",
           "per setting: the share of forgetting the rephrased questions keep (AlphaEdit and WISE's mean minus GA, "
           "KL, ROME and MEMIT's mean), and retain Rouge1 after unlearning (the same two groups)", 0.05),
@@ -74,13 +75,15 @@ def paired_settings(settings: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def _values(results: Sequence[dict], setting: str, methods: Sequence[str], score: Callable[[dict], float | None],
-            merged: bool = False) -> dict[int, float]:
-    """{seed: mean of `score` over the cells of `methods` in `setting` (the group's mean, per seed)}."""
+            merged: bool = False, self_written: bool = False) -> dict[int, float]:
+    """{seed: mean of `score` over the cells of `methods` in `setting` (the group's mean, per seed)}: cells with
+    merged queries when `merged`, with self-written refusal targets when `self_written`, else plain ones."""
     per_seed: dict[int, list[float]] = {}
     for result in results:
         params = result["params"]
         if (params["setting"] != setting or params["method"] not in methods
-                or (params.get("merge_group", 0) > 0) != merged or params.get("chunks", 1) > 1):
+                or (params.get("merge_group", 0) > 0) != merged or params.get("chunks", 1) > 1
+                or (params.get("refusal") == "self") != self_written):
             continue
         value = score(result)
         if value is not None:
@@ -116,8 +119,11 @@ def claim_differences(claim: Claim, results: Sequence[dict], settings: Sequence[
                                                                                gaps[finetuned, method])
     elif claim.number == 2:
         for setting in settings:
+            baselines = _values(results, setting, PAPER_BASELINES, aligned_rate)
             out[f"{setting}: editors - paper baselines (human-aligned rate)"] = _minus(
-                _values(results, setting, EDITORS, aligned_rate), _values(results, setting, PAPER_BASELINES, aligned_rate))
+                _values(results, setting, EDITORS, aligned_rate), baselines)
+            out[f"{setting}: editors with self-written targets - paper baselines (human-aligned rate)"] = _minus(
+                _values(results, setting, EDITORS, aligned_rate, self_written=True), baselines)
     elif claim.number == 3:
         robust, fragile = ("alphaedit", "wise"), ("gradient_ascent", "kl", "rome", "memit")
         for setting in settings:
