@@ -266,3 +266,37 @@ def test_wise_answers_a_prefill_row_as_one_sequence_and_padding_decides_nothing(
                           pad_token_id=tokenizer.pad_token_id)[:, width:].tolist()
     refusal = tokenizer(REFUSAL, add_special_tokens=False)["input_ids"]
     assert out[0][: len(refusal)] == refusal and out[1:] == bare[1:]
+
+
+def test_wise_scores_the_locality_rows_from_their_fixed_inputs_as_a_joint_pass_would():
+    """WISE's loss (eq. 5) with s_out from the locality rows' stored projection inputs equals the loss of one
+    pass over edit and locality rows together (the reference's way), gradient included."""
+    from e2u.editing.memory_rows import UpperPass, edit_row_nll, memory_rows, pad_id
+
+    model, tokenizer = make_tiny_llama(initializer_range=0.2)
+    hp = wise.WiseHParams(layer=2, mask_ratio=1.0)
+    site = "model.layers.2.mlp.down_proj"
+    memory = wise.SideMemory(model, site, "silu")
+    weight = (memory.current.weight + 0.05 * torch.randn_like(memory.current.weight)).requires_grad_(True)
+    edits, kept = [(EDITED[0], REFUSAL)], [(q, "it is a city .") for q in KEPT[:3]]
+    alpha, beta, gamma = hp.act_margin
+
+    def loss_of(rows, s_out_of):
+        upper = UpperPass(model, 2, pad_id(tokenizer))
+        upper.prepare(model, rows)
+        memory.probe = weight
+        logits, targets = upper.logits(model, rows)
+        s_in = memory.in_scores[rows.answer_positions & rows.is_edit_row[:, None]]
+        loss = edit_row_nll(logits, targets) + wise.margin_loss(s_in, s_out_of(memory.in_scores, rows), alpha, beta, gamma)
+        memory.probe = None
+        return loss, torch.autograd.grad(loss, weight)[0]
+
+    joint = memory_rows(tokenizer, edits, kept, "cpu")
+    reference, reference_grad = loss_of(
+        joint, lambda scores, rows: scores[rows.batch["attention_mask"].bool() & ~rows.is_edit_row[:, None]])
+    stored = wise.kept_inputs(model, memory, memory_rows(tokenizer, [], kept, "cpu"))
+    ours, ours_grad = loss_of(memory_rows(tokenizer, edits, [], "cpu"),
+                              lambda scores, rows: memory.score(weight, stored.x, stored.y)[1])
+    assert stored.x.shape[0] == int(memory_rows(tokenizer, [], kept, "cpu").batch["attention_mask"].sum())
+    assert torch.allclose(ours, reference, rtol=1e-5) and torch.allclose(ours_grad, reference_grad, rtol=1e-4, atol=1e-6)
+    memory.remove()

@@ -9,7 +9,8 @@ Editing a request (WISE section 3, `memory_rows` give the positions):
   1. loss = NLL(refusal | forget question)                                        (edit rows, W' on)
           + mean relu(s_out - s_in + gamma) + mean relu(s_out - alpha) + mean relu(beta - s_in)   (eq. 5)
      with s_in the scores at the edit rows' answer positions and s_out those at every position of
-     locality rows (kept questions with their answers, never forget ones);
+     locality rows (kept questions with their answers, never forget ones; their projection inputs do not
+     change while W' trains, so s_out is computed from inputs stored once per edit: `KeptInputs`);
   2. SGD on W' with the gradient masked to a random `mask_ratio` of its elements (the knowledge shard),
      then W' clamped to W +- norm_constraint, for n_iter steps or until the loss stops falling;
   3. threshold = act_ratio x the smallest in-scope score any edit of the shard reached.
@@ -41,6 +42,7 @@ from transformers.activations import ACT2FN
 
 from ..arch import find_arch
 from ..errors import E2UError
+from ..hooks import trace
 from ..hparams import real_number, whole_number
 from ..models import input_device
 from .adaptor import MemoryAdaptor
@@ -205,21 +207,41 @@ def margin_loss(s_in: torch.Tensor, s_out: torch.Tensor, alpha: float, beta: flo
     return pairwise + torch.relu(s_out - alpha).mean() + torch.relu(beta - s_in).mean()
 
 
-def train_shard(model, memory: SideMemory, rows: MemoryRows, mask: torch.Tensor, upper: UpperPass,
-                hp: WiseHParams) -> dict:
-    """WISE's inner loop on the shard being edited: masked SGD, then the norm constraint."""
+@dataclass(frozen=True)
+class KeptInputs:
+    """The projection's input x and its unedited output W x at every position of the locality rows. Nothing
+    below the memory changes while it trains, so these are fixed: each step's out-of-scope scores s_out
+    (eq. 4) are one product with W', not a forward pass of the locality rows through the upper blocks."""
+
+    x: torch.Tensor  # (positions, d_in)
+    y: torch.Tensor  # (positions, d_out)
+
+
+def kept_inputs(model, memory: SideMemory, rows: MemoryRows) -> KeptInputs:
+    """`KeptInputs` of the locality `rows` (every non-padding position), read in one pass that stops at the
+    memory's projection."""
+    with torch.no_grad(), memory.bypassed(), trace(model, [memory.site], retain_input=True, stop=True) as t:
+        model(input_ids=rows.batch["input_ids"], attention_mask=rows.batch["attention_mask"], use_cache=False)
+    x = t.inputs[memory.site][rows.batch["attention_mask"].bool()]
+    return KeptInputs(x, project(memory.module, memory.main, x))
+
+
+def train_shard(model, memory: SideMemory, rows: MemoryRows, kept: KeptInputs, mask: torch.Tensor,
+                upper: UpperPass, hp: WiseHParams) -> dict:
+    """WISE's inner loop on the shard being edited (`rows`: the edit rows): masked SGD, then the norm
+    constraint. s_in comes from the edit rows' pass with W' on, s_out from `kept`."""
     alpha, beta, gamma = hp.act_margin
     weight = memory.current.weight.requires_grad_(True)
     optimiser = torch.optim.SGD([weight], lr=hp.edit_lr, weight_decay=hp.weight_decay)
     in_scope = rows.answer_positions & rows.is_edit_row[:, None]
-    out_scope = rows.batch["attention_mask"].bool() & ~rows.is_edit_row[:, None]
     previous, memory.probe = None, weight
     try:
         for step in range(hp.n_iter):
             logits, targets = upper.logits(model, rows)
-            scores = memory.in_scores
+            s_in = memory.in_scores[in_scope]
+            s_out = memory.score(weight, kept.x, kept.y)[1]
             nll = edit_row_nll(logits, targets)
-            loss = nll + margin_loss(scores[in_scope], scores[out_scope], alpha, beta, gamma)
+            loss = nll + margin_loss(s_in, s_out, alpha, beta, gamma)
             if previous is not None and abs(previous - loss.item()) <= 1e-4 and loss.item() <= 0.02:
                 break
             previous = loss.item()
@@ -269,10 +291,11 @@ def edit(model, tokenizer, requests, locality, hp: WiseHParams, memory: SideMemo
         number = done
         kept = random.Random(f"wise:{hp.seed}:{number}").sample(
             list(locality), min(hp.locality_per_edit * len(chunk), len(locality)))
-        rows = memory_rows(tokenizer, [(r.question, r.target) for r in chunk], kept, device)
+        rows = memory_rows(tokenizer, [(r.question, r.target) for r in chunk], [], device)
+        kept_in = kept_inputs(model, memory, memory_rows(tokenizer, [], kept, device))
         upper.prepare(model, rows)
         with torch.enable_grad(), frozen_parameters(model):  # gradients for the memory only
-            outcome = train_shard(model, memory, rows, mask, upper, hp)
+            outcome = train_shard(model, memory, rows, kept_in, mask, upper, hp)
         memory.current.edits += 1
         memory.current.requests += [(r.question, r.target) for r in chunk]
         memory.current.threshold = min(memory.current.threshold, hp.act_ratio * outcome["min_in_scope_score"])
