@@ -50,7 +50,10 @@ def _study_run(args) -> int:
     from .stages import record_stage
     from .study import load_study
 
+    from .cell_check import check_cells
+
     study = load_study(args.study)
+    check_cells(study.cells)  # before any cell starts: a fault names the cell and the hyper-parameter
     started = time.perf_counter()
     if args.sequential:
         from .runner import run_study

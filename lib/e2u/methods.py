@@ -71,6 +71,23 @@ def statistics_layers(name: str, model, hp) -> list[int]:
     return []
 
 
+def checked_layers(name: str, model, hp) -> list[int]:
+    """The blocks `name` would change on `model` with `hp`, each index checked against the model's depth (an
+    error names the hyper-parameter). `model` may be a skeleton on the meta device: only its structure is read."""
+    from .editing.memory_site import memory_layer
+    from .trainable import trained_blocks
+
+    if name == "rome":
+        return rome.rome_layer(model, hp)
+    if name in ("memit", "alphaedit"):
+        return memit.window_layers(model, hp)
+    if name in ("grace", "wise"):
+        return [memory_layer(model, hp.layer, name)]
+    if name == "rmu":
+        return rmu.rmu_blocks(model, hp)
+    return trained_blocks(model, hp)
+
+
 def run_method(name: str, model, tokenizer, problem, hp, previous=None):
     """`name`'s apply on the unlearning problem; the model changes in place. `previous`, the outcome of an
     earlier chunk of sequential unlearning: a memory editor goes on editing that memory; every other

@@ -20,6 +20,7 @@ from functools import partial
 import torch
 
 from ..errors import E2UError
+from ..hparams import real_number
 from ..models import input_device
 from ..result import WeightDeltas
 from .keys import compute_keys
@@ -36,6 +37,14 @@ class AlphaEditHParams(BatchEditHParams):
     L2: float = 10.0
 
     ALIASES = {**BatchEditHParams.ALIASES, "alpha": "L2"}
+
+    def extra_rules(self) -> dict:
+        return {**super().extra_rules(),
+                "nullspace_threshold": (real_number(self.nullspace_threshold) and self.nullspace_threshold >= 0,
+                                        "a number >= 0"),
+                "nullspace_fraction": (real_number(self.nullspace_fraction) and 0 <= self.nullspace_fraction < 1,
+                                       "a share in [0, 1)"),
+                "L2": (real_number(self.L2) and self.L2 >= 0, "a number >= 0")}
 
 
 def null_space_projector(moment: torch.Tensor, threshold: float, fraction: float = 0.0) -> tuple[torch.Tensor, int]:

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 import torch
 
 from ..arch import Arch, find_arch
+from ..hparams import whole_number
 from .keys import context_templates
 from .requests import EditRequest, report_missing_subjects
-from .stats import layer_moments
+from .stats import MOMENT_DTYPES, layer_moments
 from .values import ValueHParams
 
 
@@ -32,6 +33,16 @@ class LocateHParams(ValueHParams):
     seed: int = 0
 
     ALIASES = {"v_steps": "v_num_grad_steps", "mom2_n_samples": "mom2_n_tokens"}
+
+    def extra_rules(self) -> dict:
+        at_least = lambda name, least: (whole_number(getattr(self, name)) and getattr(self, name) >= least,  # noqa: E731
+                                        f"an integer >= {least}")
+        return {"n_context_templates": at_least("n_context_templates", 0),
+                "context_template_length": at_least("context_template_length", 1),
+                "mom2_corpus_texts": at_least("mom2_corpus_texts", 1), "mom2_n_tokens": at_least("mom2_n_tokens", 1),
+                "mom2_max_length": at_least("mom2_max_length", 1),
+                "mom2_dtype": (self.mom2_dtype in MOMENT_DTYPES, f"one of {sorted(MOMENT_DTYPES)}"),
+                "seed": (whole_number(self.seed), "an integer")}
 
 
 @dataclass

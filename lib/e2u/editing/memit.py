@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 
 from ..arch import find_arch
+from ..hparams import real_number, whole_number
 from ..result import WeightDeltas
 from .batched_values import optimise_values
 from .keys import compute_keys, outputs_at_keys
@@ -49,10 +50,21 @@ class BatchEditHParams(LocateHParams):
 
     ALIASES = {**LocateHParams.ALIASES, "layer": "layers"}
 
+    def extra_rules(self) -> dict:
+        return {**super().extra_rules(),
+                "batch_size": (whole_number(self.batch_size) and self.batch_size >= 0, "an integer >= 0 (0: one batch)"),
+                "value_batch_size": (whole_number(self.value_batch_size) and self.value_batch_size >= 0,
+                                     "an integer >= 0 (0: the whole batch)")}
+
 
 @dataclass
 class MemitHParams(BatchEditHParams):
     mom2_update_weight: float = 15_000.0
+
+    def extra_rules(self) -> dict:
+        return {**super().extra_rules(),
+                "mom2_update_weight": (real_number(self.mom2_update_weight) and self.mom2_update_weight > 0,
+                                       "a number > 0")}
 
 
 def memit_solve(layer: int, keys: torch.Tensor, residual: torch.Tensor, moments: dict, weight: float) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 
 from ..arch import find_arch
 from ..errors import E2UError
+from ..hparams import real_number
 from ..models import input_device
 from ..result import WeightDeltas
 from .batched_values import optimise_values
@@ -37,6 +38,11 @@ class RomeHParams(LocateHParams):
     mom2_ridge: float = 1e-4
 
     ALIASES = {**LocateHParams.ALIASES, "layers": "layer"}
+
+    def extra_rules(self) -> dict:
+        return {**super().extra_rules(),
+                "mom2_adjustment": (isinstance(self.mom2_adjustment, bool), "true or false"),
+                "mom2_ridge": (real_number(self.mom2_ridge) and self.mom2_ridge >= 0, "a number >= 0")}
 
 
 def rank_one_update(k_star: torch.Tensor, k: torch.Tensor, v_star: torch.Tensor, v: torch.Tensor,

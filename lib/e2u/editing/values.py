@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import E2UError
 from ..hooks import trace
 from ..models import input_device
 from ..prompts import encode_answer
@@ -29,6 +30,29 @@ class ValueHParams:
     clamp_norm_factor: float = 4.0
     kl_factor: float = 0.0625
     early_stop_loss: float = 5e-2
+
+    def check(self):
+        """Raise an `E2UError` naming the first out-of-range field; return self."""
+        from ..hparams import real_number, whole_number
+
+        rules = {"v_lr": (real_number(self.v_lr) and self.v_lr > 0, "a number > 0"),
+                 "v_num_grad_steps": (whole_number(self.v_num_grad_steps) and self.v_num_grad_steps >= 1,
+                                      "an integer >= 1"),
+                 "v_weight_decay": (real_number(self.v_weight_decay) and self.v_weight_decay >= 0, "a number >= 0"),
+                 "clamp_norm_factor": (real_number(self.clamp_norm_factor) and self.clamp_norm_factor > 0,
+                                       "a number > 0"),
+                 "kl_factor": (real_number(self.kl_factor) and self.kl_factor >= 0, "a number >= 0"),
+                 "early_stop_loss": (real_number(self.early_stop_loss) and self.early_stop_loss >= 0, "a number >= 0"),
+                 **self.extra_rules()}
+        for name, (ok, expected) in rules.items():
+            if not ok:
+                raise E2UError(f"{type(self).__name__}: hyper-parameter {name} must be {expected}, "
+                               f"got {getattr(self, name)!r}")
+        return self
+
+    def extra_rules(self) -> dict:
+        """A subclass's own fields: {name: (holds, what is expected)}."""
+        return {}
 
 
 @contextmanager

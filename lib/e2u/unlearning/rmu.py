@@ -60,10 +60,18 @@ def loss(model, forget, retain, reference, hp, path: str):
     return terms
 
 
-def apply(model, tokenizer, problem, hp: RMUHParams):
-    """Unlearn by RMU: check the steered block exists, train the blocks `layers` (default: it and two below)."""
+def rmu_blocks(model, hp: RMUHParams) -> list[int]:
+    """The blocks RMU trains, after checking that the steered block exists in `model`."""
+    from ..trainable import trained_blocks
+
     n_layers = find_arch(model).n_layers
     if hp.steer_layer >= n_layers:
         raise E2UError(f"RMUHParams: steer_layer must be below {n_layers} for this model, got {hp.steer_layer}")
+    return trained_blocks(model, hp.trained())
+
+
+def apply(model, tokenizer, problem, hp: RMUHParams):
+    """Unlearn by RMU: check the steered block exists, train the blocks `layers` (default: it and two below)."""
+    rmu_blocks(model, hp)
     steered = partial(loss, path=find_arch(model).layer_path(hp.steer_layer))
     return training_method(steered, "rmu")(model, tokenizer, problem, hp.trained())
