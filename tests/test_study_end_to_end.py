@@ -49,8 +49,10 @@ def test_the_template_takes_exactly_the_parameters_the_runner_passes(tmp_path):
     from e2u.study import TEMPLATE
 
     cell = CellParams(method="rome", hparams={"layer": 6}, seed=3)
-    passed = notebook_parameters(cell, tmp_path / "r.json", "k")
-    assert set(passed) == set(papermill.inspect_notebook(str(TEMPLATE))) == {"cell", "result_path", "cache_key"}
+    passed = notebook_parameters(cell, tmp_path / "r.json", "k", rerun='{"layer": [5, 6]}')
+    assert set(passed) == set(papermill.inspect_notebook(str(TEMPLATE))) == {"cell", "result_path", "cache_key",
+                                                                              "rerun"}
+    assert "rerun" not in notebook_parameters(cell, tmp_path / "r.json", "k")  # the template's default: none
     assert CellParams.from_json(passed["cell"]) == cell
 
 

@@ -93,6 +93,21 @@ def _study_plan(args) -> int:
 GENERATED_CHAPTERS = ("summary", "claims", "cost")  # notebooks/<name>.ipynb executed into book/<name>.ipynb from the results
 
 
+def _rerun(args) -> int:
+    """`e2u rerun`: the chapter's cell with the changed parameters (checked first), then `e2u book`."""
+    from .rerun import rerun_chapter
+    from .study import load_study
+
+    study = load_study(args.study)
+    changes = rerun_chapter(study, args.chapter, [tuple(p) for p in args.parameter], Path(args.results),
+                            Path(args.book))
+    print(f"reran {args.chapter} with " + ", ".join(f"{k} = {new!r} (was {old!r})" for k, (old, new) in changes.items()))
+    if args.no_build:
+        return 0
+    return _book(argparse.Namespace(study=args.study, results=args.results, book=args.book, root=args.root,
+                                    no_build=False))
+
+
 def _book(args) -> int:
     """Execute the generated chapters (summary, cost) into `--book`, then build the Jupyter Book project at `--root`
     (the repository by default: its `_config.yml` and `_toc.yml`, which read the chapters from `<root>/book`)."""
@@ -259,6 +274,16 @@ def main(argv: list[str] | None = None) -> int:
                       "and book/; default: the repository)")
     book.add_argument("--no-build", action="store_true", help="only execute the generated chapters")
     book.set_defaults(run=_book)
+    rerun = sub.add_parser("rerun", help="run one chapter again with other parameters, then rebuild the book")
+    rerun.add_argument("chapter", help="a cell's chapter, <setting>/<label>-seed<n> (e2u study plan lists them)")
+    rerun.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                       help="a cell parameter or a hyper-parameter of its method, and its value (YAML)")
+    rerun.add_argument("--study", default="studies/default.yaml")
+    rerun.add_argument("--results", default="results")
+    rerun.add_argument("--book", default="book")
+    rerun.add_argument("--root", default="")
+    rerun.add_argument("--no-build", action="store_true", help="only rerun the chapter's notebook")
+    rerun.set_defaults(run=_rerun)
     compare = sub.add_parser("compare", help="compare the per-item numbers of two result directories")
     compare.add_argument("a", help="a results directory, e.g. results/default")
     compare.add_argument("b", help="another one, with the same <setting>/<cell>.json files")

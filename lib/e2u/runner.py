@@ -31,19 +31,21 @@ class CellOutcome:
     attempts: int = 1  # more than one: its worker died and the cell ran again
 
 
-def notebook_parameters(cell: CellParams, result: Path, key: str) -> dict:
+def notebook_parameters(cell: CellParams, result: Path, key: str, rerun: str = "") -> dict:
     """Papermill parameters: the cell as one JSON object (the notebook reads it with `CellParams.from_json`),
-    where to write its result, and the key to store in it."""
-    return {"cell": cell.to_json(), "result_path": str(result), "cache_key": key}
+    where to write its result, the key to store in it, and (`e2u rerun`) the parameters changed from the study's."""
+    return {"cell": cell.to_json(), "result_path": str(result), "cache_key": key,
+            **({"rerun": rerun} if rerun else {})}
 
 
-def run_cell_notebook(cell: CellParams, result: Path, notebook: Path, key: str, kernel: str = "python3") -> None:
+def run_cell_notebook(cell: CellParams, result: Path, notebook: Path, key: str, kernel: str = "python3",
+                      rerun: str = "") -> None:
     import papermill
 
     notebook.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(notebook, ".ipynb") as tmp:
         papermill.execute_notebook(
-            str(TEMPLATE), str(tmp), parameters=notebook_parameters(cell, result, key), kernel_name=kernel,
+            str(TEMPLATE), str(tmp), parameters=notebook_parameters(cell, result, key, rerun), kernel_name=kernel,
             progress_bar=False, cwd=str(TEMPLATE.parent),
         )
         if not result.is_file():
