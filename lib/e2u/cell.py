@@ -32,6 +32,7 @@ from .files import sha256_of_json, write_json_atomic
 from .json_fields import from_json_object
 from .peak_memory import peak_memory_gb, peak_memory_kind
 from .problem import UnlearningProblem
+from .reproducibility import cell_record
 from .result import WeightDeltas
 from .recipes.self_improvement import craft_targets, greedy_continuations, load_demonstrations
 from .provenance import code_digest, evaluation_code_files
@@ -167,13 +168,14 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     """Run one cell end to end; write its result file atomically when `result_path` is given."""
     torch.manual_seed(params.seed)
     timings = {}
-    clock = time.perf_counter()
+    clock = started = time.perf_counter()
     models = setting_models(params.model, params.data_source, params.data_options, params.retain_model,
                             params.device or None, params.finetune, params.data_path)
     model, tokenizer = load_model(models.target, params.device or None, params.dtype or None)
     splits, data_report = load_splits_with_report(model, tokenizer, params)
     if "forget" not in splits or not splits["forget"]:
         raise E2UError(f"data source {params.data_source!r} has no forget split")
+    fingerprint = model_fingerprint(model)  # before unlearning: the model this cell started from
     timings["load"] = time.perf_counter() - clock
     hp = method_hparams(params.method, model, params.model, params.hparams)
 
@@ -248,6 +250,8 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     if routing is not None:
         result["routing"] = routing
     result["human_aligned"] = aligned
+    result["reproducibility"] = cell_record(fingerprint, data_file_hashes(params), params.seed, result["device"],
+                                            time.perf_counter() - started)
     if len(parts) > 1:
         result["chunks"] = chunk_reports + [chunk_report(len(parts) - 1, parts, after)]
     if crafted:
@@ -265,6 +269,15 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
             outcome.save(adaptor_path(result_path))
         write_json_atomic(result_path, result)
     return result
+
+
+def data_file_hashes(params: CellParams) -> dict[str, str]:
+    """{file name: SHA-256} of every data file the cell's source reads (the embedded generators' code included)."""
+    from .data.sources import source_files
+    from .files import sha256_of_file
+
+    return {Path(p).name: sha256_of_file(p)
+            for p in source_files(params.data_source, params.data_path or None, params.data_options)}
 
 
 def unedited(model, outcome):

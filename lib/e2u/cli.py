@@ -90,7 +90,7 @@ def _study_plan(args) -> int:
     return 0
 
 
-GENERATED_CHAPTERS = ("summary", "claims", "cost")  # notebooks/<name>.ipynb executed into book/<name>.ipynb from the results
+GENERATED_CHAPTERS = ("summary", "claims", "cost", "reproducibility")  # notebooks/<name>.ipynb executed into book/<name>.ipynb from the results
 
 
 def _rerun(args) -> int:
