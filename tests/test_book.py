@@ -15,23 +15,30 @@ from e2u.study import ROOT, load_study
 from test_study_end_to_end import write_tiny_study
 
 
-@pytest.mark.slow
-def test_book_builds_the_summary_and_chapters_from_the_result_files(tmp_path):
-    before = _repository_outputs()
+def build_tiny_book(tmp_path):
+    """The tiny study run and its book built in a copy of the book project under `tmp_path` (the repository's
+    book/ and _build/ stay untouched); returns (study, results folder, site root)."""
     study_file = write_tiny_study(tmp_path)
     study = load_study(study_file)
-    site = tmp_path / "site"  # a copy of the book project: the repository's book/ and _build/ stay untouched
+    site = tmp_path / "site"
     (site / "book").mkdir(parents=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, site / name)
+    shutil.copytree(ROOT / "_static", site / "_static")
     for page in (ROOT / "book").glob("*.md"):
         shutil.copy(page, site / "book" / page.name)
     results = tmp_path / "results"
     outcomes = run_study(study, results, site / "book")
     assert [o.status for o in outcomes] == ["ran", "ran"], [o.error for o in outcomes]
-
     assert main(["book", str(study_file), "--results", str(results), "--book", str(site / "book"),
                  "--root", str(site)]) == 0
+    return study, results, site
+
+
+@pytest.mark.slow
+def test_book_builds_the_summary_and_chapters_from_the_result_files(tmp_path):
+    before = _repository_outputs()
+    study, results, site = build_tiny_book(tmp_path)
 
     pages = site / "_build" / "html" / "book"
     summary = (pages / "summary.html").read_text()

@@ -114,6 +114,7 @@ def _book(args) -> int:
     import papermill
 
     from .files import atomic_path
+    from .runner import hide_injected_parameters
     from .study import ROOT, load_study
 
     study = load_study(args.study)
@@ -139,7 +140,7 @@ def _book(args) -> int:
                 str(ROOT / "notebooks" / f"{chapter}.ipynb"), str(tmp), kernel_name="python3", progress_bar=False,
                 parameters={"results_dir": str(results), "study_name": study.name}, cwd=str(ROOT / "notebooks"),
             )
-            _hide_parameter_cells(tmp)
+            hide_injected_parameters(tmp)
         print(f"{chapter} notebook executed in {time.perf_counter() - started:.1f} s")
     if args.no_build:
         return 0
@@ -203,18 +204,6 @@ def _stale_outputs(study, results_dir: Path, book_dir: Path) -> list[Path]:
     found = list((results_dir / study.name).glob("*/*.json")) + list((book_dir / "runs" / study.name).glob("*/*.ipynb"))
     # Hidden files are a running cell's temporary notebook: never touched here.
     return sorted(p for p in found if p.resolve() not in keep and not p.name.startswith("."))
-
-
-def _hide_parameter_cells(path: Path) -> None:
-    """The summary's parameters are machine paths: keep them in the notebook, out of the page."""
-    import nbformat
-
-    notebook = nbformat.read(path, as_version=4)
-    for cell in notebook.cells:
-        tags = cell.metadata.setdefault("tags", [])
-        if {"parameters", "injected-parameters"} & set(tags) and "remove-cell" not in tags:
-            tags.append("remove-cell")
-    nbformat.write(notebook, path)
 
 
 def _compare(args) -> int:

@@ -13,6 +13,7 @@ from types import MappingProxyType
 
 import pandas as pd
 
+from .errors import E2UError
 from .cost_report import peak_memory_of, stages_table  # noqa: F401  (stages_table: moved, kept importable)
 
 HEADLINE = (
@@ -268,8 +269,21 @@ def checks_markdown(results: list[dict], refusal_floor: float = 0.8, locality_fl
     return "\n".join(lines)
 
 
+def shown_model(name: str) -> str:
+    """A model as a page names it: the embedded name or hub id as given, a local directory by its last part
+    (the build machine's paths stay out of the book)."""
+    from .models import resolve_model
+
+    try:
+        source = resolve_model(name)
+    except E2UError:
+        return Path(name).name
+    return f"{Path(source.location).name} (a local model)" if source.kind == "local" else name
+
+
 def results_markdown(results: list[dict], results_dir: str | Path) -> str:
-    return f"{len(results)} cells from `{results_dir}`."
+    """How many cells a chapter reads, naming the study's folder only (never a path of the build machine)."""
+    return f"{len(results)} cells of study `{Path(results_dir).name}`."
 
 
 def setting_heading(cells: list[dict]) -> str:

@@ -50,6 +50,20 @@ def run_cell_notebook(cell: CellParams, result: Path, notebook: Path, key: str, 
         )
         if not result.is_file():
             raise E2UError(f"cell {cell.cell_id}: the notebook finished without writing {result}")
+        hide_injected_parameters(tmp)
+
+
+def hide_injected_parameters(notebook: Path) -> None:
+    """Tag the parameter cells (the template's and the one papermill injected) `remove-cell`: they hold this
+    machine's paths and the cell as raw JSON, which the chapter shows in readable form (title, tables)."""
+    import nbformat
+
+    executed = nbformat.read(str(notebook), as_version=4)
+    for cell in executed.cells:
+        tags = cell.metadata.get("tags", [])
+        if {"parameters", "injected-parameters"} & set(tags) and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(executed, str(notebook))
 
 
 def run_study(study: Study, results_dir: Path, book_dir: Path, kernel: str = "python3") -> list[CellOutcome]:
