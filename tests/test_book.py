@@ -27,6 +27,7 @@ def build_tiny_book(tmp_path):
     shutil.copytree(ROOT / "_static", site / "_static")
     for page in (ROOT / "book").glob("*.md"):
         shutil.copy(page, site / "book" / page.name)
+    shutil.copytree(ROOT / "book" / "assignments", site / "book" / "assignments")
     results = tmp_path / "results"
     outcomes = run_study(study, results, site / "book")
     assert [o.status for o in outcomes] == ["ran", "ran"], [o.error for o in outcomes]

@@ -28,10 +28,15 @@ class NPOHParams(UnlearnHParams):
         return {**super().extra_rules(), "beta": (lambda v: real_number(v) and v > 0, "a positive number")}
 
 
+def forget_term(gain, beta: float):
+    """-(2 / beta) mean log sigmoid(beta gain), gain = L_theta(a) - L_ref(a) per forget answer (the equation above)."""
+    return -(2 / beta) * F.logsigmoid(beta * gain).mean()
+
+
 def loss(model, forget, retain, reference, hp):
     nll = sequence_nll(model, forget.answer)
     gain = nll - reference_sequence_nll(reference, forget.answer)  # L_theta(a) - L_ref(a)
-    terms = {"forget": -(2 / hp.beta) * F.logsigmoid(hp.beta * gain).mean(), "nll_gain": gain.detach().mean()}
+    terms = {"forget": forget_term(gain, hp.beta), "nll_gain": gain.detach().mean()}
     if retain is not None:
         terms["retain"] = mean_nll(model, retain)
     return terms
