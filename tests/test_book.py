@@ -28,6 +28,7 @@ def build_tiny_book(tmp_path):
     for page in (ROOT / "book").glob("*.md"):
         shutil.copy(page, site / "book" / page.name)
     shutil.copytree(ROOT / "book" / "assignments", site / "book" / "assignments")
+    (site / "lib").symlink_to(ROOT / "lib")  # the methods chapter shows the library's code (literalinclude)
     results = tmp_path / "results"
     outcomes = run_study(study, results, site / "book")
     assert [o.status for o in outcomes] == ["ran", "ran"], [o.error for o in outcomes]
