@@ -223,6 +223,9 @@ def test_forget_questions_unlearns_a_seeded_sample_of_the_forget_edge_and_the_re
     edge = "".join(pistol.chosen_forget_edges(list(pistol.edges_of(pistol.pistol_rows())),
                                               PistolOptions.of({"forget_draw": 1}))).replace("_", "")
     assert data.retain_tag == f"retain-{edge}" and not set(full["forget"]) & set(data.retain_records)
+    one_edge = [pistol_splits(forget_edges=["A_B"], forget_questions=10, forget_sample=s) for s in (0, 1, 2)]
+    assert len({tuple(r.question for r in split["forget"]) for split in one_edge}) == 3  # three draws of one edge
+    assert all(split["retain_train"] == one_edge[0]["retain_train"] for split in one_edge)  # one retain model
     with pytest.raises(E2UError, match=r"forget_questions: 21 questions asked of forget edge\(s\) \['.*'\] with 20"):
         pistol_splits(forget_draw=1, forget_questions=21)
 
@@ -262,6 +265,7 @@ def test_the_description_names_edges_hubs_and_independent_edges():
     ({"n_edges": 20, "n_independent": 20}, "n_edges \\+ n_independent"), ({"forget_edges": "A_C"}, "forget_edges"),
     ({"forget_edges": []}, "forget_edges"), ({"retain_eval": 0}, "retain_eval"), ({"hub": "yes"}, "hub"),
     ({"config": "pistol_data_3"}, "config"), ({"seed": True}, "seed"), ({"forget_questions": 0}, "forget_questions"),
+    ({"forget_sample": "x"}, "forget_sample"),
 ])
 def test_options_are_validated_naming_the_option(options, named):
     with pytest.raises(E2UError, match=rf"^{named}: expected"):
@@ -271,6 +275,7 @@ def test_options_are_validated_naming_the_option(options, named):
 def test_options_have_defaults_and_unknown_ones_are_named():
     assert PistolOptions.defaults() == {"seed": 0, "n_edges": 5, "n_independent": 2, "forget_edges": None,
                                         "forget_draw": None, "retain_eval": None, "forget_questions": None,
+                                        "forget_sample": None,
                                         "hub": False,
                                         "config": "pistol_data_1"}
     assert PistolOptions.of({"forget_edges": ["A_C1", "A_C1"]}).forget_edges == ("A_C1",)

@@ -48,7 +48,7 @@ def finetune_data(source: str, path: str | None, options: Mapping) -> FinetuneDa
         return FinetuneData("pistol", f"pistol-s{options['seed']}", splits["target_train"], splits["retain_train"],
                             "retain-" + "-".join(forget_edges).replace("_", ""),
                             {"forget": splits["forget"], "retain": splits["retain"]},
-                            {k: v for k, v in {**options, "path": path or ""}.items() if k != "forget_questions"})
+                            {k: v for k, v in {**options, "path": path or ""}.items() if k not in ("forget_questions", "forget_sample")})
     raise E2UError(f"data source {source!r} has no finetuned models trained here; expected one of {FINETUNED_SOURCES}")
 
 

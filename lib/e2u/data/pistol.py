@@ -11,7 +11,8 @@ Rows have PISTOL's fields `question`, `answer` and `edge` (one contract, 20 ques
 | split          | what                                                                                |
 | -------------- | ----------------------------------------------------------------------------------- |
 | `forget`       | the questions of `forget_edges` (default: the data's first edge); a seeded sample of  |
-|                | `forget_questions` if set (the edge's other questions are then neither unlearned nor  |
+|                | `forget_questions` if set, drawn with `forget_sample` (the edge's other questions are |
+|                | then neither unlearned nor                                                          |
 |                | evaluated; the retain model still lacks the whole edge)                             |
 | `retain`       | the other edges linked to a forget edge; a seeded sample of `retain_eval` if set     |
 | `independent`  | the edges of the graph's other components, where there are any; capped the same way |
@@ -71,6 +72,7 @@ class PistolOptions(SourceOptions):
     forget_draw: int | None = None  # without forget_edges: a seeded draw of one edge that leaves some to retain
     retain_eval: int | None = None  # retain (and independent) questions evaluated, seeded samples; None: all
     forget_questions: int | None = None  # a seeded sample of the forget edges' questions unlearned; None: all
+    forget_sample: int | None = None  # the seed of that sample (None: forget_draw's), so that seeds can share an edge
     hub: bool = False  # read `xinchiqiu/PISTOL` from the hub instead of generating (a data.path wins)
     config: str = "pistol_data_1"  # the hub config
 
@@ -99,6 +101,9 @@ class PistolOptions(SourceOptions):
         if self.forget_questions is not None and (not is_int(self.forget_questions) or self.forget_questions < 1):
             raise E2UError(f"forget_questions: expected an integer >= 1 (questions of the forget edges unlearned), "
                            f"or null for all of them, got {self.forget_questions!r}")
+        if self.forget_sample is not None and not is_int(self.forget_sample):
+            raise E2UError(f"forget_sample: expected an integer (the seed of the forget questions' sample) or null, "
+                           f"got {self.forget_sample!r}")
         if not isinstance(self.hub, bool):
             raise E2UError(f"hub: expected true or false, got {self.hub!r}")
         if self.config not in CONFIGS:
@@ -248,7 +253,8 @@ def pistol_splits(path: str | Path | None = None, **options) -> dict[str, list[Q
     if opts.forget_questions is not None and opts.forget_questions > len(forget_records):
         raise E2UError(f"forget_questions: {opts.forget_questions} questions asked of forget edge(s) {forget} "
                        f"with {len(forget_records)}")
-    splits = {"forget": _sample(forget_records, opts.forget_questions, f"forget:{opts.forget_draw}"),
+    sample_seed = opts.forget_sample if opts.forget_sample is not None else opts.forget_draw
+    splits = {"forget": _sample(forget_records, opts.forget_questions, f"forget:{sample_seed}"),
               "retain": _sample([r for e in retain_edges for r in records[e]], opts.retain_eval, f"retain:{opts.seed}")}
     if independent:
         splits["independent"] = _sample([r for e in independent for r in records[e]], opts.retain_eval,
