@@ -41,9 +41,12 @@ def test_a_bad_parameter_is_named_before_anything_runs(study, pairs, named):
 
 def test_a_parameter_is_read_as_yaml_and_a_hyper_parameter_lands_in_hparams(study):
     cell = find_chapter(study, "pretrained/rome-seed0")
-    new, changes = changed_cell(cell, [("layer", "2"), ("max_new_tokens", "3")])
+    new, changes = changed_cell(cell, [("layer", "2"), ("max_new_tokens", "3"), ("v_num_grad_steps", "4")])
     assert new.hparams["layer"] == 2 and new.max_new_tokens == 3 and new.method == "rome"
-    assert changes == {"layer": [1, 2], "max_new_tokens": [4, 3]}
+    # the study's values as the cell used them: its own (layer 1, 3 steps), or a default it did not set
+    assert changes == {"layer": [1, 2], "max_new_tokens": [4, 3], "v_num_grad_steps": [3, 4]}
+    _, default = changed_cell(cell, [("kl_factor", "0.1")])
+    assert default == {"kl_factor": [0.0625, 0.1]}
 
 
 def test_the_rerun_chapter_says_what_changed_and_its_result_holds_the_new_value(study, tmp_path):

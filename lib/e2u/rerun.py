@@ -45,10 +45,13 @@ def allowed_keys(cell: CellParams) -> tuple[list[str], list[str]]:
 
 def changed_cell(cell: CellParams, pairs: Sequence[tuple[str, str]]) -> tuple[CellParams, dict]:
     """`cell` with each (key, value text) applied, and {key: [the study's value, the new one]}; checked."""
-    from .cell_check import check_cells
+    from .cell_check import check_cells, model_skeleton
+    from .methods import get_method, method_hparams
 
     fields, hparam_names = allowed_keys(cell)
     values, hparams, changes = asdict(cell), dict(cell.hparams), {}
+    aliases = getattr(get_method(cell.method).hparams, "ALIASES", {})
+    effective = method_hparams(cell.method, model_skeleton(cell.model), cell.model, cell.hparams)  # defaults too
     for key, text in pairs:
         try:
             value = yaml.safe_load(text)
@@ -58,7 +61,7 @@ def changed_cell(cell: CellParams, pairs: Sequence[tuple[str, str]]) -> tuple[Ce
         if key.startswith("hparams.") or (key not in fields and name in hparam_names):
             if name not in hparam_names:
                 raise E2UError(f"unknown hyper-parameter {name!r} of {cell.method}; allowed: {', '.join(hparam_names)}")
-            changes[key] = [hparams.get(name), value]
+            changes[key] = [getattr(effective, aliases.get(name, name)), value]
             hparams[name] = value
         elif key in fields:
             changes[key] = [values[key], value]
