@@ -56,6 +56,13 @@ class GraceHParams(MemoryHParams):
                 "value_init": (self.value_init in ("warm", "cold"), "'warm' or 'cold'")}
 
 
+# Ours: an expanded radius covers the new key with a relative margin instead of exactly. At exactly d the key sits
+# on the boundary, and the rounding of batched, left-padded generation (~1e-4 relative in the hidden states) put
+# it outside: on the embedded model the second of two edits left the memory mid-refusal when its question was
+# generated in a batch, and refused when generated alone (the distances equalled the radii to 3 decimals).
+EXPAND_MARGIN = 1e-3
+
+
 class Codebook(MemoryAdaptor):
     """GRACE's codebook, attached to the projection at `site`."""
 
@@ -88,7 +95,7 @@ class Codebook(MemoryAdaptor):
             d, i = float(d), int(i)
             if d <= eps_init + float(self.radii[i]):
                 if int(self.labels[i]) == label:
-                    self.radii[i] = max(float(self.radii[i]), d)  # expand: coverage
+                    self.radii[i] = max(float(self.radii[i]), d * (1 + EXPAND_MARGIN))  # expand: coverage
                     return i
                 self.radii[i] = d / 2 - 1e-5  # split the difference between two labels
                 return self._append(key, value, d / 2, label, edit)
