@@ -107,3 +107,36 @@ def test_each_seed_draws_its_own_forget_set(tmp_path):
         assert splits["retain"], "a drawn edge always leaves a linked edge to retain"
     with pytest.raises(E2UError, match="forget_draw: expected an integer"):
         pistol_splits(forget_draw="x")
+
+
+def test_a_chunked_editor_reads_the_unedited_models_statistics_for_every_chunk(tmp_path, monkeypatch):
+    """The context templates, the statistics corpus and C are computed once, on the model before unlearning,
+    as the reference editors compute them: chunk 2 edits the edited model with chunk 1's statistics."""
+    from e2u.cell import run_cell
+    from e2u.files import e2u_home
+
+    monkeypatch.setenv("E2U_HOME", str(tmp_path / "home"))
+    (cell,) = tiny_tofu_cells(tmp_path, "  - {name: rome, chunks: 2, hparams: {layer: 1, n_context_templates: 2, "
+                                        "v_num_grad_steps: 3, mom2_n_tokens: 500, mom2_corpus_texts: 8}}\n")
+    result = run_cell(cell)
+    assert len(result["log"]["chunk_logs"]) == 2
+    home = e2u_home()
+    for kind in ("stats", "corpora", "templates"):
+        assert len(list((home / kind).rglob("*.*"))) == 1, kind  # one entry: the unedited model's
+
+
+def test_an_edited_model_cannot_fill_the_unedited_models_statistics():
+    import torch
+
+    from e2u.editing.stats import second_moments
+    from e2u.editing.corpus import Corpus
+    from e2u.arch import find_arch
+    from e2u.models import model_fingerprint, statistics_of
+
+    model, tokenizer = make_tiny_llama()
+    named = model_fingerprint(model)
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight.add_(1.0)  # edited: its fingerprint is another
+    with statistics_of(model, named), pytest.raises(E2UError, match=r"the key second moments of layers \[1\] of the "
+                                                                     rf"unedited model {named} are not cached"):
+        second_moments(model, tokenizer, find_arch(model), [1], Corpus("x", ("some text here",)), 50)

@@ -37,7 +37,7 @@ from .result import WeightDeltas
 from .recipes.self_improvement import craft_targets, greedy_continuations, load_demonstrations
 from .provenance import code_digest, evaluation_code_files
 from .methods import get_method, method_hparams, run_method
-from .models import input_device, load_model, model_fingerprint
+from .models import input_device, load_model, model_fingerprint, statistics_of
 from .sequential import chunk_report, forget_chunks
 from .setting_models import setting_models
 
@@ -197,7 +197,8 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
                                     targets={c.question: c.target for c in crafted} if crafted else None,
                                     merge_group=params.merge_group)
         try:
-            changed = run_method(params.method, model, tokenizer, problem, hp, previous=outcome)
+            with statistics_of(model, fingerprint):  # every chunk edits with the unedited model's statistics
+                changed = run_method(params.method, model, tokenizer, problem, hp, previous=outcome)
             # a weight change after an earlier chunk's: the cell's change is their sum (what `unedited` reverts)
             outcome = outcome.followed_by(changed) if isinstance(outcome, WeightDeltas) else changed
         except FailedEdit as failed:  # measured anyway, with the memory attached, and flagged in the result

@@ -13,8 +13,10 @@ import importlib.util
 import json
 import logging
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -212,3 +214,32 @@ def model_fingerprint(model: torch.nn.Module) -> str:
             digest.update(name.encode())
             digest.update(probe.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+_STATISTICS_OF = "_e2u_statistics_of"  # an attribute of one model object, set only inside `statistics_of`
+
+
+@contextmanager
+def statistics_of(model: torch.nn.Module, fingerprint: str) -> Iterator[None]:
+    """Inside the block, what editors cache per model (context templates, the statistics corpus, the key second
+    moments C) is read for the model `fingerprint` names instead of `model`'s current weights: sequential
+    unlearning edits chunk after chunk with the unedited model's statistics, as the reference editors compute
+    them once per model, not again after every edit."""
+    setattr(model, _STATISTICS_OF, fingerprint)
+    try:
+        yield
+    finally:
+        delattr(model, _STATISTICS_OF)
+
+
+def statistics_fingerprint(model: torch.nn.Module) -> str:
+    """The fingerprint editors key their cached statistics by: `statistics_of`'s, else the model's own."""
+    return getattr(model, _STATISTICS_OF, None) or model_fingerprint(model)
+
+
+def require_own_statistics(model: torch.nn.Module, what: str) -> None:
+    """A cache miss inside `statistics_of` cannot be filled from this model: its weights are another model's."""
+    named = getattr(model, _STATISTICS_OF, None)
+    if named is not None and named != model_fingerprint(model):
+        raise E2UError(f"{what} of the unedited model {named} are not cached, and the edited model cannot compute "
+                       "them; compute them before the first edit (the study's statistics step does)")

@@ -22,7 +22,7 @@ from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (paper
 
 from .. import cache
 from ..batching import padded
-from ..models import model_fingerprint
+from ..models import require_own_statistics, statistics_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +78,14 @@ def question_bank_corpus(tokenizer) -> Corpus:
 def model_samples_corpus(model, tokenizer, n_texts: int = 64, length: int = 128, seed: int = 0) -> Corpus:
     """Text sampled from the model itself, cached under `$E2U_HOME/corpora/` (keyed by the model's fingerprint)."""
     name = f"model samples ({n_texts} x {length} tokens, seed {seed})"
-    key = {"model": model_fingerprint(model), "n_texts": n_texts, "length": length, "seed": seed,
+    key = {"model": statistics_fingerprint(model), "n_texts": n_texts, "length": length, "seed": seed,
            "prompts": _SAMPLE_PROMPTS}
-    texts = cache.cached_json(cache.entry_path("corpora", key), key,
-                              lambda: _sample_texts(model, tokenizer, n_texts, length, seed))
+
+    def sample():
+        require_own_statistics(model, "the statistics corpus's samples")
+        return _sample_texts(model, tokenizer, n_texts, length, seed)
+
+    texts = cache.cached_json(cache.entry_path("corpora", key), key, sample)
     return Corpus(name, tuple(texts))
 
 

@@ -68,13 +68,17 @@ def shared_context_templates(model, tokenizer, hp: LocateHParams) -> list[str]:
 
     from .. import cache
     from ..files import sha256_of_file
-    from ..models import input_device, model_fingerprint
+    from ..models import input_device, require_own_statistics, statistics_fingerprint
 
-    key = {"model": model_fingerprint(model), "count": hp.n_context_templates, "length": hp.context_template_length,
-           "seed": hp.seed, "device": input_device(model).type,
+    key = {"model": statistics_fingerprint(model), "count": hp.n_context_templates,
+           "length": hp.context_template_length, "seed": hp.seed, "device": input_device(model).type,
            "code": sha256_of_file(Path(__file__).with_name("keys.py"))[:16]}  # the sampling is keys.py's
-    return cache.cached_json(cache.entry_path("templates", key), key, lambda: context_templates(
-        model, tokenizer, hp.n_context_templates, hp.context_template_length, hp.seed))
+
+    def sample():
+        require_own_statistics(model, "the context templates")
+        return context_templates(model, tokenizer, hp.n_context_templates, hp.context_template_length, hp.seed)
+
+    return cache.cached_json(cache.entry_path("templates", key), key, sample)
 
 
 def set_up(model, tokenizer, requests: list[EditRequest], hp: LocateHParams, layers: list[int],

@@ -20,7 +20,7 @@ from ..arch import Arch
 from ..batching import padded
 from ..errors import E2UError
 from ..hooks import trace
-from ..models import input_device, model_fingerprint
+from ..models import input_device, require_own_statistics, statistics_fingerprint
 from .corpus import Corpus
 
 log = logging.getLogger(__name__)
@@ -43,12 +43,13 @@ def second_moments(
     max_length: int = 256, dtype: torch.dtype = torch.float32, batch_tokens: int = 4096, use_cache: bool = True,
 ) -> dict[int, torch.Tensor]:
     """E[k k^T] (d_k x d_k, on the CPU) of the input of each layer's rewritten matrix."""
-    fingerprint = model_fingerprint(model)
+    fingerprint = statistics_fingerprint(model)
     keys = {layer: _cache_key(fingerprint, layer, corpus, n_tokens, dtype, max_length) for layer in layers}
     found = {layer: (cache.read_tensors(_cache_path(key), key) or {}).get("mom2") for layer, key in keys.items()} \
         if use_cache else {}
     todo = [layer for layer in layers if found.get(layer) is None]
     if todo:
+        require_own_statistics(model, f"the key second moments of layers {todo}")
         found.update(_accumulate(model, tokenizer, arch, todo, corpus, n_tokens, max_length, dtype, batch_tokens))
         for layer in todo:
             if use_cache:
