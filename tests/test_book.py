@@ -25,6 +25,7 @@ def build_tiny_book(tmp_path):
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, site / name)
     shutil.copytree(ROOT / "_static", site / "_static")
+    shutil.copytree(ROOT / "_extra", site / "_extra")
     for page in (ROOT / "book").glob("*.md"):
         shutil.copy(page, site / "book" / page.name)
     shutil.copytree(ROOT / "book" / "assignments", site / "book" / "assignments")
