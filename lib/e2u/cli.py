@@ -130,6 +130,11 @@ def _book(args) -> int:
         if book.resolve() != (root / "book").resolve():
             raise E2UError(f"--book {book} is not {root / 'book'}, where {root / '_toc.yml'} reads the chapters; "
                            "pass --book there or --no-build")
+    from .run_lock import study_run_lock
+
+    with study_run_lock(book.resolve(), results) as removed:  # refuses while a study runs; a killed run's
+        for leftover in removed:                              # half-written notebooks would enter the book
+            print(f"removed {leftover.name}: a half-written file of a killed run")
     for stale in _stale_outputs(study, Path(args.results), book):
         print(f"removing {stale}: not a cell of study {study.name}")
         stale.unlink()
