@@ -78,6 +78,7 @@ def changed_cell(cell: CellParams, pairs: Sequence[tuple[str, str]]) -> tuple[Ce
 def rerun_chapter(study: Study, chapter: str, pairs: Sequence[tuple[str, str]], results_dir: Path,
                   book_dir: Path) -> dict:
     """Run `chapter`'s notebook again with the changed parameters into the book; return the changes."""
+    from .run_lock import study_run_lock
     from .runner import run_cell_notebook
     from .study import cell_key, notebook_path, result_path
 
@@ -87,8 +88,10 @@ def rerun_chapter(study: Study, chapter: str, pairs: Sequence[tuple[str, str]], 
     new, changes = changed_cell(cell, pairs)
     result = result_path(results_dir.resolve(), study, cell)
     notebook = notebook_path(book_dir.resolve(), study, cell)
-    # the cell keeps its chapter and file names; its key is the new cell's, so `study run` reruns the study's own
-    run_cell_notebook(new, result, notebook, cell_key(new), rerun=json.dumps(changes, sort_keys=True))
+    # the cell keeps its chapter and file names; its key is the new cell's, so `study run` reruns the study's own.
+    # The run lock: never beside a running study, which writes the same files.
+    with study_run_lock(book_dir.resolve(), results_dir.resolve() / study.name):
+        run_cell_notebook(new, result, notebook, cell_key(new), rerun=json.dumps(changes, sort_keys=True))
     return changes
 
 
