@@ -22,7 +22,7 @@ def test_the_plan_shares_each_setting_step_once_and_editors_wait_for_statistics(
     study, root = tiny_study
     plan = plan_study(study, root / "results", root / "book", gpus=False)
     assert [(s.kind, s.after) for s in plan.steps] == [
-        ("model", None), ("setting", f"model {study.cells[0].model}"), ("statistics", "setting pretrained")]
+        ("model", ()), ("setting", (f"model {study.cells[0].model}",)), ("statistics", ("setting pretrained",))]
     needs = {p.cell.method: p.needs for p in plan.cells}
     assert needs == {"rome": "statistics pretrained", "gradient_ascent": "setting pretrained"}
     assert all(p.resources == {} for p in plan.cells) and plan.cached == []
@@ -157,3 +157,55 @@ def test_scaling_points_wait_for_their_model_and_are_planned_even_when_every_cel
     only_points = plan_study(type(study)(study.name, (), study.source, study.scaling), root / "results", root / "book",
                              gpus=False)
     assert [s.kind for s in only_points.steps] == ["model"] and len(only_points.points) == 2
+
+
+def test_a_step_starts_after_every_step_it_needs_and_their_failure_fails_its_cells_once(monkeypatch, tmp_path):
+    """Finetuning's two models are steps side by side; a setting needs both. When one fails, the setting never
+    starts and its cell fails once, with the step's error."""
+    from distributed import Client
+
+    from e2u import executor
+    from e2u.cell import CellParams
+    from e2u.executor import Plan, PlannedCell
+    from e2u.shared_work import SharedStep
+
+    log = tmp_path / "events"  # the tasks run on copies of these functions: they write what they do here
+
+    def record(kind, name):
+        with log.open("a") as handle:
+            handle.write(f"{kind} {name} {time.perf_counter()}\n")
+
+    def fake_step(step):
+        record("start", step.name)
+        time.sleep(0.3 if step.name == "target" else 0.05)
+        if step.name == "retain" and (tmp_path / "fail").exists():
+            raise RuntimeError("no disk left")
+        record("end", step.name)
+        return {"step": step.name, "seconds": 0.0, "lines": []}
+
+    def fake_cell(cell_json, result, notebook, key):
+        record("cell", key)
+        return 0.0, ""
+
+    monkeypatch.setattr(executor, "run_shared_step", fake_step)
+    monkeypatch.setattr(executor, "_run_cell_task", fake_cell)
+    cell = CellParams(data_source="mini", method="gradient_ascent")
+    steps = [SharedStep("finetune", "target", (cell,)), SharedStep("finetune", "retain", (cell,)),
+             SharedStep("setting", "setting", (cell,), after=("target", "retain"))]
+    with Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None) as client:
+        for fail in (False, True):
+            log.unlink(missing_ok=True)
+            if fail:
+                (tmp_path / "fail").touch()
+            plan = Plan(steps, [PlannedCell(cell, "k", Path("r.json"), Path("n.ipynb"), "setting")], [])
+            outcomes, logs = run_plan(client, plan, progress=False)
+            events = [(kind, name, float(t)) for kind, name, t in (line.split() for line in log.read_text().splitlines())]
+            ended = {name: t for kind, name, t in events if kind == "end"}
+            started = {name: t for kind, name, t in events if kind == "start"}
+            if not fail:
+                assert [o.status for o in outcomes] == ["ran"]
+                assert started["setting"] >= max(ended["target"], ended["retain"])
+                assert started["retain"] < ended["target"]  # side by side on the two workers
+            else:
+                assert [(o.status, "no disk left" in o.error) for o in outcomes] == [("failed", True)]
+                assert "setting" not in started and not [e for e in events if e[0] == "cell"]

@@ -1,7 +1,8 @@
 """Run a study's cells as Dask tasks: the same code on a laptop and on a cluster (DESIGN section 5).
 
 1. Cells whose result file carries their key are `cached` and not submitted.
-2. The work they share (`shared_work`) is submitted first, each step once, after the step it needs.
+2. The work they share (`shared_work`) is submitted first, each step once, after the steps it needs; steps
+   start before any cell, finetuning first (the longest chain), so that two workers never sit on one chain.
 3. Every other cell is a task that waits for its setting's last shared step and runs the cell's
    notebook through papermill on a worker (`runner.run_cell_notebook`); results come back as
    files, so a cluster run and a local run build the same book.
@@ -62,7 +63,7 @@ class Plan:
     measured: list[str] = field(default_factory=list)  # scaling points already measured
 
     def describe(self) -> list[str]:
-        lines = [f"shared  {s.name:<40} after {s.after or '-'}  ({len(s.cells)} cells)" for s in self.steps]
+        lines = [f"shared  {s.name:<40} after {', '.join(s.after) or '-'}  ({len(s.cells)} cells)" for s in self.steps]
         lines += [f"cell    {p.cell.setting}/{p.cell.cell_id:<32} after {p.needs}  resources {p.resources or '{}'}"
                   for p in self.cells]
         lines += [f"point   {p.name:<32} after {p.needs}  resources {p.resources or '{}'}" for p in self.points]
@@ -116,6 +117,10 @@ def _plan_points(study: Study, results_dir: Path, steps: list[SharedStep], gpus:
 SLOW_METHODS = MappingProxyType({"memit": 3, "alphaedit": 3, "wise": 2, "grace": 1})
 
 
+# Steps before cells (a cell's rank is below 10), finetuning first: the finetuned settings' cells wait for it.
+STEP_PRIORITY = MappingProxyType({"model": 1000, "finetune": 2000, "setting": 1000, "statistics": 1000})
+
+
 def cost_rank(cell: CellParams) -> int:
     """The dask priority of a cell (higher starts first): its method's rank, raised by chunks (an evaluation per
     chunk) and by a larger forget set."""
@@ -167,7 +172,8 @@ def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcom
         job.attempts += 1
         key = f"{job.name}-{id(plan)}-{job.attempts}".replace(" ", "_")
         if job.step is not None:
-            return client.submit(run_shared_step, job.step, key=key, resources=resources, pure=False)
+            return client.submit(run_shared_step, job.step, key=key, resources=resources,
+                                 priority=STEP_PRIORITY[job.step.kind], pure=False)
         if job.point is not None:  # behind the cells; among points the largest first, so none runs alone at the end
             return client.submit(_measure_point_task, job.point.point, str(job.point.path), key=key,
                                  priority=job.point.point.n_forget - 10_000,
@@ -176,19 +182,30 @@ def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcom
         return client.submit(_run_cell_task, p.cell.to_json(), str(p.result), str(p.notebook), p.key, key=key,
                              resources=p.resources or None, priority=cost_rank(p.cell), pure=False)
 
-    def release(step_name: str) -> list[_Job]:
-        """The jobs that waited for `step_name`."""
-        return [_Job(f"shared {s.name}", step=s) for s in plan.steps if s.after == step_name] + \
+    done: set[str] = set()  # the steps that succeeded
+    failed: set[str] = set()  # the jobs failed because a step they need failed
+
+    def waiting_for(step_name: str) -> list[_Job]:
+        """The jobs that need `step_name` (a step may need several)."""
+        return [_Job(f"shared {s.name}", step=s) for s in plan.steps if step_name in s.after] + \
                [_Job(f"cell {p.cell.setting}/{p.cell.cell_id}", cell=p) for p in plan.cells if p.needs == step_name] + \
                [_Job(p.name, point=p) for p in plan.points if p.needs == step_name]
 
+    def release(step_name: str) -> list[_Job]:
+        """The jobs that waited for `step_name` and need nothing else that is not done."""
+        return [job for job in waiting_for(step_name) if job.step is None or set(job.step.after) <= done]
+
     def fail_all(job: _Job, why: str) -> list[CellOutcome]:
-        """A step failed: every cell that needs it, directly or through a later step, fails with its error."""
+        """A step failed: every cell that needs it, directly or through a later step, fails with its error (once,
+        when it needs two failed steps)."""
+        if job.name in failed:
+            return []
+        failed.add(job.name)
         if job.step is None:
             return [CellOutcome(_job_id(job), "failed", 0.0, why, attempts=job.attempts)]
-        return [o for waiting in release(job.step.name) for o in fail_all(waiting, why)]
+        return [o for waiting in waiting_for(job.step.name) for o in fail_all(waiting, why)]
 
-    first = [_Job(f"shared {s.name}", step=s) for s in plan.steps if s.after is None]
+    first = [_Job(f"shared {s.name}", step=s) for s in plan.steps if not s.after]
     running = {submit(job): job for job in first}
     outcomes = [CellOutcome(c.cell_id, "cached", 0.0) for c in plan.cached] + \
                [CellOutcome(name, "cached", 0.0) for name in plan.measured]
@@ -212,6 +229,7 @@ def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcom
             new = []
             if job.step is not None and not error:
                 steps.append(value)
+                done.add(job.step.name)
                 running.update({submit(waiting): waiting for waiting in release(job.step.name)})
             elif job.step is not None:
                 new = fail_all(job, f"shared step {job.step.name!r} failed: {error}")

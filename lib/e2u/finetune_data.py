@@ -52,6 +52,22 @@ def finetune_data(source: str, path: str | None, options: Mapping) -> FinetuneDa
     raise E2UError(f"data source {source!r} has no finetuned models trained here; expected one of {FINETUNED_SOURCES}")
 
 
+# The options each finetuned model's records depend on; settings that differ elsewhere (another draw of the
+# questions to unlearn, another retain sample) share the model. The target learns everything, so the forget
+# choice is not among its options.
+RECORD_OPTIONS = {
+    "fictional": {"target": ("seed", "n_authors"), "retain": ("seed", "n_authors", "forget_percent")},
+    "pistol": {"target": ("seed", "n_edges", "n_independent", "hub", "config"),
+               "retain": ("seed", "n_edges", "n_independent", "hub", "config", "forget_edges", "forget_draw")},
+}
+
+
+def model_identity(source: str, path: str, options: Mapping, role: str) -> dict:
+    """What the `role` model's records depend on, without reading the data (a planner calls it: a hub data set
+    is not fetched to plan a study)."""
+    return {"source": source, "path": path, **{name: options.get(name) for name in RECORD_OPTIONS[source][role]}}
+
+
 def source_finetune_defaults(source: str) -> dict:
     """The hyper-parameters a source's models are finetuned with unless the setting's `finetune:` says otherwise:
     `pistol` with a LoRA adapter (the PISTOL harness; values sized for the embedded model on a CPU,

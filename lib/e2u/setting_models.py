@@ -50,6 +50,27 @@ def setting_models(model: str, data_source: str, data_options: dict, retain_mode
     return SettingModels(str(prepared.target), retain_model or str(prepared.retain), info)
 
 
+def setting_finetune_jobs(model: str, data_source: str, data_options: dict, finetune: dict | None = None,
+                          data_path: str = "") -> tuple[object, object, list["FinetuneJob"]] | None:
+    """(data, hyper-parameters, jobs) of a setting whose source is finetuned here (`finetune_jobs`), else None."""
+    from .finetune_data import FINETUNED_SOURCES, finetune_data
+
+    if data_source not in FINETUNED_SOURCES:
+        return None
+    data = finetune_data(data_source, data_path or None, data_options)
+    hp, jobs = finetune_jobs(model, data, finetune or None)
+    return data, hp, jobs
+
+
+def prepare_setting_model(model: str, data_source: str, data_options: dict, role: str, finetune: dict | None = None,
+                          data_path: str = "", device: str | None = None) -> dict:
+    """Train one of a setting's finetuned models (`role`: target or retain) unless it is cached; its info.
+    A study trains the two as separate steps, side by side on two workers (`shared_work`)."""
+    data, hp, jobs = setting_finetune_jobs(model, data_source, data_options, finetune, data_path)
+    job = next(j for j in jobs if j.role == role)
+    return cached_info(job) or train_finetune_job(model, data, hp, job, device=device)[0]
+
+
 # ---- the cached target and retain models of a finetuned setting ----------------------------------
 
 
@@ -80,57 +101,91 @@ def prepare_finetuned(
     return prepare_models(base_model_name, data, hp, home, report_size=report_size, device=device)
 
 
-def prepare_models(
-    base_model_name: str, data, hp: Mapping | None = None, home: str | os.PathLike | None = None,
-    *, report_size: int = 20, device: str | None = None,
-) -> PreparedModels:
-    """The target and retain models of a finetuned setting (`finetune_data.FinetuneData`), trained once and cached.
+@dataclass(frozen=True)
+class FinetuneJob:
+    """One finetuned model of a setting: its role (`target` / `retain`), directory, key and training records."""
+
+    role: str
+    path: Path
+    key: str
+    records: list
+    digest: str
+
+
+def finetune_jobs(base_model_name: str, data, hp: Mapping | None = None,
+                  home: str | os.PathLike | None = None) -> tuple[object, list[FinetuneJob]]:
+    """The hyper-parameters (the source's defaults updated with `hp`) and the target and retain models' jobs.
 
     Each lives in `<home>/models/<name>` where the name holds the base model, the data's name, the role
-    (`full` / the retain tag) and a hash of the hyper-parameters (the source's defaults updated with `hp`), the
-    data and the base weights; `INFO_FILE` beside the weights holds the hyper-parameters, data hash, seconds,
-    final loss and the memorisation report (greedy ROUGE-L recall on samples of the forget and retain records).
-    """
-    from . import finetune as training, memorisation, model_store
-    from .finetune_shortcuts import FrozenStates
-    from .models import load_model
-
+    (`full` / the retain tag) and a hash of the hyper-parameters, the data and the base weights. Cheap: nothing
+    is loaded, so a study's planner names its finetuning steps by the directories (`shared_work`)."""
+    from . import finetune as training, model_store
     from .finetune_data import source_finetune_defaults
 
     hp = training.finetune_hparams({**source_finetune_defaults(data.source), **(hp or {})})
     base = model_store.base_model_identity(base_model_name)
     root = (Path(home).expanduser() if home is not None else e2u_home()) / "models"
-    jobs = {"target": ("full", data.target_records), "retain": (data.retain_tag, data.retain_records)}
-    infos: dict[str, dict] = {}
-    paths: dict[str, Path] = {}
-    pending = []
-    for role, (tag, records) in jobs.items():
+    jobs = []
+    for role, tag, records in (("target", "full", data.target_records), ("retain", data.retain_tag, data.retain_records)):
         digest = records_digest(records)
         key = sha256_of_json({"version": training.FINETUNE_VERSION, "base": base, "hparams": hp.to_dict(),
                               "data": digest})[:12]
-        paths[role] = root / f"{model_store.slug(base_model_name)}-{data.name}-{tag}-{key}"
-        info = model_store.trusted(paths[role], key, INFO_FILE)
+        jobs.append(FinetuneJob(role, root / f"{model_store.slug(base_model_name)}-{data.name}-{tag}-{key}", key,
+                                records, digest))
+    return hp, jobs
+
+
+def cached_info(job: FinetuneJob) -> dict | None:
+    """The info file of `job`'s model when its directory holds that model (its key), else None."""
+    from . import model_store
+
+    return model_store.trusted(job.path, job.key, INFO_FILE)
+
+
+def train_finetune_job(base_model_name: str, data, hp, job: FinetuneJob, *, report_size: int = 20,
+                       device: str | None = None, states=None) -> tuple[dict, object]:
+    """Finetune the base model on `job`'s records, write it atomically with its info file. Returns the info
+    (hyper-parameters, data hash, seconds, final loss and the memorisation report: greedy ROUGE-L recall on
+    samples of the forget and retain records) and the frozen blocks' states it used (`FrozenStates`, made when
+    `states` is None and the lower blocks are frozen; pass them to the next job of the same base)."""
+    from . import finetune as training, memorisation, model_store
+    from .finetune_shortcuts import FrozenStates
+    from .models import load_model
+
+    model, tokenizer = load_model(base_model_name, device=device)
+    if states is None and training.first_trained_block(model, hp) > 0:
+        states = FrozenStates(training.first_trained_block(model, hp))
+    log.info("finetuning the %s model on %d records -> %s", job.role, len(job.records), job.path)
+    train_log = training.finetune(model, tokenizer, job.records, hp, desc=f"finetune {job.role}", states=states)
+    started = time.perf_counter()
+    report = memorisation.memorisation_report(model, tokenizer, data.report_splits, report_size, 0)
+    info = {
+        "key": job.key, "role": job.role, "base_model": model_store.base_model_identity(base_model_name),
+        "data": {"source": data.source, **data.describe, "records": len(job.records), "digest": job.digest},
+        "hparams": hp.to_dict(), "finetune_version": training.FINETUNE_VERSION, "seconds": train_log["seconds"],
+        "report_seconds": round(time.perf_counter() - started, 2), "final_loss": train_log["final_loss"],
+        "log": train_log, "memorisation": report,
+    }
+    model_store.save_model_atomic(model, tokenizer, job.path, info, INFO_FILE)
+    return info, states
+
+
+def prepare_models(
+    base_model_name: str, data, hp: Mapping | None = None, home: str | os.PathLike | None = None,
+    *, report_size: int = 20, device: str | None = None,
+) -> PreparedModels:
+    """The target and retain models of a finetuned setting (`finetune_data.FinetuneData`), trained once and cached
+    (`finetune_jobs`), one after the other, sharing the frozen blocks' states when the lower blocks are frozen."""
+    hp, jobs = finetune_jobs(base_model_name, data, hp, home)
+    infos: dict[str, dict] = {}
+    states = None  # shared: both runs start from one base
+    for job in jobs:
+        info = cached_info(job)
         if info is not None:
-            log.info("finetuned %s model: cached at %s", role, paths[role])
-            infos[role] = info
-        else:
-            pending.append((role, records, digest, key))
-    states = None
-    for role, records, digest, key in pending:
-        model, tokenizer = load_model(base_model_name, device=device)
-        log.info("finetuning the %s model on %d records -> %s", role, len(records), paths[role])
-        if states is None and training.first_trained_block(model, hp) > 0:
-            states = FrozenStates(training.first_trained_block(model, hp))  # shared: both runs start from one base
-        train_log = training.finetune(model, tokenizer, records, hp, desc=f"finetune {role}", states=states)
-        started = time.perf_counter()
-        report = memorisation.memorisation_report(model, tokenizer, data.report_splits, report_size, 0)
-        infos[role] = {
-            "key": key, "role": role, "base_model": base,
-            "data": {"source": data.source, **data.describe, "records": len(records), "digest": digest},
-            "hparams": hp.to_dict(), "finetune_version": training.FINETUNE_VERSION, "seconds": train_log["seconds"],
-            "report_seconds": round(time.perf_counter() - started, 2), "final_loss": train_log["final_loss"],
-            "log": train_log, "memorisation": report,
-        }
-        model_store.save_model_atomic(model, tokenizer, paths[role], infos[role], INFO_FILE)
-        del model
+            log.info("finetuned %s model: cached at %s", job.role, job.path)
+            infos[job.role] = info
+            continue
+        infos[job.role], states = train_finetune_job(base_model_name, data, hp, job, report_size=report_size,
+                                                     device=device, states=states)
+    paths = {job.role: job.path for job in jobs}
     return PreparedModels(paths["target"], paths["retain"], infos["target"], infos["retain"])

@@ -1,16 +1,20 @@
 """Work that several cells share, planned once per study and done before the cells that need it.
 
-Three kinds of step, each a function of a representative cell, each cached on disk by the code it
+Four kinds of step, each a function of a representative cell, each cached on disk by the code it
 calls, so doing a step twice costs only the loads:
 
 * ``model``: the base model is made loadable (the embedded GGUF converted once to safetensors);
+* ``finetune``: one finetuned model of a setting that teaches its knowledge (its target, or its retain model),
+  one step per model directory, so that the two train side by side and settings that share them (the seeds of
+  one data set) wait for the same two steps;
 * ``setting``: the setting's models (finetuned and cached where the setting teaches its knowledge),
   its data (the `probe` source asks the model), and the unedited (and retain) model's evaluation;
 * ``statistics``: the editors' context templates, and the key second moments C = E[k k^T] of every
   layer any editor cell of the setting rewrites, in one pass per statistics corpus.
 
-A step runs only after the step it needs (`after`); no two steps compute the same thing, so two
-workers never compute the same cache entry side by side.
+A step runs only after every step it needs (`after`); no two steps compute the same thing, so two
+workers never compute the same cache entry side by side. The executor starts steps before cells, and
+finetuning first: it is the longest chain (a finetuned setting's cells wait for it).
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from .cell import CellParams
 
 @dataclass(frozen=True)
 class SharedStep:
-    kind: str  # "model" | "setting" | "statistics"
-    name: str  # unique in a study: "model <name>", "setting <setting>", "statistics <setting>"
+    kind: str  # "model" | "finetune" | "setting" | "statistics"
+    name: str  # unique in a study: "model <name>", "finetune <directory>", "setting <setting>", "statistics <setting>"
     cells: tuple[CellParams, ...]  # the cells that need this step; the first stands for the others
-    after: str | None = None
+    after: tuple[str, ...] = ()  # the steps it waits for
+    role: str = ""  # a finetune step's model: "target" or "retain"
 
 
 def _setting_of(cell: CellParams) -> tuple:
@@ -48,7 +53,9 @@ def locates(method: str) -> bool:
 
 
 def plan_shared_steps(cells: list[CellParams]) -> list[SharedStep]:
-    """The steps these cells share, in an order that respects `after` (models, settings, statistics)."""
+    """The steps these cells share, in an order that respects `after` (models, finetuned models, settings,
+    statistics)."""
+    from .finetune_data import FINETUNED_SOURCES, model_identity
 
     models: dict[str, list[CellParams]] = {}
     settings: dict[tuple, list[CellParams]] = {}
@@ -56,16 +63,35 @@ def plan_shared_steps(cells: list[CellParams]) -> list[SharedStep]:
         models.setdefault(cell.model, []).append(cell)
         settings.setdefault(_setting_of(cell), []).append(cell)
     steps = [SharedStep("model", f"model {name}", tuple(group)) for name, group in models.items()]
+    finetunes: dict[str, SharedStep] = {}
+    previous: dict[str, str] = {}  # the last setting step of each edited model
+    statistics: dict[str, str] = {}  # the last statistics step of each edited model
+    settings_steps = []
     for group in settings.values():
         first = group[0]
         name = f"setting {first.setting}"
-        if any(step.name == name for step in steps):  # two data sets under one setting name: keep both
-            name = f"{name} #{sum(step.kind == 'setting' for step in steps)}"
-        steps.append(SharedStep("setting", name, tuple(group), after=f"model {first.model}"))
+        if any(step.name == name for step in settings_steps):  # two data sets under one setting name: keep both
+            name = f"{name} #{sum(s.kind == 'setting' for s in settings_steps)}"
+        needs, target = [], first.model  # the model the setting's cells edit: its statistics are shared
+        for role in ("target", "retain") if first.data_source in FINETUNED_SOURCES else ():
+            identity = json.dumps([first.model, first.finetune, role, model_identity(
+                first.data_source, first.data_path, first.data_options, role)], sort_keys=True)
+            target = identity if role == "target" else target
+            step = finetunes.get(identity) or SharedStep(
+                "finetune", f"finetune {role} {name.removeprefix('setting ')}", (), (f"model {first.model}",), role)
+            finetunes[identity] = SharedStep(step.kind, step.name, step.cells + tuple(group), step.after, step.role)
+            needs.append(step.name)
+        # after the previous setting of the same model: they share what it generates once (the factual probe)
+        needs += [previous[target]] if target in previous else []
+        settings_steps.append(SharedStep("setting", name, tuple(group), after=tuple(needs) or (f"model {first.model}",)))
+        previous[target] = name
         editors = tuple(c for c in group if locates(c.method))
-        if editors:
-            steps.append(SharedStep("statistics", name.replace("setting", "statistics", 1), editors, after=name))
-    return steps
+        if editors:  # after the previous statistics step of the same model: its key statistics are these
+            step = SharedStep("statistics", name.replace("setting", "statistics", 1), editors,
+                              after=(name,) + ((statistics[target],) if target in statistics else ()))
+            statistics[target] = step.name
+            settings_steps.append(step)
+    return steps + list(finetunes.values()) + settings_steps
 
 
 def step_for_cell(steps: list[SharedStep], cell: CellParams) -> SharedStep:
@@ -77,7 +103,8 @@ def step_for_cell(steps: list[SharedStep], cell: CellParams) -> SharedStep:
 def run_shared_step(step: SharedStep) -> dict:
     """Do one step in this process; returns {"step", "seconds", "lines"} (what it did, for the log)."""
     started = time.perf_counter()
-    lines = {"model": _prepare_model, "setting": _prepare_setting, "statistics": _prepare_statistics}[step.kind](step)
+    lines = {"model": _prepare_model, "finetune": _prepare_finetuned, "setting": _prepare_setting,
+             "statistics": _prepare_statistics}[step.kind](step)
     _release_memory()  # the worker goes on to run cells in kernels of their own: they need the GPU's memory
     return {"step": step.name, "seconds": round(time.perf_counter() - started, 1), "lines": lines}
 
@@ -98,6 +125,15 @@ def _prepare_model(step: SharedStep) -> list[str]:
     cell = step.cells[0]
     load_model(cell.model, cell.device or None, cell.dtype or None)
     return [f"model {cell.model} ready"]
+
+
+def _prepare_finetuned(step: SharedStep) -> list[str]:
+    from .setting_models import prepare_setting_model
+
+    cell = step.cells[0]
+    info = prepare_setting_model(cell.model, cell.data_source, cell.data_options, step.role, cell.finetune,
+                                 cell.data_path, cell.device or None)
+    return [f"{step.name}: the {step.role} model, {info['data']['records']} records, trained in {info['seconds']} s"]
 
 
 def _prepare_setting(step: SharedStep) -> list[str]:
