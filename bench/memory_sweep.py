@@ -6,8 +6,12 @@ kept (the locality rows hold the unedited model's own answers, as `apply` builds
 Prints, per group (forget, its paraphrases, kept, other): how many greedy answers (24 tokens) start with the
 refusal, how many are unchanged word for word, and the routing statistics (`editing.routing`).
 
+`--record NAME:LABEL` also stores the counts under LABEL in bench/results/NAME.json (the other labels kept),
+which the memory editors chapter quotes (`e2u.measured`).
+
     OMP_NUM_THREADS=1 python bench/memory_sweep.py grace --set eps_ratio=0.2
     OMP_NUM_THREADS=1 python bench/memory_sweep.py wise --set n_iter=40 --set locality_per_edit=4
+    OMP_NUM_THREADS=1 python bench/memory_sweep.py grace --set eps_ratio=0.2 --record memory_sweep_grace:eps020
 """
 
 from __future__ import annotations
@@ -44,7 +48,11 @@ def main() -> None:
     parser.add_argument("method", choices=["grace", "wise"])
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a hyper-parameter (YAML value)")
+    parser.add_argument("--record", default="", metavar="NAME:LABEL", help="store the counts in bench/results/NAME.json")
     args = parser.parse_args()
+    name, _, label = args.record.partition(":")
+    if args.record and not (name and label.replace("_", "").replace("-", "").isalnum()):
+        parser.error(f"--record {args.record!r}: expected NAME:LABEL, LABEL of letters, digits, '-' or '_'")
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     model, tokenizer = load_model(args.model)
     rows = [json.loads(line) for line in QUESTIONS.read_text().splitlines()]
@@ -63,15 +71,33 @@ def main() -> None:
             model, tokenizer, requests, list(zip(groups["kept"], before["kept"])), hp)
     except FailedEdit as failed:
         print(f"{args.method} {overrides}: {failed}")
+        if args.record:
+            _record(name, label, {"overrides": overrides, "failed_edit": str(failed)})
         return
-    print(f"{args.method} {overrides}: {time.perf_counter() - started:.1f} s for {len(requests)} edits")
+    seconds = time.perf_counter() - started
+    print(f"{args.method} {overrides}: {seconds:.1f} s for {len(requests)} edits")
     print(json.dumps({k: v for k, v in adaptor.log.items() if k != "edits"}))
-    for name, questions in groups.items():
+    counts = {}
+    for group, questions in groups.items():
         after = greedy(model, tokenizer, questions)
         refused = sum(a.startswith(refusal[:20]) for a in after)
-        same = sum(a == b for a, b in zip(after, before[name]))
+        same = sum(a == b for a, b in zip(after, before[group]))
         routing = routing_of_pairs(model, tokenizer, adaptor, list(zip(questions, after)))
-        print(f"  {name:12s} refused {refused}/{len(questions)}, unchanged {same}/{len(questions)}, routing {routing}")
+        print(f"  {group:12s} refused {refused}/{len(questions)}, unchanged {same}/{len(questions)}, routing {routing}")
+        counts[group] = {"n": len(questions), "refused": refused, "unchanged": same, "routing": routing}
+    if args.record:
+        _record(name, label, {"overrides": overrides, "hparams": {k: v for k, v in vars(hp).items()
+                                                                   if isinstance(v, (int, float, str, bool))},
+                              "seconds": round(seconds, 1), "groups": counts})
+
+
+def _record(name: str, label: str, entry: dict) -> None:
+    """Store `entry` under `label` in bench/results/<name>.json, keeping the file's other labels."""
+    from e2u.measured import FOLDER, write_measurement
+
+    path = Path(__file__).resolve().parents[1] / FOLDER / f"{name}.json"
+    values = json.loads(path.read_text())["values"] if path.is_file() else {}
+    print("wrote", write_measurement(name, {**values, label: entry}))
 
 
 if __name__ == "__main__":

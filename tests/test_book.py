@@ -30,6 +30,7 @@ def build_tiny_book(tmp_path):
         shutil.copy(page, site / "book" / page.name)
     shutil.copytree(ROOT / "book" / "assignments", site / "book" / "assignments")
     (site / "lib").symlink_to(ROOT / "lib")  # the methods chapter shows the library's code (literalinclude)
+    (site / "bench").symlink_to(ROOT / "bench")  # and quotes the benchmarks' numbers (bench/results, `measured`)
     results = tmp_path / "results"
     outcomes = run_study(study, results, site / "book")
     assert [o.status for o in outcomes] == ["ran", "ran"], [o.error for o in outcomes]
@@ -56,6 +57,15 @@ def test_book_builds_the_summary_and_chapters_from_the_result_files(tmp_path):
         entry = rf'href="runs/tiny/{cell.setting}/{cell.cell_id}\.html">(<span[^>]*>)?{re.escape(html.escape(cell.title))}<'
         assert re.search(entry, summary), f"no TOC entry titled {cell.title!r}"
     assert "ROME" in summary and "GA" in summary
+    # one results chapter per setting, linked from the summary, with the setting's tables
+    for setting in {c.setting for c in study.cells}:
+        page = (pages / "results" / f"{setting}.html").read_text()
+        assert f"<title>Results: {setting} &#8212;" in page and f'href="results/{setting}.html"' in summary
+        assert "The paper’s metrics" in page or "The paper's metrics" in page
+        assert all(c.cell_id in page for c in study.cells if c.setting == setting)
+    editors = (pages / "editors.html").read_text()  # a benchmark's number, read from its file
+    leakage = json.loads((ROOT / "bench" / "results" / "rome_leakage.json").read_text())["values"]
+    assert f'>{leakage["layers"]["5"]["with_c"]:.2f}</abbr>' in editors
     claims = (pages / "claims.html").read_text()
     # the tiny study has ROME and GA alone: claim 2 (editors against the paper's baselines) is measured, the
     # other three, which name WISE, AlphaEdit or merged queries, are not

@@ -33,8 +33,10 @@ def test_every_page_of_the_built_book_reads_cleanly_in_a_browser(built):
     problems = site_check.check_site(html, forbidden)
     assert not problems, "\n".join(f"{p.page}: {p.what}" for p in problems)
     shots = ROOT / "_build" / "screenshots"
-    for page in ("book/summary.html", "book/claims.html"):
-        out = site_check.screenshot(html, page, shots / (Path(page).stem + ".png"))
+    results = [p for p in pages if p.startswith("book/results/")]
+    assert results, "no results chapter per setting"
+    for page in ["book/summary.html", *results, "book/claims.html"]:
+        out = site_check.screenshot(html, page, shots / page.removeprefix("book/").replace("/", "-").replace(".html", ".png"))
         assert out.stat().st_size > 10_000  # a rendered page, not a blank one
 
 

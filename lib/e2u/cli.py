@@ -147,6 +147,7 @@ def _book(args) -> int:
             )
             hide_injected_parameters(tmp)
         print(f"{chapter} notebook executed in {time.perf_counter() - started:.1f} s")
+    _setting_chapters(study, results, book)
     if args.no_build:
         return 0
     started = time.perf_counter()
@@ -165,6 +166,35 @@ def _book(args) -> int:
 
 
 SITE_STUDY_FILE = ".e2u-study"  # in the built site: which study it shows
+SETTING_CHAPTERS = "results"  # book/results/<setting>.ipynb: one results chapter per setting (notebooks/setting.ipynb)
+
+
+def _setting_chapters(study, results: Path, book: Path) -> None:
+    """Execute notebooks/setting.ipynb once per setting of the study into `book/results/<setting>.ipynb`, and
+    remove the chapters of settings the study no longer has (the table of contents reads the folder)."""
+    import papermill
+
+    from .files import atomic_path
+    from .runner import hide_injected_parameters
+    from .study import ROOT
+
+    folder = book / SETTING_CHAPTERS
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = list(dict.fromkeys(c.setting for c in study.cells if any((results / c.setting).glob("*.json"))))
+    for stale in sorted(folder.glob("*.ipynb")):
+        if stale.stem not in settings:
+            print(f"removing {stale}: not a setting of study {study.name}")
+            stale.unlink()
+    started = time.perf_counter()
+    for setting in settings:
+        with atomic_path(folder / f"{setting}.ipynb", ".ipynb") as tmp:
+            papermill.execute_notebook(
+                str(ROOT / "notebooks" / "setting.ipynb"), str(tmp), kernel_name="python3", progress_bar=False,
+                parameters={"results_dir": str(results), "study_name": study.name, "setting": setting},
+                cwd=str(ROOT / "notebooks"),
+            )
+            hide_injected_parameters(tmp)
+    print(f"{len(settings)} setting chapters executed in {time.perf_counter() - started:.1f} s")
 
 
 def _study_toc(root: Path, book: Path, study: str) -> Path:
