@@ -117,8 +117,9 @@ def finetune_jobs(base_model_name: str, data, hp: Mapping | None = None,
     """The hyper-parameters (the source's defaults updated with `hp`) and the target and retain models' jobs.
 
     Each lives in `<home>/models/<name>` where the name holds the base model, the data's name, the role
-    (`full` / the retain tag) and a hash of the hyper-parameters, the data and the base weights. Cheap: nothing
-    is loaded, so a study's planner names its finetuning steps by the directories (`shared_work`)."""
+    (`full` / the retain tag) and a hash of the hyper-parameters, the data and the base weights. No model is
+    loaded here (a study's planner, which must not read a hub data set either, uses
+    `finetune_data.model_identity` instead)."""
     from . import finetune as training, model_store
     from .finetune_data import source_finetune_defaults
 
