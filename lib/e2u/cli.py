@@ -111,10 +111,6 @@ def _rerun(args) -> int:
 def _book(args) -> int:
     """Execute the generated chapters (summary, cost) into `--book`, then build the Jupyter Book project at `--root`
     (the repository by default: its `_config.yml` and `_toc.yml`, which read the chapters from `<root>/book`)."""
-    import papermill
-
-    from .files import atomic_path
-    from .runner import hide_injected_parameters
     from .study import ROOT, load_study
 
     study = load_study(args.study)
@@ -140,12 +136,7 @@ def _book(args) -> int:
         stale.unlink()
     for chapter in GENERATED_CHAPTERS:
         started = time.perf_counter()
-        with atomic_path(book / f"{chapter}.ipynb", ".ipynb") as tmp:
-            papermill.execute_notebook(
-                str(ROOT / "notebooks" / f"{chapter}.ipynb"), str(tmp), kernel_name="python3", progress_bar=False,
-                parameters={"results_dir": str(results), "study_name": study.name}, cwd=str(ROOT / "notebooks"),
-            )
-            hide_injected_parameters(tmp)
+        _execute_chapter(chapter, book / f"{chapter}.ipynb", {"results_dir": str(results), "study_name": study.name})
         print(f"{chapter} notebook executed in {time.perf_counter() - started:.1f} s")
     _setting_chapters(study, results, book)
     if args.no_build:
@@ -169,15 +160,24 @@ SITE_STUDY_FILE = ".e2u-study"  # in the built site: which study it shows
 SETTING_CHAPTERS = "results"  # book/results/<setting>.ipynb: one results chapter per setting (notebooks/setting.ipynb)
 
 
-def _setting_chapters(study, results: Path, book: Path) -> None:
-    """Execute notebooks/setting.ipynb once per setting of the study into `book/results/<setting>.ipynb`, and
-    remove the chapters of settings the study no longer has (the table of contents reads the folder)."""
+def _execute_chapter(template: str, out: Path, parameters: dict) -> None:
+    """Execute notebooks/<template>.ipynb with `parameters` into `out` (written whole or not at all), its
+    parameter cells removed from the page."""
     import papermill
 
     from .files import atomic_path
     from .runner import hide_injected_parameters
     from .study import ROOT
 
+    with atomic_path(out, ".ipynb") as tmp:
+        papermill.execute_notebook(str(ROOT / "notebooks" / f"{template}.ipynb"), str(tmp), kernel_name="python3",
+                                   progress_bar=False, parameters=parameters, cwd=str(ROOT / "notebooks"))
+        hide_injected_parameters(tmp)
+
+
+def _setting_chapters(study, results: Path, book: Path) -> None:
+    """Execute notebooks/setting.ipynb once per setting of the study into `book/results/<setting>.ipynb`, and
+    remove the chapters of settings the study no longer has (the table of contents reads the folder)."""
     folder = book / SETTING_CHAPTERS
     folder.mkdir(parents=True, exist_ok=True)
     settings = list(dict.fromkeys(c.setting for c in study.cells if any((results / c.setting).glob("*.json"))))
@@ -187,13 +187,8 @@ def _setting_chapters(study, results: Path, book: Path) -> None:
             stale.unlink()
     started = time.perf_counter()
     for setting in settings:
-        with atomic_path(folder / f"{setting}.ipynb", ".ipynb") as tmp:
-            papermill.execute_notebook(
-                str(ROOT / "notebooks" / "setting.ipynb"), str(tmp), kernel_name="python3", progress_bar=False,
-                parameters={"results_dir": str(results), "study_name": study.name, "setting": setting},
-                cwd=str(ROOT / "notebooks"),
-            )
-            hide_injected_parameters(tmp)
+        _execute_chapter("setting", folder / f"{setting}.ipynb",
+                         {"results_dir": str(results), "study_name": study.name, "setting": setting})
     print(f"{len(settings)} setting chapters executed in {time.perf_counter() - started:.1f} s")
 
 

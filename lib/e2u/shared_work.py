@@ -5,7 +5,7 @@ calls, so doing a step twice costs only the loads:
 
 * ``model``: the base model is made loadable (the embedded GGUF converted once to safetensors);
 * ``finetune``: one finetuned model of a setting that teaches its knowledge (its target, or its retain model),
-  one step per model directory, so that the two train side by side and settings that share them (the seeds of
+  one step per model (keyed by what its records depend on), so that the two train side by side and settings that share them (the seeds of
   one data set) wait for the same two steps;
 * ``setting``: the setting's models (finetuned and cached where the setting teaches its knowledge),
   its data (the `probe` source asks the model), and the unedited (and retain) model's evaluation;
@@ -30,7 +30,7 @@ from .cell import CellParams
 @dataclass(frozen=True)
 class SharedStep:
     kind: str  # "model" | "finetune" | "setting" | "statistics"
-    name: str  # unique in a study: "model <name>", "finetune <directory>", "setting <setting>", "statistics <setting>"
+    name: str  # unique in a study: "model <name>", "finetune <role> <setting>", "setting <setting>", "statistics <setting>"
     cells: tuple[CellParams, ...]  # the cells that need this step; the first stands for the others
     after: tuple[str, ...] = ()  # the steps it waits for
     role: str = ""  # a finetune step's model: "target" or "retain"
