@@ -32,7 +32,7 @@ def test_fingerprint_ignores_where_the_model_was_loaded_from():
 
 
 def test_base_model_identity_follows_the_weights(tmp_path):
-    from e2u.model_store import base_model_identity
+    from e2u.model_source import base_model_identity
 
     model, tokenizer = make_tiny_llama()
     for name in ("a", "b"):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .display import or_note
+
 STAGES = (("load", "load"), ("evaluate_before", "evaluate before"), ("unlearn", "unlearn"),
           ("evaluate_chunks", "evaluate after each chunk"), ("evaluate_after", "evaluate after"),
           ("human_aligned", "human-aligned checks"))
@@ -104,7 +106,6 @@ def stages_table(stages: dict) -> pd.DataFrame:
 def study_stages_table(results_dir: str | Path, study_name: str):
     """The recorded `make book` stages of the study whose results are in `results_dir` (`<results>/<study>`),
     or a note when none are recorded."""
-    from .report import or_note
     from .stages import read_stages
 
     stages = read_stages(Path(results_dir).parent, study_name)

