@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import make_tiny_llama
-from e2u.editing import grace, load_adaptor, wise
+from e2u.editing import grace, wise
+from e2u.methods import load_adaptor
 from e2u.editing.requests import EditRequest
 from e2u.editing.routing import FailedEdit, routing_of_pairs
 from e2u.editing.ties import ties_merge, trim

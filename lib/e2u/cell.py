@@ -24,7 +24,6 @@ from .aggregates import aggregates
 from .entailment import load_entailment
 from .human_aligned import measure_items
 from .evaluate import evaluate_dataset, evaluation_parts, summarise
-from .editing.adaptor import MemoryAdaptor
 from .editing.routing import FailedEdit, routing_report
 from . import cache
 from .arch import find_arch
@@ -33,7 +32,6 @@ from .json_fields import from_json_object
 from .peak_memory import peak_memory_gb, peak_memory_kind
 from .problem import UnlearningProblem
 from .reproducibility import cell_record
-from .result import WeightDeltas
 from .recipes.self_improvement import craft_targets, greedy_continuations, load_demonstrations
 from .provenance import code_digest, evaluation_code_files
 from .methods import get_method, method_hparams, run_method
@@ -150,6 +148,18 @@ def evaluate_cached(model, tokenizer, splits, params: CellParams, entailment=Non
                                                       entailment=entailment, paraphrased=params.paraphrased))
 
 
+def model_cache(fingerprint: str):
+    """The on-disk cache a cell's method shares with every cell of the same model (`UnlearningProblem.cache`):
+    its entries are keyed by the unedited model's fingerprint, the library version and the evaluation code."""
+    code = code_digest(evaluation_code_files())
+
+    def cached(kind: str, key: dict, compute):
+        full = {"model": fingerprint, **key, "version": __version__, "code": code}
+        return cache.cached_json(cache.entry_path(kind, full), full, compute)
+
+    return cached
+
+
 def evaluate_retain_model(path: str, splits: dict, params: CellParams, entailment=None) -> dict:
     """Per-item results of the retain model on the cell's data (cached like any unedited model's)."""
     model, tokenizer = load_model(path, params.device or None, params.dtype or None)
@@ -177,6 +187,7 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
         raise E2UError(f"data source {params.data_source!r} has no forget split")
     fingerprint = model_fingerprint(model)  # before unlearning: the model this cell started from
     timings["load"] = time.perf_counter() - clock
+    method = get_method(params.method)
     hp = method_hparams(params.method, model, params.model, params.hparams)
 
     clock = time.perf_counter()
@@ -195,16 +206,15 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
                                     load_reference=lambda: load_model(models.target, params.device or None,
                                                                       params.dtype or None)[0],
                                     targets={c.question: c.target for c in crafted} if crafted else None,
-                                    merge_group=params.merge_group)
+                                    merge_group=params.merge_group, cache=model_cache(fingerprint))
         try:
             with statistics_of(model, fingerprint):  # every chunk edits with the unedited model's statistics
                 changed = run_method(params.method, model, tokenizer, problem, hp, previous=outcome)
-            # a weight change after an earlier chunk's: the cell's change is their sum (what `unedited` reverts)
-            outcome = outcome.followed_by(changed) if isinstance(outcome, WeightDeltas) else changed
+            # after an earlier chunk: weight changes sum (what `unedited` reverts), a memory goes on
+            outcome = changed if outcome is None else outcome.followed_by(changed)
         except FailedEdit as failed:  # measured anyway, with the memory attached, and flagged in the result
             log.warning("%s", failed)
-            memory = failed.adaptor
-            outcome = type(memory).restore(model, memory.site, memory.tensors(), memory.meta(), memory.log)
+            outcome = failed.adaptor.reattached(model)
         if number < len(parts) - 1:  # the last chunk is evaluated as every cell is, below
             evaluated = time.perf_counter()
             chunk_reports.append(chunk_report(number, parts, evaluate_dataset(
@@ -221,11 +231,11 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     timings["evaluate_after"] = time.perf_counter() - clock
     _mark_unchanged(before, after)
     clock = time.perf_counter()
-    with unedited(model, outcome):  # the fluency check scores the answers under the model before unlearning
+    with outcome.unedited(model):  # the fluency check scores the answers under the model before unlearning
         aligned = measure_items(model, tokenizer, after.get("forget", []))
     timings["human_aligned"] = time.perf_counter() - clock
     routing = routing_report(model, tokenizer, outcome, evaluation_parts(splits, params.paraphrased), after) \
-        if isinstance(outcome, MemoryAdaptor) else None
+        if method.memory is not None else None
 
     result = {
         "key": cache_key,
@@ -265,7 +275,7 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
         result["aggregates"]["retain_model"] = aggregates(summarise(retain), retain, retain)
         result["retain_model"] = retain
     if result_path:
-        if isinstance(outcome, MemoryAdaptor):  # beside the result, so that a reader can load it and generate
+        if method.memory is not None:  # beside the result, so that a reader can load it and generate
             result["adaptor_file"] = adaptor_path(result_path).name
             outcome.save(adaptor_path(result_path))
         write_json_atomic(result_path, result)
@@ -279,11 +289,6 @@ def data_file_hashes(params: CellParams) -> dict[str, str]:
 
     return {Path(p).name: sha256_of_file(p)
             for p in source_files(params.data_source, params.data_path or None, params.data_options)}
-
-
-def unedited(model, outcome):
-    """A block in which `model` computes as before unlearning: the memory bypassed, or the deltas reverted."""
-    return outcome.bypassed() if isinstance(outcome, MemoryAdaptor) else outcome.reverted(model)
 
 
 def adaptor_path(result_path: str | Path) -> Path:

@@ -8,7 +8,7 @@ use `forget` and `retain` as data; methods that need a frozen reference model (K
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -27,6 +27,9 @@ class UnlearningProblem:
     load_reference: Callable[[], torch.nn.Module] | None = None
     targets: Mapping[str, str] | None = None  # question -> its own refusal (the self-improvement recipe)
     merge_group: int = 0  # > 0: the query-merging recipe, that many same-subject questions per request
+    # the caller's on-disk cache, (kind, key, compute) -> value, keyed by the caller on the model and the code
+    # besides `key`; None: every value is computed when asked
+    cache: Callable[[str, dict, Callable[[], Any]], Any] | None = None
     _reference: torch.nn.Module | None = field(default=None, init=False, repr=False)
 
     def refusal_of(self, question: str) -> str:
@@ -42,6 +45,11 @@ class UnlearningProblem:
 
             return merge_queries(self.forget, self.merge_group, self.refusal_of)
         return [EditRequest(r.question, self.refusal_of(r.question), r.subject) for r in self.forget]
+
+    def cached(self, kind: str, key: dict, compute: Callable[[], Any]) -> Any:
+        """`compute()`, or what the caller's cache holds for `kind` and `key` (e.g. the unedited model's answers
+        to the kept questions, which every memory cell of a setting asks)."""
+        return compute() if self.cache is None else self.cache(kind, key, compute)
 
     def reference(self) -> torch.nn.Module:
         """The frozen model before unlearning, loaded once (eval mode, no gradients)."""

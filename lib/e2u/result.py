@@ -50,6 +50,10 @@ class WeightDeltas:
                 for path, value in kept.items():
                     targets[path][0].copy_(value)
 
+    def unedited(self, model) -> Iterator[None]:
+        """A block in which `model` computes as before the change: the deltas reverted."""
+        return self.reverted(model)
+
     def followed_by(self, later: "WeightDeltas") -> "WeightDeltas":
         """The total change of this change and then `later` (sequential unlearning's chunks): deltas summed
         per parameter, the chunks' logs kept in order under `chunk_logs`."""
@@ -90,4 +94,8 @@ class Adaptor(Protocol):
     def remove(self) -> None: ...
 
     def record(self, layers_path: str) -> dict: ...
+
+    def unedited(self, model) -> Iterator[None]: ...
+
+    def followed_by(self, later: "Adaptor") -> "Adaptor": ...
 

@@ -116,6 +116,18 @@ class MemoryAdaptor:
         finally:
             self._bypassed = False
 
+    def unedited(self, model) -> Iterator[None]:
+        """A block in which `model` computes as before the edit: the memory bypassed."""
+        return self.bypassed()
+
+    def followed_by(self, later: "MemoryAdaptor") -> "MemoryAdaptor":
+        """The change after a later chunk of sequential unlearning: that chunk went on editing this memory."""
+        return later
+
+    def reattached(self, model) -> "MemoryAdaptor":
+        """This memory attached to `model` again (after a failed edit detached it), as a restored copy."""
+        return type(self).restore(model, self.site, self.tensors(), self.meta(), self.log)
+
     @property
     def attached(self) -> bool:
         return self._handle is not None
@@ -141,12 +153,8 @@ class MemoryAdaptor:
 
     @classmethod
     def load(cls, model, path: str | Path) -> "MemoryAdaptor":
-        """`load_adaptor`, for a file that must hold this class's kind."""
-        adaptor = load_adaptor(model, path)
-        if not isinstance(adaptor, cls):
-            adaptor.remove()
-            raise E2UError(f"adaptor file {path}: holds a {adaptor.kind} adaptor, not a {cls.kind} one")
-        return adaptor
+        """The adaptor saved at `path`, which must hold this class's kind, attached to `model`."""
+        return attach_saved(model, path, {cls.kind: cls})
 
     def record(self, layers_path: str) -> dict:
         """What the cell's result file stores about the change."""
@@ -174,15 +182,14 @@ def read_adaptor_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return header, tensors
 
 
-def load_adaptor(model: torch.nn.Module, path: str | Path) -> MemoryAdaptor:
-    """Attach the adaptor saved at `path` to `model`, which must be the model it was made for."""
-    from . import grace, wise  # noqa: F401  (their classes are the kinds an adaptor file may hold)
-
-    kinds = {cls.kind: cls for cls in MemoryAdaptor.__subclasses__()}
+def attach_saved(model: torch.nn.Module, path: str | Path, kinds: dict[str, type]) -> MemoryAdaptor:
+    """Attach the adaptor saved at `path` to `model`, which must be the model it was made for; `kinds`: the
+    adaptor classes the file may hold, by kind."""
     header, tensors = read_adaptor_file(path)
     kind = header.get("kind")
     if kind not in kinds:
-        raise E2UError(f"adaptor file {path}: unknown kind {kind!r}; expected one of {sorted(kinds)}")
+        expected = f"a {next(iter(kinds))} one" if len(kinds) == 1 else f"one of {sorted(kinds)}"
+        raise E2UError(f"adaptor file {path}: holds a {kind} adaptor, not {expected}")
     fingerprint = model_fingerprint(model)
     if header.get("fingerprint") != fingerprint:
         raise E2UError(f"adaptor file {path}: this {kind} adaptor was made for the model with fingerprint "

@@ -13,12 +13,14 @@ against a full forward pass, dropped for a model where the two differ).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
 from ..batching import IGNORE
+from ..evaluate import generate_answers
 from ..examples import Example, example_batch
 from ..finetune_shortcuts import FrozenStates, answer_logits, shortcut_loss
 from ..prompts import encode_answer, question_ids
@@ -100,23 +102,14 @@ def locality_pairs(model, tokenizer, problem, max_new_tokens: int = 32, memory=N
     records, never forget ones). Ours: WISE's locality rows are a question and its reference answer, but a
     chat model answers in sentences, and the memory must stay silent at every position generation decides
     on, so the rows hold what the model itself says. The answers are the unedited model's (`memory`, when one
-    is attached, is bypassed), cached under `$E2U_HOME/locality/` by the model's fingerprint and the questions:
-    every memory cell of a setting asks the same kept questions (120 on the finetuned contracts, ~100 s)."""
-    from contextlib import nullcontext
-
-    from .. import __version__, cache
-    from ..evaluate import generate_answers
-    from ..models import model_fingerprint
-    from ..provenance import code_digest, evaluation_code_files
-
+    is attached, is bypassed), kept in the caller's cache (`problem.cached`): every memory cell of a setting
+    asks the same kept questions (120 on the finetuned contracts, ~100 s)."""
     questions = [r.question for r in problem.retain]
-    key = {"model": model_fingerprint(model), "questions": questions, "max_new_tokens": max_new_tokens,
-           "version": __version__, "code": code_digest(evaluation_code_files())}
 
     def generate():
         with memory.bypassed() if memory is not None else nullcontext():
             return generate_answers(model, tokenizer, [question_ids(tokenizer, q) for q in questions], max_new_tokens,
                                     batch_size=32)
 
-    answers = cache.cached_json(cache.entry_path("locality", key), key, generate)
+    answers = problem.cached("locality", {"questions": questions, "max_new_tokens": max_new_tokens}, generate)
     return [(q, a if a.strip() else r.answer) for q, a, r in zip(questions, answers, problem.retain)]
