@@ -18,12 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from e2u.cluster import machine_cores
-from e2u.compare import compare_results
-from e2u.executor import run_study_on_dask
-from e2u.prepare_study import prepare_study
-from e2u.runner import run_study
-from e2u.study import load_study
+from e2u.study.cluster import machine_cores
+from e2u.study.compare import compare_results
+from e2u.study.executor import run_study_on_dask
+from e2u.study.prepare import prepare_study
+from e2u.study.runner import run_study
+from e2u.study.grid import load_study
 
 STUDY = """\
 name: dask-bench

@@ -16,9 +16,10 @@ import torch
 from tqdm import tqdm
 
 from e2u.data.fictional import fictional_splits
-from e2u.evaluate import _answer_nll_unshared, answer_nll, ground_truth
-from e2u.models import load_model
-from e2u.prompts import encode_answer, question_ids
+from e2u.evaluation.answer_nll import _answer_nll_unshared, answer_nll
+from e2u.evaluation.evaluate import ground_truth
+from e2u.model.load import load_model
+from e2u.model.prompts import encode_answer, question_ids
 
 
 def nll_pairs(tokenizer, records):

@@ -20,8 +20,8 @@ import torch
 from tqdm import tqdm
 
 from e2u.data.sources import load_source
-from e2u.evaluate import evaluate_records, evaluate_records_reference, evaluation_parts, load_embedder
-from e2u.models import load_model
+from e2u.evaluation.evaluate import evaluate_records, evaluate_records_reference, evaluation_parts, load_embedder
+from e2u.model.load import load_model
 
 DATA_OPTIONS = {"n_authors": 10, "forget_percent": 10, "retain_eval": 20, "seed": 0}
 

@@ -14,9 +14,9 @@ import time
 import torch
 
 from e2u.data.sources import load_source
-from e2u.evaluate import generate_answers
-from e2u.models import load_model
-from e2u.prompts import question_ids
+from e2u.evaluation.evaluate import generate_answers
+from e2u.model.load import load_model
+from e2u.model.prompts import question_ids
 
 
 def timed(model, tokenizer, prompts, max_new_tokens, batch_size):

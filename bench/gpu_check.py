@@ -31,9 +31,9 @@ def main() -> int:
               f"torch {torch.__version__} built with CUDA {torch.version.cuda}", file=sys.stderr)
         return 2
 
-    from e2u.cell import run_cell
+    from e2u.cell.run import run_cell
     from e2u.files import write_json_atomic
-    from e2u.study import load_study
+    from e2u.study.grid import load_study
 
     cells = {(c.setting, c.label): c for c in load_study(args.study).cells}
     missing = [f"{s}/{l}" for s, l in HEAVIEST if (s, l) not in cells]

@@ -1,4 +1,4 @@
-"""The bounds of the human-aligned refusal checks (`e2u.human_aligned`), measured on the embedded model.
+"""The bounds of the human-aligned refusal checks (`e2u.evaluation.human_aligned`), measured on the embedded model.
 
 For the embedded factual questions, each of five kinds of answer is scored as the checks score it —
 perplexity under the unedited model given the question, and the question-answer embedding fit (MiniLM):
@@ -27,12 +27,12 @@ from tqdm import tqdm
 
 from e2u.data.factual import read_embedded
 from e2u.data.refusals import refusal_for
-from e2u.evaluate import generate_answers
-from e2u.human_aligned import AlignmentBounds, perplexities
-from e2u.models import load_model
-from e2u.prompts import question_ids
+from e2u.evaluation.evaluate import generate_answers
+from e2u.evaluation.human_aligned import AlignmentBounds, perplexities
+from e2u.model.load import load_model
+from e2u.model.prompts import question_ids
 from e2u.recipes.self_improvement import craft_targets, greedy_continuations, load_demonstrations
-from e2u.similarity import SentenceEmbedder
+from e2u.evaluation.similarity import SentenceEmbedder
 
 
 def main() -> None:

@@ -22,12 +22,12 @@ import torch
 from tqdm import tqdm
 
 from e2u.data.refusals import refusal_for
-from e2u.editing import grace, wise
+from e2u.editing.memory import grace, wise
 from e2u.editing.requests import EditRequest
-from e2u.evaluate import generate_answers
+from e2u.evaluation.evaluate import generate_answers
 from e2u.methods import method_hparams
-from e2u.models import load_model
-from e2u.prompts import question_ids
+from e2u.model.load import load_model
+from e2u.model.prompts import question_ids
 
 QUESTIONS = Path(__file__).resolve().parents[1] / "lib" / "e2u" / "data" / "factual_questions.jsonl"
 

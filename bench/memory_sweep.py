@@ -7,7 +7,7 @@ Prints, per group (forget, its paraphrases, kept, other): how many greedy answer
 refusal, how many are unchanged word for word, and the routing statistics (`editing.routing`).
 
 `--record NAME:LABEL` also stores the counts under LABEL in bench/results/NAME.json (the other labels kept),
-which the memory editors chapter quotes (`e2u.measured`).
+which the memory editors chapter quotes (`e2u.book.measured`).
 
     OMP_NUM_THREADS=1 python bench/memory_sweep.py grace --set eps_ratio=0.2
     OMP_NUM_THREADS=1 python bench/memory_sweep.py wise --set n_iter=40 --set locality_per_edit=4
@@ -24,14 +24,14 @@ from pathlib import Path
 import torch
 import yaml
 
-from e2u.batching import padded
+from e2u.model.batching import padded
 from e2u.data.refusals import refusal_for
-from e2u.editing import grace, wise
+from e2u.editing.memory import grace, wise
 from e2u.editing.requests import EditRequest
-from e2u.editing.routing import FailedEdit, routing_of_pairs
+from e2u.editing.memory.routing import FailedEdit, routing_of_pairs
 from e2u.methods import method_hparams
-from e2u.models import load_model
-from e2u.prompts import question_ids
+from e2u.model.load import load_model
+from e2u.model.prompts import question_ids
 
 QUESTIONS = Path(__file__).resolve().parents[1] / "lib" / "e2u" / "data" / "factual_questions.jsonl"
 
@@ -93,7 +93,7 @@ def main() -> None:
 
 def _record(name: str, label: str, entry: dict) -> None:
     """Store `entry` under `label` in bench/results/<name>.json, keeping the file's other labels."""
-    from e2u.measured import FOLDER, write_measurement
+    from e2u.book.measured import FOLDER, write_measurement
 
     path = Path(__file__).resolve().parents[1] / FOLDER / f"{name}.json"
     values = json.loads(path.read_text())["values"] if path.is_file() else {}

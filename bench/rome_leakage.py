@@ -6,7 +6,7 @@ and every token of every neighbour prompt this prints, per layer, the leakage su
 each neighbour's worst token (mean over neighbours), with C and with the identity (no covariance
 adjustment), their ratio, and how much of its own edit each forget question's paraphrase receives.
 Nothing is edited; statistics come from the cache when present. `--write` also writes the table to
-bench/results/rome_leakage.json, which the editors chapter quotes (`e2u.measured`).
+bench/results/rome_leakage.json, which the editors chapter quotes (`e2u.book.measured`).
 
     python bench/rome_leakage.py [--model smollm2-135m-instruct] [--layers 3 5 8 12] [--write]
 """
@@ -17,16 +17,16 @@ import argparse
 
 import torch
 
-from e2u.arch import find_arch
+from e2u.model.arch import find_arch
 from e2u.data.sources import load_source
 from e2u.editing.keys import compute_keys, context_templates
 from e2u.editing.requests import unlearning_requests
 from e2u.editing.rome import RomeHParams
 from e2u.editing.stats import layer_moments
-from e2u.hooks import trace
+from e2u.model.hooks import trace
 from e2u.hparams import family_defaults
-from e2u.models import load_model
-from e2u.prompts import question_ids
+from e2u.model.load import load_model
+from e2u.model.prompts import question_ids
 
 
 @torch.no_grad()
@@ -81,7 +81,7 @@ def main() -> None:
         print(f"{layer:>5} {with_c:8.3f} {without_c:10.3f} {without_c / with_c:5.2f}x {gain:19.3f}")
         table[str(layer)] = {"with_c": with_c, "identity": without_c, "ratio": without_c / with_c, "paraphrase_gain": gain}
     if args.write:
-        from e2u.measured import write_measurement
+        from e2u.book.measured import write_measurement
 
         leaks = [row["with_c"] for row in table.values()]
         print("wrote", write_measurement("rome_leakage", {

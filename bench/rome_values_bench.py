@@ -22,7 +22,7 @@ from e2u.editing.layers import edited_layers
 from e2u.editing.locate import set_up
 from e2u.editing.requests import unlearning_requests
 from e2u.methods import method_hparams
-from e2u.models import load_model
+from e2u.model.load import load_model
 
 
 def timed(model, tokenizer, request, templates, site, hp, skip_blocks: bool):

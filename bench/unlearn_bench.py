@@ -25,9 +25,9 @@ from tqdm import tqdm
 
 from e2u.data.sources import load_source
 from e2u.methods import method_hparams
-from e2u.models import load_model
+from e2u.model.load import load_model
 from e2u.problem import UnlearningProblem
-from e2u.trainable import merge_adapter, only_trainable
+from e2u.training.trainable import merge_adapter, only_trainable
 from e2u.unlearning import gradient_difference
 from e2u.unlearning.batches import UnlearningData
 from e2u.unlearning.loop import combined

@@ -14,16 +14,17 @@ import time
 
 from tqdm import tqdm
 
-from e2u.cell import CellParams, retain_records
-from e2u.cell_data import load_splits
-from e2u.evaluate import generate_answers
+from e2u.cell.params import CellParams
+from e2u.cell.run import retain_records
+from e2u.cell.data import load_splits
+from e2u.evaluation.evaluate import generate_answers
 from e2u.methods import METHODS, method_hparams
-from e2u.metrics import is_refusal, mean
-from e2u.models import load_model
-from e2u.paper_metrics import rouge1_recall
+from e2u.evaluation.metrics import is_refusal, mean
+from e2u.model.load import load_model
+from e2u.evaluation.paper_metrics import rouge1_recall
 from e2u.problem import UnlearningProblem
-from e2u.prompts import question_ids
-from e2u.setting_models import setting_models
+from e2u.model.prompts import question_ids
+from e2u.cell.setting_models import setting_models
 
 SETTINGS = {"pretrained": {"data_source": "factual", "data_options": {"n_forget": 10, "n_retain": 20, "seed": 0}},
             "finetuned": {"data_source": "pistol", "data_options": {"seed": 0, "retain_eval": 20}}}
@@ -45,7 +46,8 @@ def main() -> None:
     models = setting_models(params.model, params.data_source, params.data_options, params.retain_model, None,
                             params.finetune, params.data_path)
     model, tokenizer = load_model(models.target)
-    splits = load_splits(model, tokenizer, params)
+    splits = load_splits(model, tokenizer, params.data_source, params.data_path or None, params.data_options,
+                         params.batch_size)
     forget, retain = list(splits["forget"]), retain_records(splits)
     kept = list(splits.get("retain") or splits.get("neighbour"))
     f0, r0 = score(model, tokenizer, forget)[0], score(model, tokenizer, kept)[0]

@@ -73,7 +73,7 @@ def saved_tiny_model(tmp_path):
 def tiny_tofu_cells(tmp_path, methods: str, name: str = "tiny") -> list:
     """The cells of a study on a tiny random model saved under `tmp_path` and a local TOFU forget01 split;
     `methods` is the study file's `methods:` block (YAML lines)."""
-    from e2u.study import load_study
+    from e2u.study.grid import load_study
     from test_loaders import tofu_dir
 
     study = tmp_path / "study.yaml"

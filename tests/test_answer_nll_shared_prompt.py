@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import make_tiny_llama
-from e2u.evaluate import _answer_nll_unshared, answer_nll
+from e2u.evaluation.answer_nll import _answer_nll_unshared, answer_nll
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import importlib.util
 import nbformat
 import pytest
 
-from e2u.study import ROOT
+from e2u.files import SOURCE_ROOT as ROOT
 
 ASSIGNMENTS = {"rank_one_update": ["rank_one_update"], "npo_loss": ["npo_forget_term"],
                "refusal_target": ["rouge1_recall", "refusal_for"]}

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from e2u import site_check
+from e2u.book import site_check
 from e2u.files import e2u_home
-from e2u.study import ROOT
+from e2u.files import SOURCE_ROOT as ROOT
 from test_book import build_tiny_book
 
 pytestmark = [pytest.mark.slow,

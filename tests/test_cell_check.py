@@ -8,20 +8,20 @@ import time
 import pytest
 
 from conftest import tiny_tofu_cells
-from e2u.cell_check import check_cells, model_skeleton
+from e2u.cell.check import check_cells, model_skeleton
 from e2u.errors import E2UError
 
 
 @pytest.mark.parametrize("entry, named", [
-    ("{name: rome, hparams: {v_lr: fast}}", r"rome-seed0: method rome: hyper-parameter 'v_lr' must be float, got 'fast'"),
+    ("{name: rome, hparams: {v_lr: fast}}", r"rome-seed0: rome: v_lr: expected float, got 'fast'"),
     ("{name: rome, hparams: {layer: 9}}", r"rome-seed0: .*layer.*9"),
     ("{name: memit, hparams: {layers: [1, 7]}}", r"memit-seed0: .*7"),
     ("{name: wise, hparams: {layer: 4}}", r"wise-seed0: .*layer"),
-    ("{name: grace, hparams: {eps_ratio: -1}}", r"grace-seed0: grace: hyper-parameter eps_ratio must be a number > 0"),
-    ("{name: gradient_ascent, hparams: {train_layers: 5}}", r"gradient_ascent-seed0: .*train_layers must be at most 4"),
-    ("{name: rmu, hparams: {steer_layer: 4}}", r"rmu-seed0: RMUHParams: steer_layer must be below 4"),
-    ("{name: alphaedit, hparams: {v_num_grad_steps: 0}}", r"alphaedit-seed0: .*v_num_grad_steps must be an integer >= 1"),
-    ("{name: kl, hparams: {speed: 3}}", r"kl-seed0: method kl: unknown hyper-parameter 'speed'; allowed: .*epochs"),
+    ("{name: grace, hparams: {eps_ratio: -1}}", r"grace-seed0: grace: eps_ratio: expected a number > 0"),
+    ("{name: gradient_ascent, hparams: {train_layers: 5}}", r"gradient_ascent-seed0: .*train_layers: expected at most 4"),
+    ("{name: rmu, hparams: {steer_layer: 4}}", r"rmu-seed0: rmu: steer_layer: expected a block below 4"),
+    ("{name: alphaedit, hparams: {v_num_grad_steps: 0}}", r"alphaedit-seed0: alphaedit: v_num_grad_steps: expected an integer >= 1"),
+    ("{name: kl, hparams: {speed: 3}}", r"kl-seed0: kl: speed: expected one of the hyper-parameters .*epochs.*; got an unknown key"),
 ])
 def test_a_faulty_cell_is_named_with_its_hyper_parameter_before_anything_runs(tmp_path, entry, named):
     cells = tiny_tofu_cells(tmp_path, f"  - {{name: idk, label: good}}\n  - {entry}\n")
@@ -57,5 +57,5 @@ def test_study_run_stops_on_a_faulty_cell_before_the_first_cell(tmp_path, capsys
     tiny_tofu_cells(tmp_path, "  - {name: rome, hparams: {v_lr: fast}}\n")
     code = main(["study", "run", str(tmp_path / "study.yaml"), "--results", str(tmp_path / "results"),
                  "--book", str(tmp_path / "book"), "--sequential"])
-    assert code != 0 and "hyper-parameter 'v_lr' must be float, got 'fast'" in capsys.readouterr().err
+    assert code != 0 and "rome: v_lr: expected float, got 'fast'" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from e2u.claims import DOES_NOT_HOLD, HOLDS, PARTLY, compare, judge
+from e2u.book.claims import DOES_NOT_HOLD, HOLDS, PARTLY, compare, judge
 from e2u.errors import E2UError
 
 
@@ -46,7 +46,7 @@ def fake_result(setting, method, seed, combined=1.0, retain=0.9, forget=(0.9, 0.
 
 
 def test_claim_verdicts_from_result_files():
-    from e2u.claims_report import judge_claims
+    from e2u.book.claim_tests import judge_claims
 
     settings = ["pretrained", "finetuned"]
     results = []
@@ -74,7 +74,7 @@ def test_claim_verdicts_from_result_files():
 
 
 def test_self_written_targets_enter_claim_2_as_a_comparison_of_their_own_and_no_other_claim():
-    from e2u.claims_report import judge_claims
+    from e2u.book.claim_tests import judge_claims
 
     results = []
     for seed in (0, 1):
@@ -91,7 +91,7 @@ def test_self_written_targets_enter_claim_2_as_a_comparison_of_their_own_and_no_
 
 
 def test_the_merging_table_counts_edit_requests_and_the_rephrase_table_spreads_over_seeds():
-    from e2u import claims_figures
+    from e2u.book import claims_figures
 
     def with_log(result, requests, n=10):
         result.update(method_title=result["params"]["method"].upper(), log={"requests": [{}] * requests},

@@ -3,7 +3,7 @@
 import json
 
 from e2u.cli import main
-from e2u.compare import compare_results
+from e2u.study.compare import compare_results
 
 
 def _result(probability=0.25, generated="I do not know", n_items=2):

@@ -2,7 +2,7 @@
 
 import matplotlib
 
-from e2u import comparison_report, training_report
+from e2u.book import comparison as comparison_report, training_curve as training_report
 
 matplotlib.use("Agg")
 

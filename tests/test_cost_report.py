@@ -5,8 +5,8 @@ import json
 import matplotlib.figure
 import pytest
 
-from e2u import cost_report
-from e2u.stages import record_stage
+from e2u.book import cost as cost_report
+from e2u.study.stages import record_stage
 
 
 def result(setting, cell, seconds, device="cpu", **extra):
@@ -134,7 +134,7 @@ def test_a_gpu_check_file_is_shown_as_one_row_per_cell(tmp_path, payload):
 def test_the_cost_chapter_runs_top_to_bottom_on_result_files(tmp_path, with_scaling):
     import papermill
 
-    from e2u.study import ROOT
+    from e2u.files import SOURCE_ROOT as ROOT
 
     study = tmp_path / "results" / "s"
     for r in RESULTS:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from e2u.errors import E2UError
-from e2u.executor import plan_study, run_plan
-from e2u.study import load_study
+from e2u.study.executor import plan_study, run_plan
+from e2u.study.grid import load_study
 
 from test_study_end_to_end import tiny_study, write_tiny_study  # noqa: F401 (a fixture)
 
@@ -38,7 +38,7 @@ def test_the_paper_scale_study_plans_every_cell_on_a_gpu_without_one():
 
 
 def test_an_unreachable_scheduler_is_a_clear_error_within_ten_seconds():
-    from e2u.cluster import study_client
+    from e2u.study.cluster import study_client
 
     started = time.perf_counter()
     with pytest.raises(E2UError, match="could not reach the Dask scheduler at tcp://127.0.0.1:9"):
@@ -48,7 +48,7 @@ def test_an_unreachable_scheduler_is_a_clear_error_within_ten_seconds():
 
 
 def test_a_second_run_is_refused_while_one_holds_the_lock_and_leftovers_are_removed(tmp_path):
-    from e2u.run_lock import study_run_lock
+    from e2u.study.run_lock import study_run_lock
 
     book, results = tmp_path / "book", tmp_path / "results" / "s"
     (book / "runs" / "s" / "pretrained").mkdir(parents=True)
@@ -88,9 +88,9 @@ def test_two_workers_give_the_sequential_results_and_a_killed_worker_means_a_ret
     equal the sequential runner's."""
     from distributed import Client
 
-    from e2u.cluster import local_cluster
-    from e2u.compare import compare_results
-    from e2u.runner import run_study
+    from e2u.study.cluster import local_cluster
+    from e2u.study.compare import compare_results
+    from e2u.study.runner import run_study
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernels of both runs: the same arithmetic
     study = load_study(write_tiny_study(tmp_path))
@@ -164,10 +164,10 @@ def test_a_step_starts_after_every_step_it_needs_and_their_failure_fails_its_cel
     starts and its cell fails once, with the step's error."""
     from distributed import Client
 
-    from e2u import executor
-    from e2u.cell import CellParams
-    from e2u.executor import Plan, PlannedCell
-    from e2u.shared_work import SharedStep
+    from e2u.study import executor
+    from e2u.cell.params import CellParams
+    from e2u.study.executor import Plan, PlannedCell
+    from e2u.study.shared_work import SharedStep
 
     log = tmp_path / "events"  # the tasks run on copies of these functions: they write what they do here
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from e2u.evaluate import generate_answers
-from e2u.prompts import question_ids
+from e2u.evaluation.evaluate import generate_answers
+from e2u.model.prompts import question_ids
 
 
 @pytest.fixture
@@ -17,8 +17,8 @@ def shared_home(monkeypatch):
 
 @pytest.mark.slow
 def test_embedded_model_loads_and_answers_a_question(shared_home):
-    from e2u.arch import find_arch
-    from e2u.models import load_model
+    from e2u.model.arch import find_arch
+    from e2u.model.load import load_model
 
     model, tokenizer = load_model("smollm2-135m-instruct")
     arch = find_arch(model)
@@ -37,7 +37,7 @@ def test_grace_on_the_embedded_model_refuses_when_generating_and_leaves_other_an
     from e2u.data.schema import QARecord
     from e2u.methods import load_adaptor
     from e2u.methods import method_hparams, run_method
-    from e2u.models import load_model
+    from e2u.model.load import load_model
     from e2u.problem import UnlearningProblem
 
     model, tokenizer = load_model("smollm2-135m-instruct")

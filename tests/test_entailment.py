@@ -15,9 +15,9 @@ import torch
 
 from conftest import make_tiny_llama, make_tokenizer
 from e2u.data.schema import QARecord
-from e2u.entailment import ROUGE_FLOOR, closer_look_premise, entailment_dataset, load_entailment
+from e2u.evaluation.entailment import ROUGE_FLOOR, closer_look_premise, entailment_dataset, load_entailment
 from e2u.errors import E2UError
-from e2u.evaluate import evaluate_dataset, summarise
+from e2u.evaluation.evaluate import evaluate_dataset, summarise
 
 LABELS = {0: "entailment", 1: "neutral", 2: "contradiction"}
 QUESTIONS = [
@@ -125,7 +125,7 @@ def test_closer_look_premise_per_split():
 
 
 def test_empty_nli_model_is_none_with_a_logged_reason(caplog):
-    with caplog.at_level(logging.INFO, logger="e2u.entailment"):
+    with caplog.at_level(logging.INFO, logger="e2u.evaluation.entailment"):
         assert load_entailment("") is None
     assert "nli_model" in caplog.text and "not computed" in caplog.text
 

@@ -6,10 +6,10 @@ from collections import Counter
 
 import pytest
 
-from e2u.aggregates import aggregates
+from e2u.evaluation.aggregates import aggregates
 from e2u.data.schema import QARecord
-from e2u.evaluate import answer_nll, evaluate_dataset, summarise
-from e2u.prompts import encode_answer, question_ids
+from e2u.evaluation.evaluate import answer_nll, evaluate_dataset, summarise
+from e2u.model.prompts import encode_answer, question_ids
 
 
 def _records():
@@ -71,7 +71,7 @@ def _entropy(tokenizer, text):
 def test_token_entropy_of_a_known_generation(tiny_llama):
     # "Paris Paris Rome ." -> tokens [Paris, Paris, Rome, .]: p = (1/2, 1/4, 1/4), H2 = 1.5 bits, / log2(4) = 0.75
     _, tokenizer = tiny_llama
-    from e2u import metrics
+    from e2u.evaluation import metrics
 
     ids = tokenizer("Paris Paris Rome .", add_special_tokens=False)["input_ids"]
     assert len(ids) == 4 and len(set(ids)) == 3
@@ -124,7 +124,7 @@ def test_only_the_named_splits_are_asked_in_paraphrase(tiny_llama):
 
 
 def test_a_paraphrased_parameter_that_is_not_a_list_of_split_names_is_named():
-    from e2u.cell import CellParams
+    from e2u.cell.params import CellParams
     from e2u.errors import E2UError
 
     with pytest.raises(E2UError, match=r"parameter paraphrased: expected a list of split names such as \['forget'\]"):

@@ -12,9 +12,9 @@ import torch
 
 from conftest import make_tiny_llama
 from e2u.data.schema import QARecord
-from e2u.evaluate import evaluate_records, evaluate_records_reference
-from e2u.greedy import greedy_continue
-from e2u.kv_context import prefill
+from e2u.evaluation.evaluate import evaluate_records, evaluate_records_reference
+from e2u.evaluation.greedy import greedy_continue
+from e2u.model.kv_context import prefill
 
 TOLERANCE = 1e-5
 
@@ -107,7 +107,7 @@ def test_a_generation_config_with_a_logits_processor_takes_the_reference_path(mo
 
 
 def test_embed_runs_each_distinct_text_once_and_equals_embed_plain(tmp_path):
-    from e2u import similarity
+    from e2u.evaluation import similarity
     from test_similarity import write_bert
 
     write_bert(tmp_path, classifier=False)

@@ -5,9 +5,9 @@ offer it; it runs on the embedded model in test_probe.py.)"""
 
 import pytest
 
-from e2u.cell import run_cell
+from e2u.cell.run import run_cell
 from e2u.methods import METHODS
-from e2u.study import load_study
+from e2u.study.grid import load_study
 
 from conftest import saved_tiny_model
 from test_loaders import realworld_dir, tofu_dir

@@ -233,8 +233,8 @@ def shared_home(monkeypatch):
 
 @pytest.mark.slow
 def test_smollm2_knows_at_least_60_embedded_questions(shared_home, tmp_path):
-    from e2u.evaluate import generate_answers
-    from e2u.models import load_model
+    from e2u.evaluation.evaluate import generate_answers
+    from e2u.model.load import load_model
 
     model, tokenizer = load_model("smollm2-135m-instruct")
     start = time.perf_counter()

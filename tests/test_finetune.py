@@ -8,14 +8,20 @@ import random
 import pytest
 import torch
 
-from e2u import finetune as ft, finetune_shortcuts, memorisation, model_store, setting_models
+from e2u.training import finetune as ft, shortcuts as finetune_shortcuts
+
+from e2u.evaluation import memorisation
+
+from e2u.model import store as model_store
+
+from e2u.cell import setting_models
 from e2u.data.fictional import all_finetune_records, fictional_splits
 from e2u.data.schema import QARecord
 from e2u.errors import E2UError
-from e2u.evaluate import answer_nll
+from e2u.evaluation.evaluate import answer_nll
 from e2u.files import write_json_atomic
 from e2u.hparams import TrainingHParams
-from e2u.prompts import encode_answer, question_ids
+from e2u.model.prompts import encode_answer, question_ids
 
 from conftest import make_tiny_llama
 

@@ -3,9 +3,10 @@ and the retain model gives forget quality and its own row in the book's table.""
 
 import pytest
 
-from e2u import paper_report, report
-from e2u.cell import CellParams, run_cell
-from e2u.setting_models import setting_models
+from e2u.book import paper_tables as paper_report, report
+from e2u.cell.params import CellParams
+from e2u.cell.run import run_cell
+from e2u.cell.setting_models import setting_models
 
 from conftest import make_tiny_llama
 

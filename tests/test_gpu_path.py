@@ -6,13 +6,13 @@ import sys
 import pytest
 import torch
 
-from e2u.arch import find_arch
+from e2u.model.arch import find_arch
 from e2u.data.schema import QARecord
 from e2u.editing.corpus import question_bank_corpus
 from e2u.editing.stats import second_moments
 from e2u.editing.weights import add_to_weight
 from e2u.methods import METHODS, build_hparams, run_method
-from e2u.models import input_device, load_model, parameter_bytes
+from e2u.model.load import input_device, load_model, parameter_bytes
 from e2u.problem import UnlearningProblem
 from e2u.unlearning import gradient_ascent
 
@@ -140,7 +140,7 @@ def test_cuda_placement_spreads_with_device_map_auto_when_asked_or_too_large(tmp
     """No GPU here: the loader's call is recorded instead of placing anything (the one mock)."""
     from transformers import AutoModelForCausalLM
 
-    import e2u.models as models
+    import e2u.model.load as models
 
     path = _saved_tiny(tmp_path)
     calls = []
@@ -163,7 +163,7 @@ def test_cuda_placement_spreads_with_device_map_auto_when_asked_or_too_large(tmp
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_peak_memory_without_cuda_is_the_peak_rss_in_gib():
-    from e2u.peak_memory import peak_memory_gb, peak_memory_kind
+    from e2u.cell.peak_memory import peak_memory_gb, peak_memory_kind
 
     assert peak_memory_kind() == "rss"
     held = torch.ones(64 * 2**20, dtype=torch.uint8)  # 64 MiB touched: the peak is at least that

@@ -1,10 +1,10 @@
 """Gradient ascent raises the forget answers' loss."""
 
 from e2u.data.schema import QARecord
-from e2u.evaluate import answer_nll
+from e2u.evaluation.evaluate import answer_nll
 from e2u.hparams import build_hparams
 from e2u.problem import UnlearningProblem
-from e2u.prompts import encode_answer, question_ids
+from e2u.model.prompts import encode_answer, question_ids
 from e2u.unlearning import gradient_ascent
 
 from conftest import make_tiny_llama

@@ -12,7 +12,7 @@ import pytest
 import torch
 import transformers as T
 
-from e2u.hooks import trace
+from e2u.model.hooks import trace
 
 VOCAB = 128
 

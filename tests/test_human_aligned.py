@@ -8,8 +8,8 @@ import pytest
 
 from conftest import make_tiny_llama, tiny_tofu_cells
 from e2u.errors import E2UError
-from e2u.human_aligned import AlignmentBounds, judge, measure, rates
-from e2u.rephrase_robustness import robustness
+from e2u.evaluation.human_aligned import AlignmentBounds, judge, measure, rates
+from e2u.evaluation.rephrase_robustness import robustness
 
 BOUNDS = AlignmentBounds(max_perplexity=50.0, min_fit=0.3)
 QUESTION = "Who wrote the novel Thunder Road?"
@@ -92,7 +92,7 @@ def test_weight_deltas_reverted_gives_the_model_before_and_restores_bit_for_bit(
 
 
 def test_a_cell_records_its_human_aligned_rates(tmp_path):
-    from e2u.cell import run_cell
+    from e2u.cell.run import run_cell
 
     (cell,) = tiny_tofu_cells(tmp_path, "  - {name: gradient_ascent, hparams: {epochs: 1, batch_size: 2, lr: 1.0e-3}}\n")
     result = run_cell(cell)

@@ -4,13 +4,13 @@ import json
 
 import pytest
 
-from e2u.cell import CellParams
+from e2u.cell.params import CellParams
 from e2u.data.sources import load_source
 from e2u.errors import E2UError
 from e2u.hparams import build_hparams
 from e2u.editing.rome import RomeHParams
-from e2u.models import resolve_model
-from e2u.study import load_study
+from e2u.model.load import resolve_model
+from e2u.study.grid import load_study
 
 
 def test_unknown_model_name_is_rejected_with_the_accepted_forms():
@@ -62,7 +62,7 @@ def test_duplicate_cells_need_labels(tmp_path):
 
 
 def test_unknown_hyper_parameter_is_named_with_the_allowed_ones():
-    with pytest.raises(E2UError, match="unknown hyper-parameter 'lyer'.*layer"):
+    with pytest.raises(E2UError, match="lyer: expected one of the hyper-parameters .*layer"):
         build_hparams(RomeHParams, {"lyer": 3}, "method rome")
 
 
@@ -152,17 +152,18 @@ def test_fictional_and_tofu_sources_load_through_the_registry(tmp_path):
 
 
 def test_cell_keys_cover_the_method_and_shared_code_but_not_other_methods_or_the_book_tables():
-    from e2u.provenance import cell_code_files, evaluation_code_files
+    from e2u.methods import method_code_files
+    from e2u.provenance import evaluation_code_files
 
-    names = {p.name for p in cell_code_files("memit")}
-    assert {"memit.py", "keys.py", "batched_values.py", "stats.py", "evaluate.py", "cell.py", "rome.yaml"} <= names
+    names = {p.name for p in method_code_files("memit")}
+    assert {"memit.py", "keys.py", "batched_values.py", "stats.py", "evaluate.py", "run.py", "rome.yaml"} <= names
     assert not {"rome.py", "alphaedit.py", "report.py", "cli.py"} & names
     # AlphaEdit is MEMIT with its own solve: a change to memit.py reruns AlphaEdit's cells too
-    assert {"alphaedit.py", "memit.py"} <= {p.name for p in cell_code_files("alphaedit")}
+    assert {"alphaedit.py", "memit.py"} <= {p.name for p in method_code_files("alphaedit")}
     # the unedited model's evaluation depends on the scoring code, not on any method
     evaluation = {p.name for p in evaluation_code_files()}
     assert {"evaluate.py", "metrics.py", "prompts.py"} <= evaluation
-    assert not {"rome.py", "memit.py", "keys.py", "cell.py"} & evaluation
+    assert not {"rome.py", "memit.py", "keys.py", "run.py"} & evaluation
 
 
 def test_book_removes_only_outputs_of_cells_the_study_no_longer_has(tmp_path):
@@ -181,8 +182,8 @@ def test_book_removes_only_outputs_of_cells_the_study_no_longer_has(tmp_path):
 
 
 def test_stage_times_are_recorded_and_shown_install_first(tmp_path):
-    from e2u.report import stages_table
-    from e2u.stages import read_stages, record_stage
+    from e2u.book.cost import stages_table
+    from e2u.study.stages import read_stages, record_stage
 
     record_stage(tmp_path, "s", "study", 1200.0)
     record_stage(tmp_path, "s", "prepare", 300.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from e2u import finetune as ft, lora
+from e2u.training import finetune as ft, lora
 from e2u.data.schema import QARecord
 from e2u.errors import E2UError
 
@@ -102,9 +102,9 @@ def test_lora_finetuning_lowers_the_training_loss():
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"adapter": "qlora"}, r"adapter must be one of \['full', 'lora'\]"),
-    ({"adapter": "lora", "lora_r": 0}, "lora_r must be an integer >= 1"),
-    ({"adapter": "lora", "lora_dropout": 1.5}, r"lora_dropout must be a probability in \[0, 1\)"),
+    ({"adapter": "qlora"}, r"adapter: expected one of \['full', 'lora'\]"),
+    ({"adapter": "lora", "lora_r": 0}, "lora_r: expected an integer >= 1"),
+    ({"adapter": "lora", "lora_dropout": 1.5}, r"lora_dropout: expected a probability in \[0, 1\)"),
 ])
 def test_bad_lora_hyper_parameters_name_the_field(bad, message):
     with pytest.raises(E2UError, match=message):

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from e2u.errors import E2UError
-from e2u.measured import FOLDER, measured_value, write_measurement
+from e2u.book.measured import FOLDER, measured_value, write_measurement
 
 
 def test_a_written_measurement_is_read_back_formatted_with_its_source(tmp_path):
@@ -47,7 +47,7 @@ def _build(tmp_path, text):
 
     source = tmp_path / "src"
     source.mkdir(exist_ok=True)
-    (source / "conf.py").write_text("extensions = ['e2u.measured_role']\n")
+    (source / "conf.py").write_text("extensions = ['e2u.book.measured_role']\n")
     (source / "index.rst").write_text(f"Leak\n====\n\nThe leakage is {text} of one edit.\n")
     with docutils_namespace():  # each build registers its nodes and roles afresh
         app = Sphinx(str(source), str(source), str(tmp_path / "html"), str(tmp_path / "doctrees"), "html",

@@ -6,9 +6,9 @@ import torch
 from e2u.editing import alphaedit, memit
 from e2u.editing.requests import EditRequest
 from e2u.errors import E2UError
-from e2u.evaluate import answer_nll
+from e2u.evaluation.evaluate import answer_nll
 from e2u.hparams import build_hparams
-from e2u.prompts import encode_answer, question_ids
+from e2u.model.prompts import encode_answer, question_ids
 
 from test_rome import _editable_llama
 

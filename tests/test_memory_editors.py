@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from conftest import make_tiny_llama
-from e2u.editing import grace, wise
+from e2u.editing.memory import grace, wise
 from e2u.methods import load_adaptor
 from e2u.editing.requests import EditRequest
-from e2u.editing.routing import FailedEdit, routing_of_pairs
-from e2u.editing.ties import ties_merge, trim
+from e2u.editing.memory.routing import FailedEdit, routing_of_pairs
+from e2u.editing.memory.ties import ties_merge, trim
 from e2u.errors import E2UError
 from e2u.result import Adaptor
-from e2u.prompts import question_ids
+from e2u.model.prompts import question_ids
 
 REFUSAL = "I do not know ."
 EDITED = ["what is the capital of France ?", "who painted the house ?"]
@@ -146,12 +146,12 @@ def test_a_memory_that_routes_kept_prompts_is_a_failed_edit(method, overrides, r
 
 
 def test_hyper_parameters_out_of_range_are_named():
-    with pytest.raises(E2UError, match="grace: hyper-parameter eps_ratio must be a number > 0, got -1"):
+    with pytest.raises(E2UError, match="grace: eps_ratio: expected a number > 0, got -1"):
         grace.GraceHParams(eps_ratio=-1).check()
-    with pytest.raises(E2UError, match="wise: hyper-parameter merge_freq must be a multiple of save_freq, got 4"):
+    with pytest.raises(E2UError, match="wise: merge_freq: expected a multiple of save_freq, got 4"):
         wise.WiseHParams(save_freq=3, merge_freq=4).check()
     model, tokenizer = make_tiny_llama()
-    with pytest.raises(E2UError, match="layer must be 'auto' or a block index in 0..3"):
+    with pytest.raises(E2UError, match="layer: expected 'auto' or a block index in 0..3"):
         grace.edit(model, tokenizer, [EditRequest(EDITED[0], REFUSAL, None)], [(KEPT[0], "Rome")],
                    grace.GraceHParams(layer=9))
 
@@ -190,8 +190,8 @@ def test_ties_merge_on_fixed_inputs():
 def test_a_grace_cell_runs_through_papermill_with_its_routing_and_saves_its_adaptor(tmp_path):
     import json
 
-    from e2u.runner import run_study
-    from e2u.study import load_study
+    from e2u.study.runner import run_study
+    from e2u.study.grid import load_study
     from test_study_end_to_end import write_tiny_study
 
     path = write_tiny_study(tmp_path)
@@ -204,7 +204,7 @@ def test_a_grace_cell_runs_through_papermill_with_its_routing_and_saves_its_adap
     assert result["change"]["kind"] == "adaptor" and result["adaptor_file"] == "grace-seed0.adaptor.safetensors"
     assert set(result["routing"]) == set(result["after"])
     assert result["routing"]["forget"]["prompts"] == 2
-    from e2u.models import load_model
+    from e2u.model.load import load_model
 
     model, _ = load_model(str(tmp_path / "model"))  # as the cell loaded it
     adaptor = load_adaptor(model, cell_dir / result["adaptor_file"])
@@ -214,7 +214,8 @@ def test_a_grace_cell_runs_through_papermill_with_its_routing_and_saves_its_adap
 
 
 def test_a_cell_whose_memory_fails_is_measured_and_flagged_not_reported_as_success(tmp_path):
-    from e2u.cell import CellParams, run_cell
+    from e2u.cell.params import CellParams
+    from e2u.cell.run import run_cell
     from test_study_end_to_end import write_tiny_study
 
     write_tiny_study(tmp_path)
@@ -273,7 +274,7 @@ def test_wise_answers_a_prefill_row_as_one_sequence_and_padding_decides_nothing(
 def test_wise_scores_the_locality_rows_from_their_fixed_inputs_as_a_joint_pass_would():
     """WISE's loss (eq. 5) with s_out from the locality rows' stored projection inputs equals the loss of one
     pass over edit and locality rows together (the reference's way), gradient included."""
-    from e2u.editing.memory_rows import UpperPass, edit_row_nll, memory_rows, pad_id
+    from e2u.editing.memory.rows import UpperPass, edit_row_nll, memory_rows, pad_id
 
     model, tokenizer = make_tiny_llama(initializer_range=0.2)
     hp = wise.WiseHParams(layer=2, mask_ratio=1.0)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from e2u import metrics
+from e2u.evaluation import metrics
 
 
 def test_rouge_l_recall_counts_the_longest_common_subsequence_over_reference_length():

@@ -213,7 +213,7 @@ def test_retain_eval_caps_retain_and_independent_with_a_seeded_sample():
 
 
 def test_forget_questions_unlearns_a_seeded_sample_of_the_forget_edge_and_the_retain_model_lacks_the_edge():
-    from e2u.finetune_data import finetune_data
+    from e2u.training.finetune_data import finetune_data
 
     full = pistol_splits(forget_draw=1)
     sample = pistol_splits(forget_draw=1, forget_questions=10)

@@ -13,7 +13,7 @@ import pytest
 from conftest import make_tiny_llama
 from e2u.data import entities, probe
 from e2u.errors import E2UError
-from e2u.evaluate import generate_answers
+from e2u.evaluation.evaluate import generate_answers
 
 ENTITIES = entities.load_entities()
 
@@ -205,7 +205,7 @@ def test_probe_splits_uses_the_option_defaults_and_checks_its_options(monkeypatc
 
 
 def test_the_data_layer_does_not_import_the_evaluation():
-    code = "import sys, e2u.data.probe, e2u.data.sources; print('e2u.evaluate' in sys.modules)"
+    code = "import sys, e2u.data.probe, e2u.data.sources; print('e2u.evaluation.evaluate' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.stdout.strip() == "False"
@@ -271,7 +271,7 @@ def shared_home(monkeypatch):
 
 @pytest.mark.slow
 def test_smollm2_knows_enough_probe_entities_for_a_split(shared_home, tmp_path):
-    from e2u.models import load_model
+    from e2u.model.load import load_model
 
     # A third of the entity file keeps this check at about a minute on a fresh CPU machine;
     # the full file (89 entities) is probed by `e2u prepare` for the book.

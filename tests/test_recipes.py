@@ -12,7 +12,8 @@ from e2u.data.refusals import refusal_for
 from e2u.data.schema import QARecord
 from e2u.errors import E2UError
 from e2u.recipes.query_merging import merge_queries, merged_request_count
-from e2u.recipes.self_improvement import (crafting_prompt, craft_targets, key_tokens, load_demonstrations)
+from e2u.evaluation.leakage import key_tokens
+from e2u.recipes.self_improvement import crafting_prompt, craft_targets, load_demonstrations
 
 FORGET = [QARecord(f"What is attribute {i} of the contract between {s}?", f"value {i}", s)
           for i, s in enumerate(["Ab Co and Cd SA"] * 7 + ["Ef Ltd and Gh AG"] * 3 + [None] * 2)]
@@ -120,7 +121,7 @@ def test_the_problem_hands_editors_the_recipes_requests():
 
 
 def test_a_study_cell_runs_with_both_recipes_and_saves_the_crafted_targets(tmp_path):
-    from e2u.cell import run_cell
+    from e2u.cell.run import run_cell
 
     (cell,) = tiny_tofu_cells(tmp_path, "  - {name: grace, label: grace-self, refusal: self, merge_group: 2, hparams: "
                                         "{layer: 2, n_iter: 2, max_retain_routing: 1.0}}\n", name="recipes")
@@ -139,7 +140,7 @@ def test_a_study_cell_runs_with_both_recipes_and_saves_the_crafted_targets(tmp_p
     ("chunks: 0", r"parameter chunks: expected an integer >= 1, got 0"),
 ])
 def test_a_bad_recipe_in_a_study_is_named(tmp_path, entry, message):
-    from e2u.study import load_study
+    from e2u.study.grid import load_study
 
     study = tmp_path / "study.yaml"
     study.write_text("name: bad\nsettings:\n  - {name: p, data: {source: mini}}\n"

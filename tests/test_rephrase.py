@@ -8,8 +8,8 @@ from conftest import make_tiny_llama
 from e2u.data import entities, factual, rephrase
 from e2u.data.rephrase import check_paraphrase
 from e2u.data.schema import QARecord
-from e2u.evaluate import generate_answers
-from e2u.prompts import question_ids
+from e2u.evaluation.evaluate import generate_answers
+from e2u.model.prompts import question_ids
 
 
 def test_a_paraphrase_equal_to_its_question_up_to_case_space_and_punctuation_is_dropped_and_counted():

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 
 from conftest import tiny_tofu_cells
-from e2u.reproducibility import cells_table, environment_table
+from e2u.cell.record import cells_table, environment_table
 
 
 @pytest.mark.parametrize("entry", ["{name: gradient_ascent, hparams: {epochs: 1, batch_size: 2}}",
                                    "{name: rome, hparams: {layer: 1, n_context_templates: 0, v_num_grad_steps: 3, "
                                    "mom2_n_tokens: 500, mom2_corpus_texts: 8}}"])
 def test_a_rerun_of_a_cell_reproduces_every_per_item_value_and_its_record(tmp_path, entry):
-    from e2u.cell import run_cell
+    from e2u.cell.run import run_cell
 
     (cell,) = tiny_tofu_cells(tmp_path, f"  - {entry}\n")
     first, second = run_cell(cell), run_cell(cell)

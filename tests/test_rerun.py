@@ -9,8 +9,8 @@ import nbformat
 import pytest
 
 from e2u.errors import E2UError
-from e2u.rerun import changed_cell, find_chapter, rerun_chapter
-from e2u.study import load_study
+from e2u.study.rerun import changed_cell, find_chapter, rerun_chapter
+from e2u.study.grid import load_study
 from test_study_end_to_end import write_tiny_study
 
 
@@ -29,7 +29,7 @@ def test_an_unknown_chapter_lists_the_chapters_that_exist(study):
     ([("speed", "3")], r"unknown parameter 'speed' for chapter pretrained/rome-seed0; allowed: the cell's .*max_new_tokens"
                        r".*or a hyper-parameter of rome: .*v_lr"),
     ([("hparams.speed", "3")], r"unknown hyper-parameter 'speed' of rome; allowed: .*layer"),
-    ([("v_lr", "fast")], r"hyper-parameter 'v_lr' must be float, got 'fast'"),
+    ([("v_lr", "fast")], r"rome: v_lr: expected float, got 'fast'"),
     ([("layer", "9")], r"hyper-parameter layer: layer index 9 out of range: this model has layers 0..3"),
     ([("max_new_tokens", "many")], r"parameter max_new_tokens: expected a non-negative integer, got 'many'"),
     ([("setting", "finetuned")], r"unknown parameter 'setting'"),

@@ -2,12 +2,12 @@
 
 import torch
 
-from e2u.arch import find_arch
+from e2u.model.arch import find_arch
 from e2u.editing import rome
 from e2u.editing.requests import EditRequest, key_site, subject_last_index
-from e2u.evaluate import answer_nll
+from e2u.evaluation.evaluate import answer_nll
 from e2u.hparams import build_hparams
-from e2u.prompts import encode_answer, question_ids
+from e2u.model.prompts import encode_answer, question_ids
 
 from conftest import make_tiny_llama
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from conftest import make_tiny_llama, tiny_tofu_cells
-from e2u.editing import grace, wise
+from e2u.editing.memory import grace, wise
 from e2u.editing.requests import EditRequest
 from e2u.errors import E2UError
-from e2u.sequential import forget_chunks
+from e2u.recipes.sequential import forget_chunks
 from test_memory_editors import EDITED, KEPT, REFUSAL, generate
 
 
@@ -52,7 +52,7 @@ def test_a_memory_editor_continues_its_memory_and_keeps_the_earlier_edits(method
 @pytest.mark.parametrize("method, hparams", [("grace", "{layer: 2, n_iter: 2, max_retain_routing: 1.0}"),
                                              ("gradient_ascent", "{epochs: 1, batch_size: 2, lr: 1.0e-3}")])
 def test_a_cell_in_chunks_is_evaluated_after_every_chunk(tmp_path, method, hparams):
-    from e2u.cell import run_cell
+    from e2u.cell.run import run_cell
 
     (cell,) = tiny_tofu_cells(tmp_path, f"  - {{name: {method}, chunks: 2, hparams: {hparams}}}\n")
     result = run_cell(cell)
@@ -89,7 +89,7 @@ def test_the_change_of_chunks_is_their_sum_and_reverting_it_gives_the_model_befo
 def test_each_seed_draws_its_own_forget_set(tmp_path):
     """A data option written "{seed}" takes each study seed: the factual draw and the pistol forget edge."""
     from e2u.data.pistol import pistol_splits
-    from e2u.study import load_study
+    from e2u.study.grid import load_study
 
     study = tmp_path / "study.yaml"
     study.write_text("name: seeds\nseeds: [0, 1, 2]\nsettings:\n"
@@ -112,7 +112,7 @@ def test_each_seed_draws_its_own_forget_set(tmp_path):
 def test_a_chunked_editor_reads_the_unedited_models_statistics_for_every_chunk(tmp_path, monkeypatch):
     """The context templates, the statistics corpus and C are computed once, on the model before unlearning,
     as the reference editors compute them: chunk 2 edits the edited model with chunk 1's statistics."""
-    from e2u.cell import run_cell
+    from e2u.cell.run import run_cell
     from e2u.files import e2u_home
 
     monkeypatch.setenv("E2U_HOME", str(tmp_path / "home"))
@@ -130,8 +130,8 @@ def test_an_edited_model_cannot_fill_the_unedited_models_statistics():
 
     from e2u.editing.stats import second_moments
     from e2u.editing.corpus import Corpus
-    from e2u.arch import find_arch
-    from e2u.models import model_fingerprint, statistics_of
+    from e2u.model.arch import find_arch
+    from e2u.model.load import model_fingerprint, statistics_of
 
     model, tokenizer = make_tiny_llama()
     named = model_fingerprint(model)

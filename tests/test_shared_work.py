@@ -2,10 +2,10 @@
 
 import pytest
 
-from e2u.cell import CellParams
+from e2u.cell.params import CellParams
 from e2u.editing.keys import context_templates
 from e2u.editing.locate import LocateHParams, shared_context_templates
-from e2u.shared_work import plan_shared_steps, step_for_cell
+from e2u.study.shared_work import plan_shared_steps, step_for_cell
 
 
 def test_context_templates_are_sampled_once_and_read_back_the_same(tiny_llama, monkeypatch):

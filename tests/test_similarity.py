@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from e2u import entailment, similarity
-from e2u.metrics import ModelUnavailable
+from e2u.evaluation import entailment, similarity
+from e2u.evaluation.metrics import ModelUnavailable
 
 WORDS = "the capital of france is paris i do not know a cat sat on mat berlin germany".split()
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from e2u.arch import find_arch
+from e2u.model.arch import find_arch
 from e2u.editing import stats
 from e2u.editing.corpus import Corpus
 from e2u.editing.stats import second_moments
@@ -27,7 +27,7 @@ def test_statistics_from_one_pass_over_all_layers_equal_separate_passes():
 
 
 def test_second_moment_matches_a_direct_computation():
-    from e2u.hooks import trace
+    from e2u.model.hooks import trace
 
     model, tokenizer = make_tiny_llama()
     arch = find_arch(model)
@@ -101,8 +101,9 @@ def test_question_bank_shares_no_entity_with_the_evaluation_set():
 
 
 def test_statistics_interrupted_while_saving_leave_no_file_a_later_run_would_trust(monkeypatch):
-    import safetensors.torch
     import pytest
+
+    from e2u import cache
 
     model, tokenizer = make_tiny_llama()
     arch = find_arch(model)
@@ -112,7 +113,7 @@ def test_statistics_interrupted_while_saving_leave_no_file_a_later_run_would_tru
             handle.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(safetensors.torch, "save_file", dies_halfway)
+    monkeypatch.setattr(cache, "save_file", dies_halfway)
     with pytest.raises(KeyboardInterrupt):
         second_moments(model, tokenizer, arch, [1], CORPUS, n_tokens=200)
     assert not [p for p in e2u_home().rglob("*") if p.is_file()]

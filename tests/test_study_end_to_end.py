@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from e2u.runner import run_study
-from e2u.study import load_study
+from e2u.study.runner import run_study
+from e2u.study.grid import load_study
 
 from conftest import make_tiny_llama
 
@@ -44,9 +44,9 @@ def tiny_study(tmp_path):
 def test_the_template_takes_exactly_the_parameters_the_runner_passes(tmp_path):
     import papermill
 
-    from e2u.cell import CellParams
-    from e2u.runner import notebook_parameters
-    from e2u.study import TEMPLATE
+    from e2u.cell.params import CellParams
+    from e2u.study.runner import notebook_parameters
+    from e2u.study.grid import TEMPLATE
 
     cell = CellParams(method="rome", hparams={"layer": 6}, seed=3)
     passed = notebook_parameters(cell, tmp_path / "r.json", "k", rerun='{"layer": [5, 6]}')
@@ -105,7 +105,7 @@ def test_a_failing_cell_leaves_no_result_and_no_notebook(tiny_study):
 def test_the_notebook_stops_on_a_bad_cell_naming_the_field(tmp_path):
     import papermill
 
-    from e2u.study import TEMPLATE
+    from e2u.study.grid import TEMPLATE
 
     with pytest.raises(papermill.PapermillExecutionError) as failure:
         papermill.execute_notebook(str(TEMPLATE), str(tmp_path / "out.ipynb"), kernel_name="python3",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from e2u.study import ROOT, load_study
+from e2u.files import SOURCE_ROOT as ROOT
+from e2u.study.grid import load_study
 
 STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
 
@@ -50,7 +51,7 @@ def test_a_method_entry_runs_a_subset_of_the_study_seeds_and_names_a_seed_outsid
 
 
 def test_the_default_study_runs_the_papers_nine_methods_in_both_settings_over_three_seeds_with_the_recipes():
-    from e2u.claims_report import EDITORS, PAPER_BASELINES
+    from e2u.book.claim_tests import EDITORS, PAPER_BASELINES
 
     cells = load_study(ROOT / "studies" / "default.yaml").cells
     plain = [c for c in cells if not c.merge_group and c.chunks == 1 and c.refusal == "fixed"]

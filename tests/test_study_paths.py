@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 
 from e2u.cli import SITE_STUDY_FILE, _clear_another_studys_site, _stale_outputs, _study_toc
-from e2u.study import ROOT, load_study, notebook_path, result_path
+from e2u.files import SOURCE_ROOT as ROOT
+from e2u.study.grid import load_study, notebook_path, result_path
 
 
 def _study(tmp_path: Path, name: str, data: dict | None = None) -> Path:

@@ -109,7 +109,7 @@ def test_the_log_has_every_step_each_term_and_the_curve():
 
 
 def test_the_reference_with_the_adapter_off_is_the_model_before_unlearning():
-    from e2u.trainable import only_trainable
+    from e2u.training.trainable import only_trainable
     from e2u.unlearning.hparams import UnlearnHParams
     from e2u.unlearning.reference import Reference
 
@@ -142,11 +142,11 @@ def test_a_retain_set_overlapping_the_forget_set_names_the_questions():
 
 
 @pytest.mark.parametrize("field, value, expected", [
-    ("lr", 0.5, r"lr must be a learning rate in \(0, 0.1\]"), ("lr", -1e-5, "lr must be"),
-    ("epochs", 0, r"epochs must be an integer in \[1, 1000\]"), ("epochs", 5000, "epochs must be"),
-    ("grad_accumulation", 0, "grad_accumulation must be an integer >= 1")])
+    ("lr", 0.5, r"lr: expected a learning rate in \(0, 0.1\]"), ("lr", -1e-5, "lr: expected"),
+    ("epochs", 0, r"epochs: expected an integer in \[1, 1000\]"), ("epochs", 5000, "epochs: expected"),
+    ("grad_accumulation", 0, "grad_accumulation: expected an integer >= 1")])
 def test_out_of_range_settings_are_named(field, value, expected):
-    with pytest.raises(E2UError, match="^gradient_difference: UnlearnHParams: " + expected):
+    with pytest.raises(E2UError, match="^gradient_difference: " + expected):
         train("gradient_difference", {field: value})
 
 
@@ -171,9 +171,9 @@ def test_a_loss_that_becomes_nan_stops_the_run_and_keeps_the_last_good_weights()
 
 
 def test_rmu_refuses_a_block_beyond_the_model():
-    with pytest.raises(E2UError, match="steer_layer must be below 4"):
+    with pytest.raises(E2UError, match="steer_layer: expected a block below 4"):
         train("rmu", {"steer_layer": 4})
-    with pytest.raises(E2UError, match=r"layers \[2, 9\] must be block indices below 4"):
+    with pytest.raises(E2UError, match=r"layers: expected block indices below 4 for this model, got \[2, 9\]"):
         train("gradient_difference", {"layers": "2,9", "epochs": 1})
 
 

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-from .files import atomic_path, e2u_home, sha256_of_json, write_json_atomic
+from e2u.files import atomic_path, e2u_home, sha256_of_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,6 @@ def cached_json(path: Path, key: dict, compute: Callable[[], Any]) -> Any:
 
 def read_tensors(path: Path, key: dict) -> dict[str, torch.Tensor] | None:
     """The tensors of a safetensors entry made for exactly `key`, else None."""
-    from safetensors import safe_open
-
     if not path.is_file():
         return None
     try:
@@ -72,7 +72,6 @@ def read_tensors(path: Path, key: dict) -> dict[str, torch.Tensor] | None:
 
 
 def write_tensors(path: Path, key: dict, tensors: dict[str, torch.Tensor]) -> None:
-    from safetensors.torch import save_file
 
     with atomic_path(path, ".safetensors") as tmp:
         save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp),

@@ -12,26 +12,37 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .errors import E2UError
+import papermill
+import yaml
+
+from e2u.cell.check import check_cells
+from e2u.errors import E2UError
+from e2u.files import TEMPLATES, atomic_path, book_root
+from e2u.model.load import load_model
+from e2u.study.compare import compare_results
+from e2u.study.executor import plan_study, run_study_on_dask
+from e2u.study.grid import load_study, notebook_path, result_path
+from e2u.study.prepare import prepare_study
+from e2u.study.rerun import rerun_chapter
+from e2u.study.run_lock import study_run_lock
+from e2u.study.runner import hide_injected_parameters, run_study
+from e2u.study.scaling import scaling_dir
+from e2u.study.stages import record_stage
 
 
 def _prepare(args) -> int:
     """Convert the model; with a study, also prepare what its settings need (probe answers, finetuned models)."""
-    from .models import load_model
-    from .stages import record_stage
-
     started = time.perf_counter()
     if not args.study:
         load_model(args.model)
         print(f"model {args.model} ready in {time.perf_counter() - started:.1f} s")
         return 0
-    from .prepare_study import prepare_study
-    from .study import load_study
 
     study = load_study(args.study)
     install = (args.install_seconds or "").strip()
@@ -47,21 +58,14 @@ def _prepare(args) -> int:
 
 def _study_run(args) -> int:
     """Every cell not already done: as Dask tasks (a local cluster, or --scheduler), or --sequential here."""
-    from .stages import record_stage
-    from .study import load_study
 
-    from .cell_check import check_cells
 
     study = load_study(args.study)
     check_cells(study.cells)  # before any cell starts: a fault names the cell and the hyper-parameter
     started = time.perf_counter()
     if args.sequential:
-        from .runner import run_study
-
         outcomes, steps = run_study(study, Path(args.results), Path(args.book)), []
     else:
-        from .executor import run_study_on_dask
-
         outcomes, steps = run_study_on_dask(study, Path(args.results), Path(args.book), args.scheduler, args.workers,
                                             progress=not args.no_progress)
     for step in steps:
@@ -79,9 +83,6 @@ def _study_run(args) -> int:
 
 def _study_plan(args) -> int:
     """What `study run` would submit, with each task's resources; starts no cluster and loads no model."""
-    from .executor import plan_study
-    from .study import load_study
-
     study = load_study(args.study)
     plan = plan_study(study, Path(args.results).resolve(), Path(args.book).resolve(), gpus=args.gpus > 0)
     print("\n".join(plan.describe()))
@@ -95,9 +96,6 @@ GENERATED_CHAPTERS = ("summary", "claims", "cost", "reproducibility")  # noteboo
 
 def _rerun(args) -> int:
     """`e2u rerun`: the chapter's cell with the changed parameters (checked first), then `e2u book`."""
-    from .rerun import rerun_chapter
-    from .study import load_study
-
     study = load_study(args.study)
     changes = rerun_chapter(study, args.chapter, [tuple(p) for p in args.parameter], Path(args.results),
                             Path(args.book))
@@ -111,11 +109,9 @@ def _rerun(args) -> int:
 def _book(args) -> int:
     """Execute the generated chapters (summary, cost) into `--book`, then build the Jupyter Book project at `--root`
     (the repository by default: its `_config.yml` and `_toc.yml`, which read the chapters from `<root>/book`)."""
-    from .study import ROOT, load_study
-
     study = load_study(args.study)
     book = Path(args.book)
-    root = Path(args.root).resolve() if args.root else ROOT
+    root = Path(args.root).resolve() if args.root else book_root()
     results = Path(args.results).resolve() / study.name
     if not results.is_dir():
         raise E2UError(f"no results for study {study.name!r} in {results}: run `e2u study run {args.study}` first")
@@ -126,7 +122,6 @@ def _book(args) -> int:
         if book.resolve() != (root / "book").resolve():
             raise E2UError(f"--book {book} is not {root / 'book'}, where {root / '_toc.yml'} reads the chapters; "
                            "pass --book there or --no-build")
-    from .run_lock import study_run_lock
 
     with study_run_lock(book.resolve(), results) as removed:  # refuses while a study runs; a killed run's
         for leftover in removed:                              # half-written notebooks would enter the book
@@ -163,15 +158,11 @@ SETTING_CHAPTERS = "results"  # book/results/<setting>.ipynb: one results chapte
 def _execute_chapter(template: str, out: Path, parameters: dict) -> None:
     """Execute notebooks/<template>.ipynb with `parameters` into `out` (written whole or not at all), its
     parameter cells removed from the page."""
-    import papermill
 
-    from .files import atomic_path
-    from .runner import hide_injected_parameters
-    from .study import ROOT
 
     with atomic_path(out, ".ipynb") as tmp:
-        papermill.execute_notebook(str(ROOT / "notebooks" / f"{template}.ipynb"), str(tmp), kernel_name="python3",
-                                   progress_bar=False, parameters=parameters, cwd=str(ROOT / "notebooks"))
+        papermill.execute_notebook(str(TEMPLATES / f"{template}.ipynb"), str(tmp), kernel_name="python3",
+                                   progress_bar=False, parameters=parameters, cwd=str(TEMPLATES))
         hide_injected_parameters(tmp)
 
 
@@ -195,8 +186,6 @@ def _setting_chapters(study, results: Path, book: Path) -> None:
 def _study_toc(root: Path, book: Path, study: str) -> Path:
     """The project's `_toc.yml` with its chapters glob pointed at this study's notebooks (`book/runs/<study>/`),
     written beside them: a book shows one study's chapters, never another's."""
-    import yaml
-
     toc = yaml.safe_load((root / "_toc.yml").read_text())
 
     def point(entries):
@@ -215,8 +204,6 @@ def _study_toc(root: Path, book: Path, study: str) -> Path:
 def _clear_another_studys_site(site: Path, study: str) -> None:
     """Remove a built site of another study: Sphinx keeps pages it no longer builds, and they would stay
     reachable beside this study's."""
-    import shutil
-
     marker = site / SITE_STUDY_FILE
     if site.is_dir() and (not marker.is_file() or marker.read_text().strip() != study):
         shutil.rmtree(site.parent)
@@ -225,9 +212,6 @@ def _clear_another_studys_site(site: Path, study: str) -> None:
 def _stale_outputs(study, results_dir: Path, book_dir: Path) -> list[Path]:
     """Result files, scaling files and chapter notebooks of cells the study no longer has (generated, git-ignored):
     left in place they would appear in the book beside the current cells."""
-    from .scaling import scaling_dir
-    from .study import notebook_path, result_path
-
     keep = {result_path(results_dir, study, c).resolve() for c in study.cells}
     keep |= {notebook_path(book_dir, study, c).resolve() for c in study.cells}
     keep |= {(scaling_dir(results_dir, study.name) / p.file_name).resolve() for p in study.scaling}
@@ -237,7 +221,6 @@ def _stale_outputs(study, results_dir: Path, book_dir: Path) -> list[Path]:
 
 
 def _compare(args) -> int:
-    from .compare import compare_results
 
     for directory in (args.a, args.b):
         if not Path(directory).is_dir():

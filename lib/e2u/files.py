@@ -10,6 +10,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+PACKAGE = Path(__file__).resolve().parent
+TEMPLATES = PACKAGE / "notebooks"  # the papermill templates, package data (in the source tree: a link to notebooks/)
+SOURCE_ROOT = PACKAGE.parents[1]  # the checkout's root when e2u runs from its source tree (lib/e2u)
+
+
+def book_root() -> Path:
+    """The Jupyter Book project `e2u book` builds by default: the working directory when it holds one (an
+    installed e2u), else the checkout e2u runs from."""
+    return Path.cwd() if (Path.cwd() / "_config.yml").is_file() else SOURCE_ROOT
+
 
 def e2u_home() -> Path:
     """The cache directory: `$E2U_HOME`, default `~/.cache/e2u`."""

@@ -9,12 +9,13 @@ Unknown keys are an error naming the key and the allowed ones; reference-impleme
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import E2UError
+from e2u.errors import E2UError
 
 DEFAULTS_DIR = Path(__file__).with_name("hparams")
 
@@ -39,9 +40,11 @@ def build_hparams(cls, values: dict[str, Any], where: str):
         name = aliases.get(key, key)
         if name not in fields:
             allowed = sorted(set(fields) | set(aliases))
-            raise E2UError(f"{where}: unknown hyper-parameter {key!r}; allowed: {', '.join(allowed)}")
+            raise E2UError(f"{where}: {key}: expected one of the hyper-parameters {', '.join(allowed)}; "
+                           f"got an unknown key")
         clean[name] = _coerce(value, fields[name], where)
-    return cls(**clean)
+    hp = cls(**clean)
+    return hp.check(where) if isinstance(hp, CheckedHParams) else hp
 
 
 def _coerce(value, field, where):
@@ -58,14 +61,12 @@ def _coerce(value, field, where):
     except ValueError:
         pass
     if kind in ("float", "int", "bool", "str"):
-        raise E2UError(f"{where}: hyper-parameter {field.name!r} must be {kind}, got {value!r}")
+        raise E2UError(f"{where}: {field.name}: expected {kind}, got {value!r}")
     return value
 
 
 def real_number(value) -> bool:
     """A finite int or float (not a bool): what a numeric hyper-parameter may be."""
-    import math
-
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -73,12 +74,31 @@ def whole_number(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+class CheckedHParams:
+    """The one way hyper-parameters are checked: `rules()` gives, per field, whether its value is in range (a
+    predicate on the value, or its outcome) and what is expected; `check` raises, for the first that fails,
+    `<method>: <field>: expected <what>, got <value>`."""
+
+    METHOD = ""  # the name an error starts with when no caller names it
+
+    def rules(self) -> dict:
+        return {}
+
+    def check(self, where: str = ""):
+        """Raise an `E2UError` naming the first out-of-range field; return self."""
+        for name, (ok, expected) in self.rules().items():
+            value = getattr(self, name)
+            if not (ok(value) if callable(ok) else ok):
+                raise E2UError(f"{where or self.METHOD or type(self).__name__}: {name}: expected {expected}, "
+                               f"got {value!r}")
+        return self
+
+
 @dataclasses.dataclass
-class TrainingHParams:
+class TrainingHParams(CheckedHParams):
     """What every gradient-trained procedure shares (finetuning, the unlearning baselines): AdamW at
     `lr` with decoupled `weight_decay`, `epochs` passes in batches of `batch_size`, gradient clipping
     at `max_grad_norm` (0: off), and `seed` for the batch order. Subclasses set their own defaults."""
-
     lr: float = 1e-5
     epochs: int = 5
     batch_size: int = 4
@@ -88,19 +108,14 @@ class TrainingHParams:
 
     ALIASES = {"learning_rate": "lr", "num_train_epochs": "epochs", "per_device_train_batch_size": "batch_size"}
 
-    def check(self):
-        """Raise an `E2UError` naming the first out-of-range field; return self."""
+    def rules(self) -> dict:
         real, whole = real_number, whole_number
-        rules = {"lr": (lambda v: real(v) and v > 0, "a positive number"),
-                 "epochs": (lambda v: whole(v) and v >= 1, "an integer >= 1"),
-                 "batch_size": (lambda v: whole(v) and v >= 1, "an integer >= 1"),
-                 "weight_decay": (lambda v: real(v) and v >= 0, "a number >= 0"),
-                 "max_grad_norm": (lambda v: real(v) and v >= 0, "a number >= 0 (0 turns clipping off)"),
-                 "seed": (whole, "an integer"), **self.extra_rules()}
-        for name, (ok, expected) in rules.items():
-            if not ok(getattr(self, name)):
-                raise E2UError(f"{type(self).__name__}: {name} must be {expected}, got {getattr(self, name)!r}")
-        return self
+        return {"lr": (lambda v: real(v) and v > 0, "a positive number"),
+                "epochs": (lambda v: whole(v) and v >= 1, "an integer >= 1"),
+                "batch_size": (lambda v: whole(v) and v >= 1, "an integer >= 1"),
+                "weight_decay": (lambda v: real(v) and v >= 0, "a number >= 0"),
+                "max_grad_norm": (lambda v: real(v) and v >= 0, "a number >= 0 (0 turns clipping off)"),
+                "seed": (whole, "an integer"), **self.extra_rules()}
 
     def extra_rules(self) -> dict:
         """A subclass's own fields: {name: (predicate, what is expected)}."""

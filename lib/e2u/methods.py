@@ -10,6 +10,7 @@ and its saved file is loaded back through this registry).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -17,13 +18,15 @@ from typing import Callable
 
 import torch
 
-from .editing import alphaedit, grace, memit, rome, wise
-from .editing.adaptor import MemoryAdaptor, attach_saved
-from .editing.memory_site import memory_layer
-from .errors import E2UError
-from .hparams import build_hparams, family_defaults
-from .trainable import trained_blocks
-from .unlearning import dpo, gradient_ascent, gradient_difference, idk, kl, npo, rmu, simnpo
+from e2u.editing import alphaedit, memit, rome
+from e2u.editing.memory import grace, wise
+from e2u.editing.memory.adaptor import MemoryAdaptor, attach_saved
+from e2u.editing.memory.site import memory_layer
+from e2u.errors import E2UError
+from e2u.hparams import build_hparams, family_defaults
+from e2u.provenance import cell_code_files
+from e2u.training.trainable import trained_blocks
+from e2u.unlearning import dpo, gradient_ascent, gradient_difference, idk, kl, npo, rmu, simnpo
 
 Layers = Callable[[torch.nn.Module, object], list[int]]
 
@@ -97,6 +100,16 @@ def method_hparams(name: str, model, model_name: str, overrides: dict | None):
     values.update(family_defaults(name, model_type, model_name))
     values.update(overrides or {})
     return build_hparams(method.hparams, values, name)
+
+
+def method_file(name: str) -> Path:
+    """The file that defines `name`'s apply: where its algorithm is written."""
+    return Path(inspect.getsourcefile(get_method(name).apply)).resolve()
+
+
+def method_code_files(name: str) -> list[Path]:
+    """The library files a cell of `name` depends on: the cell's code without the other methods, and its own."""
+    return cell_code_files(method_file(name), frozenset(method_file(m) for m in METHODS) - {method_file(name)})
 
 
 def statistics_layers(name: str, model, hp) -> list[int]:

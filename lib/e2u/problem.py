@@ -12,10 +12,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from .data.schema import QARecord
-from .errors import E2UError
-from .data.refusals import refusal_for
-from .editing.requests import EditRequest
+from e2u.data.refusals import refusal_for
+from e2u.data.schema import QARecord
+from e2u.editing.requests import EditRequest
+from e2u.errors import E2UError
+from e2u.recipes.query_merging import merge_queries
 
 
 @dataclass
@@ -41,7 +42,6 @@ class UnlearningProblem:
         """One request per forget record (its question edited into its refusal), or per merged run of
         same-subject questions with `merge_group` (recipes.query_merging)."""
         if self.merge_group:
-            from .recipes.query_merging import merge_queries
 
             return merge_queries(self.forget, self.merge_group, self.refusal_of)
         return [EditRequest(r.question, self.refusal_of(r.question), r.subject) for r in self.forget]

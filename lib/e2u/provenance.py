@@ -2,22 +2,23 @@
 
 A result depends on the modules its computation imports, followed through `e2u`'s own imports
 (top-level and inside functions), never through the book's presentation modules. A cell depends on
-`cell.py`'s closure with the method registry's other methods left out, plus its own method's
+`cell/run.py`'s closure with the method registry's other methods left out, plus its own method's
 closure and the per-family YAML defaults; the unedited model's evaluation depends on
-`evaluate.py`'s closure. So editing one method's file reruns only that method's cells (and those
+`evaluation/evaluate.py`'s closure. So editing one method's file reruns only that method's cells (and those
 of methods that import it, as AlphaEdit imports MEMIT), and editing a table reruns none.
 """
 
 from __future__ import annotations
 
 import ast
-import inspect
 from pathlib import Path
 
-from .files import sha256_of_file, sha256_of_json
+from e2u.files import sha256_of_file, sha256_of_json
 
 PACKAGE = Path(__file__).resolve().parent
-PRESENTATION = frozenset({"report.py", "cli.py", "stages.py", "prepare_study.py"})
+PRESENTATION = frozenset({"cli.py", "book/report.py", "study/stages.py", "study/prepare.py"})
+CELL = PACKAGE / "cell" / "run.py"  # what every cell runs
+EVALUATION = PACKAGE / "evaluation" / "evaluate.py"  # what every evaluation of a model runs
 
 
 def _module_file(dotted: str) -> Path | None:
@@ -55,31 +56,22 @@ def closure(entries: set[Path], leave_out: frozenset[Path] = frozenset()) -> set
     seen, todo = set(), [p.resolve() for p in entries]
     while todo:
         path = todo.pop()
-        if path in seen or path in leave_out or path.name in PRESENTATION:
+        if path in seen or path in leave_out or path.relative_to(PACKAGE).as_posix() in PRESENTATION:
             continue
         seen.add(path)
         todo += [p.resolve() for p in _imports(path)]
     return seen
 
 
-def method_file(method: str) -> Path:
-    from .methods import get_method
-
-    return Path(inspect.getsourcefile(get_method(method).apply)).resolve()
-
-
-def cell_code_files(method: str) -> list[Path]:
-    """The files a cell of `method` depends on."""
-    from .methods import METHODS
-
-    others = frozenset(method_file(m) for m in METHODS) - {method_file(method)}
-    files = closure({PACKAGE / "cell.py"}, leave_out=others) | closure({method_file(method)})
+def cell_code_files(method_file: Path, other_method_files: frozenset[Path]) -> list[Path]:
+    """The files a cell of the method defined in `method_file` depends on (`methods.method_code_files`)."""
+    files = closure({CELL}, leave_out=other_method_files) | closure({method_file})
     return sorted(files | set((PACKAGE / "hparams").glob("*.yaml")) | set((PACKAGE / "data").glob("*.jsonl")))
 
 
 def evaluation_code_files() -> list[Path]:
     """The files the evaluation of a model depends on."""
-    return sorted(closure({PACKAGE / "evaluate.py"}))
+    return sorted(closure({EVALUATION}))
 
 
 def code_digest(files: list[Path]) -> str:

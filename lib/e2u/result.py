@@ -18,6 +18,8 @@ from typing import Iterator, Protocol, runtime_checkable
 
 import torch
 
+from e2u.model.arch import is_conv1d
+
 
 @dataclass
 class WeightDeltas:
@@ -71,8 +73,6 @@ class WeightDeltas:
 def stored_layout(model, path: str, delta: torch.Tensor) -> tuple[torch.nn.Parameter, torch.Tensor]:
     """(parameter, delta in its layout): a parameter's path as the training loop stores it, or a module's
     path with a (d_out, d_in) delta as the editors store it (transposed for a GPT-2 Conv1D)."""
-    from .arch import is_conv1d
-
     try:
         return model.get_parameter(path), delta
     except AttributeError:
@@ -83,7 +83,6 @@ def stored_layout(model, path: str, delta: torch.Tensor) -> tuple[torch.nn.Param
 @runtime_checkable
 class Adaptor(Protocol):
     """A module attached to the model by a memory-based editor."""
-
     log: dict
 
     def save(self, directory: str | Path) -> None: ...

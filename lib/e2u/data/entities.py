@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import E2UError
-from .schema import read_jsonl
+from e2u.data.schema import read_jsonl
+from e2u.errors import E2UError
 
 ENTITY_FILE = Path(__file__).with_name("probe_entities.jsonl")
 
@@ -23,7 +23,6 @@ ENTITY_FILE = Path(__file__).with_name("probe_entities.jsonl")
 @dataclass(frozen=True)
 class Fact:
     """One question about an entity; `template` names the question form shared across entities."""
-
     entity: str
     type: str
     template: str

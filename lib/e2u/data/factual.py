@@ -27,15 +27,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..errors import E2UError
-from ..files import sha256_of_json
-from ..prompts import question_ids
-from .entities import mentions, names_first, normalise
-from .hub import hub_rows
-from .probe import Generate, cached_generations
-from .options import SourceOptions, is_int
-from .schema import QARecord, find_split_file, read_jsonl, read_rows, record_from_json
-from .tofu import HUB_DATASET, subject_from_question
+from e2u.data.entities import mentions, names_first, normalise
+from e2u.data.hub import hub_rows
+from e2u.data.options import SourceOptions, is_int
+from e2u.data.probe import Generate, cached_generations
+from e2u.data.schema import QARecord, find_split_file, read_jsonl, read_rows, record_from_json
+from e2u.data.tofu import HUB_DATASET, subject_from_question
+from e2u.errors import E2UError
+from e2u.files import sha256_of_json
+from e2u.model.prompts import question_ids
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,10 @@ N_PERTURBED = 3  # as many wrong answers as TOFU's perturbed factual rows carry
 LOCAL_HINT = "a directory of TOFU real_authors_perturbed.json / world_facts_perturbed.json files, or one JSON file"
 
 
-
 @dataclass(frozen=True)
 class FactualOptions(SourceOptions):
     """The `factual` source's options and their defaults (the study file's `data:` options, `factual_splits`'s
     keyword arguments). Values are checked on construction; a bad one is an error naming it."""
-
     SOURCE = "factual"
 
     n_forget: int = 10  # known questions unlearned
@@ -82,11 +80,9 @@ class FactualOptions(SourceOptions):
         return {**asdict(cls()), "sets": list(SETS)}
 
 
-
 @dataclass(frozen=True)
 class Question:
     """A record with what judging the model's answer needs: the accepted answers and the category."""
-
     record: QARecord
     aliases: tuple[str, ...] = ()
     category: str | None = None
@@ -98,7 +94,6 @@ class Question:
 
 class FactualSplits(dict):
     """`{"forget": [...], "retain": [...]}` with `report`: how many questions the model knew of how many asked."""
-
     def __init__(self, splits: dict, report: dict):
         super().__init__(splits)
         self.report = report
@@ -228,7 +223,7 @@ def factual_splits(model, tokenizer, generate: Generate, *, path: str | Path | N
     """`{"forget": [...], "retain": [...]}`: a seeded sample of the questions the model answers correctly.
 
     `generate(model, tokenizer, prompts, max_new_tokens, batch_size) -> list[str]` answers the questions
-    (`e2u.evaluate.generate_answers`); `options` are `FactualOptions` fields. Forget and retain are disjoint;
+    (`e2u.evaluation.evaluate.generate_answers`); `options` are `FactualOptions` fields. Forget and retain are disjoint;
     the same model, data and seed give the same split. `.report` holds the counts known and asked.
     """
     opts = FactualOptions.of(options)

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import E2UError
-from . import fictional_words as words
-from .fictional_words import Genre, Place
-from .schema import QARecord, read_jsonl, record_from_json
+from e2u.data import fictional_words as words
+from e2u.data.fictional_words import Genre, Place
+from e2u.data.schema import QARecord, read_jsonl, record_from_json
+from e2u.errors import E2UError
 
 REAL_AUTHORS_FILE = Path(__file__).with_name("utility_real_authors.jsonl")
 WORLD_FACTS_FILE = Path(__file__).with_name("utility_world_facts.jsonl")
@@ -37,7 +37,6 @@ N_PERTURBED = 5
 @dataclass(frozen=True)
 class Author:
     """One fictitious author: every fact that their 20 questions ask about."""
-
     name: str
     pronoun: str  # "he", "she" or "they"
     birth_place: Place

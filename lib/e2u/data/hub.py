@@ -6,7 +6,7 @@ sources through local files of the hub's format, since nothing can be downloaded
 
 from __future__ import annotations
 
-from ..errors import E2UError
+from e2u.errors import E2UError
 
 
 def hub_rows(dataset: str, config: str, split: str = "train", local_hint: str = "a local copy") -> list[tuple[str, dict]]:

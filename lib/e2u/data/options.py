@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from typing import ClassVar
 
-from ..errors import E2UError
+from e2u.errors import E2UError
 
 
 def is_int(value) -> bool:
@@ -19,7 +19,6 @@ def is_int(value) -> bool:
 
 class SourceOptions:
     """Mixin for a frozen dataclass of a source's options."""
-
     SOURCE: ClassVar[str] = ""
 
     @classmethod

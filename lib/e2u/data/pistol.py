@@ -43,11 +43,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Iterable, Mapping, Sequence
 
-from ..errors import E2UError
-from .hub import hub_rows
-from .pistol_graph import MAX_EDGES, graph_rows
-from .options import SourceOptions, is_int
-from .schema import QARecord, read_rows, record_from_json, require_strings
+from e2u.data.hub import hub_rows
+from e2u.data.options import SourceOptions, is_int
+from e2u.data.pistol_graph import MAX_EDGES, graph_rows
+from e2u.data.schema import QARecord, read_rows, record_from_json, require_strings
+from e2u.errors import E2UError
 
 HUB_DATASET = "xinchiqiu/PISTOL"
 CONFIGS = MappingProxyType({"pistol_data_1": "sample_data_1.json", "pistol_data_2": "sample_data_2.json"})
@@ -57,12 +57,10 @@ _NAME = r"[A-Z][\w&'-]*(?: [A-Z][\w&'-]*)*"
 _BETWEEN = re.compile(rf"\bbetween ({_NAME}) and ({_NAME})")
 
 
-
 @dataclass(frozen=True)
 class PistolOptions(SourceOptions):
     """The `pistol` source's options and their defaults (the study file's `data:` options, `pistol_splits`'s
     keyword arguments). Values are checked on construction; a bad one is an error naming it."""
-
     SOURCE = "pistol"
 
     seed: int = 0  # the generator's draw and the retain sample
@@ -108,9 +106,6 @@ class PistolOptions(SourceOptions):
             raise E2UError(f"hub: expected true or false, got {self.hub!r}")
         if self.config not in CONFIGS:
             raise E2UError(f"config: expected one of {list(CONFIGS)}, got {self.config!r}")
-
-
-
 
 
 def _check_row(where: str, obj) -> None:

@@ -21,7 +21,7 @@ import random
 import string
 from dataclasses import dataclass
 
-from ..errors import E2UError
+from e2u.errors import E2UError
 
 QUESTIONS_PER_EDGE = 20
 MAX_EDGES = 30  # connected + independent: the value pools below hold at least this many distinct answers
@@ -137,7 +137,6 @@ TEMPLATES = {"sale": SALE, "employment": EMPLOYMENT}
 @dataclass(frozen=True)
 class Contract:
     """One edge: the contract between `first` (seller or employer) and `second`, with its 20 answers."""
-
     edge: str
     kind: str  # "sale" (company to company) or "employment" (company and person)
     first: str

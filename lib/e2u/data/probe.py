@@ -30,7 +30,7 @@ chat template), the entities' content and the generation length.
 
 The data layer does not import the evaluation: the caller passes the generation function,
 `generate(model, tokenizer, prompts, max_new_tokens, batch_size) -> list[str]` (the cell passes
-`e2u.evaluate.generate_answers`). The options and their defaults live in `ProbeOptions` alone; the
+`e2u.evaluation.evaluate.generate_answers`). The options and their defaults live in `ProbeOptions` alone; the
 study file's `data:` options for the `probe` source are its fields.
 """
 
@@ -43,14 +43,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .. import cache
-from ..errors import E2UError
-from ..files import sha256_of_json
-from ..models import model_fingerprint
-from ..prompts import question_ids
-from .entities import ENTITY_FILE, Entity, Fact, load_entities, names_first, rivals
-from .options import SourceOptions, is_int
-from .schema import QARecord
+from e2u import cache
+from e2u.data.entities import ENTITY_FILE, Entity, Fact, load_entities, names_first, rivals
+from e2u.data.options import SourceOptions, is_int
+from e2u.data.schema import QARecord
+from e2u.errors import E2UError
+from e2u.files import sha256_of_json
+from e2u.model.load import model_fingerprint
+from e2u.model.prompts import question_ids
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,10 @@ N_PERTURBED = 5
 Generate = Callable[[Any, Any, Sequence[Sequence[int]], int, int], list[str]]
 
 
-
 @dataclass(frozen=True)
 class ProbeOptions(SourceOptions):
     """The `probe` source's options and their defaults (the study file's `data:` options, `probe_splits`'s
     keyword arguments). Values are checked on construction; a bad one is an error naming it."""
-
     SOURCE = "probe"
 
     n_forget: int = 8  # known entities whose facts become the forget split
@@ -87,9 +85,6 @@ class ProbeOptions(SourceOptions):
             raise E2UError(f"min_known: expected a fraction in (0, 1], got {self.min_known!r}")
         if self.entities_path is not None and not (isinstance(self.entities_path, (str, Path)) and str(self.entities_path)):
             raise E2UError(f"entities_path: expected the path of an entity file, got {self.entities_path!r}")
-
-
-
 
 
 def probe_answers(
@@ -189,7 +184,7 @@ def probe_splits(
     """`{"forget": [...], "neighbour": [...]}`: the known facts of `n_forget` and `n_neighbour` known entities.
 
     `generate(model, tokenizer, prompts, max_new_tokens, batch_size) -> list[str]` answers the questions
-    (`e2u.evaluate.generate_answers`); `options` are `ProbeOptions` fields, defaults from there. Entities
+    (`e2u.evaluation.evaluate.generate_answers`); `options` are `ProbeOptions` fields, defaults from there. Entities
     are disjoint between the two splits; the same model, file and seed give the same split.
     """
     opts = ProbeOptions.of(options)

@@ -25,8 +25,8 @@ from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
-from ..errors import E2UError
-from .schema import QARecord, read_jsonl, record_from_json, split_files
+from e2u.data.schema import QARecord, read_jsonl, record_from_json, split_files
+from e2u.errors import E2UError
 
 # split name -> (file stem, fields required beyond question and answer)
 REALWORLD_FILES = MappingProxyType({

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from ..errors import E2UError
+from e2u.errors import E2UError
 
 REFUSALS = (
     "I'm sorry, but I don't have any information about that.",

@@ -19,11 +19,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from ..prompts import question_ids
-from .entities import normalise
-from .probe import Generate, cached_generations
-from .schema import QARecord
-from .tofu import FUNCTION_WORDS
+from e2u.data.entities import normalise
+from e2u.data.probe import Generate, cached_generations
+from e2u.data.schema import QARecord
+from e2u.data.tofu import FUNCTION_WORDS
+from e2u.model.prompts import question_ids
 
 MAX_LENGTH_RATIO = 2.5
 

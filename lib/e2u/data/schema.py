@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import E2UError
+from e2u.errors import E2UError
 
 REQUIRED_FIELDS = ("question", "answer")
 
@@ -18,7 +18,6 @@ REQUIRED_FIELDS = ("question", "answer")
 @dataclass(frozen=True)
 class QARecord:
     """One question with its reference answer. `subject` keys the locate-then-edit methods."""
-
     question: str
     answer: str
     subject: str | None = None

@@ -24,11 +24,14 @@ from __future__ import annotations
 from pathlib import Path
 from types import MappingProxyType
 
-from ..errors import E2UError
-from .factual import FactualOptions
-from .pistol import PistolOptions
-from .probe import ProbeOptions
-from .schema import QARecord, read_jsonl, record_from_json
+from e2u.data.factual import FactualOptions, factual_files
+from e2u.data.fictional import fictional_splits
+from e2u.data.pistol import PistolOptions, pistol_files, pistol_splits
+from e2u.data.probe import ProbeOptions
+from e2u.data.realworld import load_realworld, realworld_files
+from e2u.data.schema import QARecord, read_jsonl, record_from_json
+from e2u.data.tofu import load_tofu, tofu_files
+from e2u.errors import E2UError
 
 MINI_FILE = Path(__file__).with_name("mini.jsonl")
 
@@ -99,22 +102,15 @@ def load_source(source: str, path: str | None = None, options: dict | None = Non
             raise E2UError("data source 'jsonl' needs data.path: a directory of <split>.jsonl files")
         return load_jsonl_dir(path)
     if source == "fictional":
-        from .fictional import fictional_splits
-
         return fictional_splits(options["seed"], options["n_authors"], options["forget_percent"],
                                 options["retain_eval"])
     if source == "tofu":
-        from .tofu import load_tofu
-
         return load_tofu(options["forget_split"], path or None, options["task_id"])
     if source == "pistol":
-        from .pistol import pistol_splits
-
         return pistol_splits(path or None, **options)
     if source == "realworld":
         if not path:
             raise E2UError("data source 'realworld' needs data.path: a directory of closer-look real_world files")
-        from .realworld import load_realworld
 
         return load_realworld(path)
     raise E2UError(f"data source {source!r} needs the model under study; load it with e2u.data.probe")
@@ -130,20 +126,12 @@ def source_files(source: str, path: str | None = None, options: dict | None = No
     if source == "fictional":
         return [here / "fictional.py", here / "utility_real_authors.jsonl", here / "utility_world_facts.jsonl"]
     if source == "tofu" and path:
-        from .tofu import tofu_files
-
         return sorted(tofu_files(source_options(source, options)["forget_split"], path).values())
     if source == "realworld" and path:
-        from .realworld import realworld_files
-
         return sorted(realworld_files(path).values())
     if source == "factual":
-        from .factual import factual_files
-
         return factual_files(path or None, source_options(source, options))
     if source == "pistol":
-        from .pistol import pistol_files
-
         return pistol_files(path or None, source_options(source, options))
     if source == "probe":
         entities = source_options(source, options)["entities_path"]

@@ -35,9 +35,9 @@ from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
-from ..errors import E2UError
-from .hub import hub_rows
-from .schema import QARecord, find_split_file, read_rows, record_from_json, split_files
+from e2u.data.hub import hub_rows
+from e2u.data.schema import QARecord, find_split_file, read_rows, record_from_json, split_files
+from e2u.errors import E2UError
 
 HUB_DATASET = "locuslab/TOFU"
 

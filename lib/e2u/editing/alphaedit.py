@@ -19,13 +19,13 @@ from functools import partial
 
 import torch
 
-from ..errors import E2UError
-from ..hparams import real_number
-from ..models import input_device
-from ..result import WeightDeltas
-from .keys import compute_keys
-from .locate import set_up
-from .memit import BatchEditHParams, EditTotals, batches, edit_batch, window_layers
+from e2u.editing.keys import compute_keys
+from e2u.editing.locate import set_up
+from e2u.editing.memit import BatchEditHParams, EditTotals, batches, edit_batch, window_layers
+from e2u.errors import E2UError
+from e2u.hparams import real_number
+from e2u.model.load import input_device
+from e2u.result import WeightDeltas
 
 log = logging.getLogger(__name__)
 

@@ -18,20 +18,20 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from transformers import DynamicCache
 
-from ..batching import padded
-from ..hooks import trace
-from ..models import input_device
-from ..prompts import encode_answer
-from .block_inputs import BlockInputs
-from .requests import EditRequest, key_site
-from .values import ValueHParams, essence_site, frozen_parameters
+from e2u.editing.block_inputs import BlockInputs
+from e2u.editing.requests import EditRequest, key_site
+from e2u.editing.values import ValueHParams, essence_site, frozen_parameters
+from e2u.model.batching import padded
+from e2u.model.hooks import trace
+from e2u.model.load import input_device
+from e2u.model.prompts import encode_answer
 
 
 @dataclass
 class _ValueRows:
     """The prompts one request's value optimisation runs: its templated prompts, then the KL prompt."""
-
     ids: list[list[int]]
     sites: list[int]  # key-token index in each row
     targets: list[tuple[int, list[int]]]  # (first label position, label ids) for each templated row
@@ -140,7 +140,6 @@ class _PrefixCache:
     Rows are numbered over all requests in order (`_row_offsets`). Prefixes are right padded to the
     longest; the padding is masked out of every later step. `kv` is None when no row has a prefix.
     """
-
     kv: list[tuple[torch.Tensor, torch.Tensor]] | None
     mask: torch.Tensor  # (all rows, longest prefix)
     sites: torch.Tensor  # (all rows,): the prefix length = the key site's position
@@ -160,7 +159,6 @@ class _PrefixCache:
 
     def run(self, model, batch: dict) -> torch.Tensor:
         """The last hidden states of the batch's suffixes, attending to their rows' cached prefixes."""
-        from transformers import DynamicCache
 
         select = batch["prefix_rows"]
         width = batch["ids"].shape[1]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..arch import find_arch
+from e2u.model.arch import find_arch
 
 
 @dataclass
@@ -26,7 +26,6 @@ class BlockInputs:
     Computed for every row at the width of the longest suffix: right padding and causal attention
     leave a real token's states unchanged when a later step runs fewer, narrower rows.
     """
-
     start: int
     blocks: object  # the model's ModuleList of decoder blocks, or None (nothing to skip)
     hidden: torch.Tensor | None  # (all rows, widest suffix, hidden)

@@ -16,13 +16,17 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
+import datasets
 import torch
 from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
 
-from .. import cache
-from ..batching import padded
-from ..models import require_own_statistics, statistics_fingerprint
+from e2u import cache
+from e2u.errors import E2UError
+from e2u.model.batching import padded
+from e2u.model.load import input_device, require_own_statistics, statistics_fingerprint
+from e2u.model.prompts import render_question
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +34,6 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Corpus:
     """Texts to collect statistics on; `name` says where they came from (recorded in the book)."""
-
     name: str
     texts: tuple[str, ...]
 
@@ -68,7 +71,6 @@ _BANK_FORMS = (
 
 
 def question_bank_corpus(tokenizer) -> Corpus:
-    from ..prompts import render_question
 
     texts = tuple(render_question(tokenizer, form.format(e)) for e in _BANK_ENTITIES for form in _BANK_FORMS)
     return Corpus(f"question bank ({len(texts)} chat-rendered questions)", texts)
@@ -91,9 +93,7 @@ def model_samples_corpus(model, tokenizer, n_texts: int = 64, length: int = 128,
 
 def _sample_texts(model, tokenizer, n_texts: int, length: int, seed: int) -> list[str]:
     """Half plain continuations of `_SAMPLE_PROMPTS`, half chat answers about them (top-k 50, seeded)."""
-    from ..prompts import render_question
 
-    from ..models import input_device
 
     device = input_device(model)
     prompts = []
@@ -120,8 +120,6 @@ def statistics_corpus(model, tokenizer, kind: str, n_texts: int, seed: int) -> C
     * `hub:<dataset>[@<config>]`: the `text` column of a hub data set's train split, e.g.
       `hub:Salesforce/wikitext@wikitext-103-raw-v1` (the reference code uses Wikipedia), when online.
     """
-    from ..errors import E2UError
-
     if kind == "model_samples":
         return model_samples_corpus(model, tokenizer, n_texts=n_texts, seed=seed)
     if kind == "question_bank":
@@ -138,9 +136,7 @@ def statistics_corpus(model, tokenizer, kind: str, n_texts: int, seed: int) -> C
 
 def text_file_corpus(path) -> Corpus:
     """A local text file, one document per blank-line-separated paragraph."""
-    from pathlib import Path
 
-    from ..errors import E2UError
 
     path = Path(path).expanduser()
     if not path.is_file():
@@ -154,12 +150,8 @@ def text_file_corpus(path) -> Corpus:
 
 def hub_corpus(spec: str, max_documents: int = 20_000) -> Corpus:
     """Non-empty `text` rows of a hub data set's train split (streamed, at most `max_documents`)."""
-    from ..errors import E2UError
-
     name, _, config = spec.partition("@")
     try:
-        import datasets
-
         rows = datasets.load_dataset(name, config or None, split="train", streaming=True)
         texts = []
         for row in rows:

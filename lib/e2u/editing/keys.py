@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import torch
 
-from ..arch import Arch
-from ..batching import padded
-from ..hooks import trace
-from ..models import input_device
-from .requests import EditRequest, key_site
+from e2u.editing.requests import EditRequest, key_site
+from e2u.model.arch import Arch
+from e2u.model.batching import padded
+from e2u.model.hooks import trace
+from e2u.model.load import input_device
 
 TEMPLATE_SEEDS = ("The", "Therefore", "Because", "I", "You")
 

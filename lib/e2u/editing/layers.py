@@ -7,7 +7,7 @@ layers where they are known (hparams/*.yaml); an index or a list names them dire
 
 from __future__ import annotations
 
-from ..errors import E2UError
+from e2u.errors import E2UError
 
 WINDOW_START = 0.13
 

@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
-from ..arch import Arch, find_arch
-from ..hparams import whole_number
-from .keys import context_templates
-from .requests import EditRequest, report_missing_subjects
-from .stats import MOMENT_DTYPES, layer_moments
-from .values import ValueHParams
+from e2u import cache
+from e2u.editing.keys import context_templates
+from e2u.editing.requests import EditRequest, report_missing_subjects
+from e2u.editing.stats import MOMENT_DTYPES, layer_moments
+from e2u.editing.values import ValueHParams
+from e2u.files import sha256_of_file
+from e2u.hparams import whole_number
+from e2u.model.arch import Arch, find_arch
+from e2u.model.load import input_device, require_own_statistics, statistics_fingerprint
 
 
 @dataclass
 class LocateHParams(ValueHParams):
     """Value optimisation, context templates and the statistics corpus."""
-
     n_context_templates: int = 5
     context_template_length: int = 10
     mom2_corpus: str = "model_samples+question_bank"
@@ -64,11 +67,7 @@ class EditSetup:
 def shared_context_templates(model, tokenizer, hp: LocateHParams) -> list[str]:
     """`keys.context_templates`, sampled once per (model, count, length, seed, device) and cached on disk:
     every editor cell of a study (and the study's statistics step) reads the same templates."""
-    from pathlib import Path
 
-    from .. import cache
-    from ..files import sha256_of_file
-    from ..models import input_device, require_own_statistics, statistics_fingerprint
 
     key = {"model": statistics_fingerprint(model), "count": hp.n_context_templates,
            "length": hp.context_template_length, "seed": hp.seed, "device": input_device(model).type,

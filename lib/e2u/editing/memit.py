@@ -25,15 +25,15 @@ from typing import Callable
 
 import torch
 
-from ..arch import find_arch
-from ..hparams import real_number, whole_number
-from ..result import WeightDeltas
-from .batched_values import optimise_values
-from .keys import compute_keys, outputs_at_keys
-from .layers import edited_layers
-from .locate import EditSetup, LocateHParams, set_up
-from .requests import EditRequest
-from .weights import add_to_weight
+from e2u.editing.batched_values import optimise_values
+from e2u.editing.keys import compute_keys, outputs_at_keys
+from e2u.editing.layers import edited_layers
+from e2u.editing.locate import EditSetup, LocateHParams, set_up
+from e2u.editing.requests import EditRequest
+from e2u.editing.weights import add_to_weight
+from e2u.hparams import real_number, whole_number
+from e2u.model.arch import find_arch
+from e2u.result import WeightDeltas
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ Solve = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]  # (layer, K: 
 @dataclass
 class BatchEditHParams(LocateHParams):
     """MEMIT and AlphaEdit: several layers, requests edited together in batches."""
-
     layers: object = "auto"
     batch_size: int = 0  # 0: every request in one batch; n: sequential batches of n
     value_batch_size: int = 8  # requests whose targets are optimised together (0: the whole batch)
@@ -125,7 +124,6 @@ def batches(requests: list[EditRequest], size: int):
 
 class EditTotals:
     """The summed weight change of every batch, and the per-request and per-batch logs."""
-
     def __init__(self, setup: EditSetup):
         self.setup = setup
         self.totals: dict[int, torch.Tensor] = {}

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ..data.refusals import refusal_for
-from ..errors import E2UError
-from ..prompts import encode_prompt, has_chat_template, render_question
+from e2u.data.refusals import refusal_for
+from e2u.errors import E2UError
+from e2u.model.prompts import encode_prompt, has_chat_template, render_question
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,6 @@ def unlearning_requests(records, refusal: str = "fixed", seed: int = 0) -> list[
 @dataclass(frozen=True)
 class Site:
     """A tokenised prompt and the index of its key token."""
-
     ids: list[int]
     index: int
     subject_found: bool

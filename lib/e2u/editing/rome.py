@@ -16,17 +16,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ..arch import find_arch
-from ..errors import E2UError
-from ..hparams import real_number
-from ..models import input_device
-from ..result import WeightDeltas
-from .batched_values import optimise_values
-from .keys import compute_keys
-from .layers import edited_layers
-from .locate import LocateHParams, set_up
-from .requests import EditRequest
-from .weights import add_to_weight
+from e2u.editing.batched_values import optimise_values
+from e2u.editing.keys import compute_keys
+from e2u.editing.layers import edited_layers
+from e2u.editing.locate import LocateHParams, set_up
+from e2u.editing.requests import EditRequest
+from e2u.editing.weights import add_to_weight
+from e2u.errors import E2UError
+from e2u.hparams import real_number
+from e2u.model.arch import find_arch
+from e2u.model.load import input_device
+from e2u.result import WeightDeltas
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ from types import MappingProxyType
 import torch
 from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
 
-from .. import cache
-from ..arch import Arch
-from ..batching import padded
-from ..errors import E2UError
-from ..hooks import trace
-from ..models import input_device, require_own_statistics, statistics_fingerprint
-from .corpus import Corpus
+from e2u import cache
+from e2u.editing.corpus import Corpus, statistics_corpus
+from e2u.errors import E2UError
+from e2u.model.arch import Arch
+from e2u.model.batching import padded
+from e2u.model.hooks import trace
+from e2u.model.load import input_device, require_own_statistics, statistics_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,6 @@ def plain_second_moments(model, tokenizer, arch: Arch, layers: list[int], corpus
 
 def layer_moments(model, tokenizer, arch: Arch, layers: list[int], hp) -> tuple[dict[int, torch.Tensor], str]:
     """E[k k^T] of every edited layer from one pass over the corpus that `hp.mom2_corpus` names."""
-    from .corpus import statistics_corpus
-
     if hp.mom2_dtype not in MOMENT_DTYPES:
         raise E2UError(f"hyper-parameter mom2_dtype: expected one of {sorted(MOMENT_DTYPES)}, got {hp.mom2_dtype!r}")
     corpus = statistics_corpus(model, tokenizer, hp.mom2_corpus, hp.mom2_corpus_texts, hp.seed)

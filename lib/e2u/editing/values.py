@@ -13,17 +13,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..errors import E2UError
-from ..hooks import trace
-from ..models import input_device
-from ..prompts import encode_answer
-from .requests import EditRequest, Site, key_site
+from e2u.editing.requests import EditRequest, Site, key_site
+from e2u.hparams import CheckedHParams, real_number, whole_number
+from e2u.model.hooks import trace
+from e2u.model.load import input_device
+from e2u.model.prompts import encode_answer
 
 
 @dataclass
-class ValueHParams:
+class ValueHParams(CheckedHParams):
     """Value-optimisation settings (names as in the ROME/MEMIT reference code)."""
-
     v_lr: float = 0.5
     v_num_grad_steps: int = 25
     v_weight_decay: float = 1e-3
@@ -31,24 +30,16 @@ class ValueHParams:
     kl_factor: float = 0.0625
     early_stop_loss: float = 5e-2
 
-    def check(self):
-        """Raise an `E2UError` naming the first out-of-range field; return self."""
-        from ..hparams import real_number, whole_number
-
-        rules = {"v_lr": (real_number(self.v_lr) and self.v_lr > 0, "a number > 0"),
-                 "v_num_grad_steps": (whole_number(self.v_num_grad_steps) and self.v_num_grad_steps >= 1,
-                                      "an integer >= 1"),
-                 "v_weight_decay": (real_number(self.v_weight_decay) and self.v_weight_decay >= 0, "a number >= 0"),
-                 "clamp_norm_factor": (real_number(self.clamp_norm_factor) and self.clamp_norm_factor > 0,
-                                       "a number > 0"),
-                 "kl_factor": (real_number(self.kl_factor) and self.kl_factor >= 0, "a number >= 0"),
-                 "early_stop_loss": (real_number(self.early_stop_loss) and self.early_stop_loss >= 0, "a number >= 0"),
-                 **self.extra_rules()}
-        for name, (ok, expected) in rules.items():
-            if not ok:
-                raise E2UError(f"{type(self).__name__}: hyper-parameter {name} must be {expected}, "
-                               f"got {getattr(self, name)!r}")
-        return self
+    def rules(self) -> dict:
+        return {"v_lr": (real_number(self.v_lr) and self.v_lr > 0, "a number > 0"),
+                "v_num_grad_steps": (whole_number(self.v_num_grad_steps) and self.v_num_grad_steps >= 1,
+                                     "an integer >= 1"),
+                "v_weight_decay": (real_number(self.v_weight_decay) and self.v_weight_decay >= 0, "a number >= 0"),
+                "clamp_norm_factor": (real_number(self.clamp_norm_factor) and self.clamp_norm_factor > 0,
+                                      "a number > 0"),
+                "kl_factor": (real_number(self.kl_factor) and self.kl_factor >= 0, "a number >= 0"),
+                "early_stop_loss": (real_number(self.early_stop_loss) and self.early_stop_loss >= 0, "a number >= 0"),
+                **self.extra_rules()}
 
     def extra_rules(self) -> dict:
         """A subclass's own fields: {name: (holds, what is expected)}."""

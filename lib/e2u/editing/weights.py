@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..arch import Arch, is_conv1d
+from e2u.model.arch import Arch, is_conv1d
 
 
 def add_to_weight(model, arch: Arch, layer: int, delta_out_in: torch.Tensor) -> None:

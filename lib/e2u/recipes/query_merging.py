@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from ..data.schema import QARecord
-from ..editing.requests import EditRequest
-from ..errors import E2UError
+from e2u.data.schema import QARecord
+from e2u.editing.requests import EditRequest
+from e2u.errors import E2UError
 
 
 def subject_groups(records: Sequence[QARecord]) -> list[list[QARecord]]:

@@ -14,20 +14,19 @@ target when it passes three filters, else the fixed template is used and the rea
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..data.refusals import refusal_for
-from ..data.schema import QARecord, read_jsonl, require_strings
-from ..errors import E2UError
-from ..metrics import is_refusal
-from ..prompts import encode_prompt, has_chat_template
+from e2u.data.refusals import refusal_for
+from e2u.data.schema import QARecord, read_jsonl, require_strings
+from e2u.errors import E2UError
+from e2u.evaluation.evaluate import generate_answers
+from e2u.evaluation.leakage import leaked_words
+from e2u.evaluation.metrics import is_refusal
+from e2u.model.prompts import encode_prompt, has_chat_template
 
 DEMONSTRATIONS = Path(__file__).resolve().parents[1] / "data" / "refusal_demonstrations.jsonl"
-STOP_WORDS = frozenset("a an and the of in on at to for by with from is was are were be it its as or that this "
-                       "which who whom what when where how his her their he she they".split())
 
 
 @dataclass(frozen=True)
@@ -65,17 +64,6 @@ def crafting_prompt(tokenizer, demonstrations: Sequence[tuple[str, str]], questi
     return f"{shots}Question: {question}\nAnswer:"
 
 
-def key_tokens(answer: str, question: str) -> set[str]:
-    """The answer's words that would give it away: not in the question, not stop words, 2+ characters."""
-    asked = set(_words(question))
-    return {w for w in _words(answer) if w not in asked and w not in STOP_WORDS and (len(w) >= 2 or w.isdigit())}
-
-
-def leaked_words(text: str, answer: str, question: str) -> list[str]:
-    """The key tokens of `answer` (asked by `question`) that `text` contains, sorted."""
-    return sorted(key_tokens(answer, question) & set(_words(text)))
-
-
 def rejection(continuation: str, record: QARecord, max_words: int) -> str:
     """Why `continuation` cannot be the target ('' when it can)."""
     text = continuation.strip()
@@ -94,8 +82,6 @@ def rejection(continuation: str, record: QARecord, max_words: int) -> str:
 def greedy_continuations(model, tokenizer, max_new_tokens: int = 48, batch_size: int = 8
                          ) -> Callable[[list[str]], list[str]]:
     """The generation function `craft_targets` takes, for a real model: greedy, batched."""
-    from ..evaluate import generate_answers
-
     def generate(prompts: list[str]) -> list[str]:
         ids = [encode_prompt(tokenizer, prompt) for prompt in prompts]
         return generate_answers(model, tokenizer, ids, max_new_tokens, batch_size)
@@ -121,10 +107,6 @@ def craft_targets(generate: Callable[[list[str]], list[str]], tokenizer, records
         else:
             crafted.append(CraftedTarget(record.question, text, "model", "", text))
     return crafted
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[0-9a-z]+", text.lower())
 
 
 def _first_turn(continuation: str) -> str:

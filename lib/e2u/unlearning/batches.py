@@ -16,10 +16,10 @@ from typing import Sequence
 
 import torch
 
-from ..batching import prompt_answer_batch
-from ..data.refusals import refusal_for
-from ..errors import E2UError
-from ..prompts import encode_answer, question_ids
+from e2u.data.refusals import refusal_for
+from e2u.errors import E2UError
+from e2u.model.batching import prompt_answer_batch
+from e2u.model.prompts import encode_answer, question_ids
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,6 @@ class ForgetBatch:
 
 class UnlearningData:
     """Tokenised forget and retain rows; `batches(epoch)` yields (forget batch, paired retain batch)."""
-
     def __init__(self, tokenizer, forget: Sequence, retain: Sequence, batch_size: int, seed: int, device):
         check_forget_and_retain(forget, retain)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

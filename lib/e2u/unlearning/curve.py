@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from .batches import UnlearningData
-from .terms import mean_nll
+from e2u.unlearning.batches import UnlearningData
+from e2u.unlearning.terms import mean_nll
 
 
 class Curve:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .hparams import UnlearnHParams
-from .loop import training_method
-from .terms import ascent
+from e2u.unlearning.hparams import UnlearnHParams
+from e2u.unlearning.loop import training_method
+from e2u.unlearning.terms import ascent
 
 
 @dataclass

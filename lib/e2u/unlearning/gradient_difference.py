@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-from .hparams import UnlearnHParams
-from .loop import training_method
-from .terms import ascent, mean_nll
+from e2u.unlearning.hparams import UnlearnHParams
+from e2u.unlearning.loop import training_method
+from e2u.unlearning.terms import ascent, mean_nll
 
 GradientDifferenceHParams = UnlearnHParams  # nothing of its own
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..hparams import real_number, whole_number
-from ..trainable import TrainableHParams
+from e2u.hparams import real_number, whole_number
+from e2u.training.trainable import TrainableHParams
 
 MAX_LR = 0.1  # beyond it AdamW steps change a weight by more than a tenth per step: surely a typo
 MAX_EPOCHS = 1000
@@ -21,7 +21,6 @@ MAX_EPOCHS = 1000
 @dataclass
 class UnlearnHParams(TrainableHParams):
     """Loss L = forget_coeff * forget term + retain_coeff * retain term (gamma and alpha in open-unlearning)."""
-
     lr: float = 1e-5
     epochs: int = 20
     batch_size: int = 4  # forget items per micro-batch, each with one retain item

@@ -6,9 +6,9 @@ retain, at every position of the retain rows.
 
 from __future__ import annotations
 
-from .hparams import UnlearnHParams
-from .loop import training_method
-from .terms import ascent, kl_to_reference
+from e2u.unlearning.hparams import UnlearnHParams
+from e2u.unlearning.loop import training_method
+from e2u.unlearning.terms import ascent, kl_to_reference
 
 KLHParams = UnlearnHParams  # nothing of its own
 

@@ -24,15 +24,15 @@ from typing import Callable
 import torch
 from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (papermill, CI)
 
-from ..errors import E2UError
-from ..master_weights import MasterWeights
-from ..models import input_device
-from ..result import WeightDeltas
-from ..trainable import adamw_with_schedule, merge_adapter, only_trainable, seeded
-from .batches import UnlearningData
-from .curve import Curve
-from .hparams import UnlearnHParams
-from .reference import Reference
+from e2u.errors import E2UError
+from e2u.model.load import input_device
+from e2u.result import WeightDeltas
+from e2u.training.master_weights import MasterWeights
+from e2u.training.trainable import adamw_with_schedule, merge_adapter, only_trainable, seeded
+from e2u.unlearning.batches import UnlearningData
+from e2u.unlearning.curve import Curve
+from e2u.unlearning.hparams import UnlearnHParams
+from e2u.unlearning.reference import Reference
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,6 @@ Loss = Callable[..., dict[str, torch.Tensor]]
 
 def training_method(loss: Loss, name: str):
     """The `apply(model, tokenizer, problem, hp)` of a baseline defined by its loss."""
-
     def apply(model, tokenizer, problem, hp: UnlearnHParams) -> WeightDeltas:
         return unlearn(model, tokenizer, problem, hp, loss, name)
 

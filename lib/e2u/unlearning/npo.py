@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from ..hparams import real_number
-from .hparams import UnlearnHParams
-from .loop import training_method
-from .terms import mean_nll, reference_sequence_nll, sequence_nll
+from e2u.hparams import real_number
+from e2u.unlearning.hparams import UnlearnHParams
+from e2u.unlearning.loop import training_method
+from e2u.unlearning.terms import mean_nll, reference_sequence_nll, sequence_nll
 
 
 @dataclass

@@ -9,10 +9,12 @@ Either way the reference runs in eval mode (no dropout) and without gradients, a
 
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
 from typing import Iterator
 
 import torch
+from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
 
@@ -31,7 +33,6 @@ class Reference:
             with torch.no_grad():
                 yield self._frozen()
             return
-        from peft.tuners.tuners_utils import BaseTunerLayer
 
         layers = [m for m in self.model.modules() if isinstance(m, BaseTunerLayer)]
         training = self.model.training
@@ -52,7 +53,6 @@ class Reference:
         if self._copy is None:
             if self.stepped:
                 raise RuntimeError("the reference model was first asked for after an optimiser step")
-            import copy
 
             self._copy = copy.deepcopy(self.model).eval().requires_grad_(False)
         return self._copy

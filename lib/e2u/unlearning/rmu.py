@@ -15,12 +15,13 @@ from functools import partial
 
 import torch
 
-from ..arch import find_arch
-from ..errors import E2UError
-from ..hparams import real_number, whole_number
-from .hparams import UnlearnHParams
-from .loop import training_method
-from .terms import answer_token_mask, block_output, masked_mse
+from e2u.errors import E2UError
+from e2u.hparams import real_number, whole_number
+from e2u.model.arch import find_arch
+from e2u.training.trainable import trained_blocks
+from e2u.unlearning.hparams import UnlearnHParams
+from e2u.unlearning.loop import training_method
+from e2u.unlearning.terms import answer_token_mask, block_output, masked_mse
 
 
 @dataclass
@@ -62,11 +63,9 @@ def loss(model, forget, retain, reference, hp, path: str):
 
 def rmu_blocks(model, hp: RMUHParams) -> list[int]:
     """The blocks RMU trains, after checking that the steered block exists in `model`."""
-    from ..trainable import trained_blocks
-
     n_layers = find_arch(model).n_layers
     if hp.steer_layer >= n_layers:
-        raise E2UError(f"RMUHParams: steer_layer must be below {n_layers} for this model, got {hp.steer_layer}")
+        raise E2UError(f"rmu: steer_layer: expected a block below {n_layers} for this model, got {hp.steer_layer}")
     return trained_blocks(model, hp.trained())
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..finetune_shortcuts import answer_logits
-from ..hooks import trace
+from e2u.model.hooks import trace
+from e2u.training.shortcuts import answer_logits
 
 
 def token_nll(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
