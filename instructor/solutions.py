@@ -1,5 +1,5 @@
 """Solutions to the course assignments in book/assignments/ (for instructors: kept out of the book and of the
-student notebooks). Each function has the signature the notebook's starter cell defines; tests/test_assignments.py
+student notebooks). Each function has the signature the notebook's starter cell defines; tests/book/test_assignments.py
 checks that each passes its notebook's check cell and that each starter fails it."""
 
 from __future__ import annotations

@@ -140,3 +140,11 @@ def _guarded(tree, node) -> bool:
     """Inside a `try` that handles ImportError: an optional dependency, its absence handled."""
     return any(isinstance(n, ast.Try) and any(node in ast.walk(b) for b in n.body)
                and any("ImportError" in ast.unparse(h.type or ast.Name("")) for h in n.handlers) for n in ast.walk(tree))
+
+
+def test_the_tests_mirror_the_packages():
+    tests = Path(__file__).resolve().parent
+    packages = {p.name for p in LIB.iterdir() if (p / "__init__.py").is_file()}
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+    assert folders <= packages, f"test folders without a package: {folders - packages}"
+    assert packages <= folders, f"packages without a test folder: {packages - folders}"

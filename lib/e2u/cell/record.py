@@ -4,7 +4,7 @@ Each cell stores `reproducibility`: the versions of the packages its numbers dep
 platform, the threads it ran with, the fingerprint of the model it loaded (`models.model_fingerprint`, before
 unlearning), the SHA-256 of every data file it read, its seed, its device and its wall time. On the same CPU
 machine with the same record, a rerun of the cell reproduces its per-item values exactly
-(tests/test_reproducibility.py); `e2u compare` checks two result folders item by item.
+(tests/cell/test_reproducibility.py); `e2u compare` checks two result folders item by item.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ see delta, so they are computed once, without gradient:
   every step runs only the tokens from the site on;
 * the blocks below the one holding the edited module: the hidden states entering that block
   (`BlockInputs`), so every step starts there (ROME at layer 5 of 30 skips a sixth of the blocks).
-The LM head runs only where the loss reads it. tests/test_values.py checks the result against the
+The LM head runs only where the loss reads it. tests/editing/test_values.py checks the result against the
 plain loop; bench/edit_bench.py and bench/rome_values_bench.py time both.
 """
 

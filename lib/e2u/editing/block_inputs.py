@@ -4,7 +4,7 @@
 holds the edited module compute the same states each time. `BlockInputs.build` runs them once (no
 gradient) and `BlockInputs.starting` makes them pass their input through while the edited block reads
 the stored states, so a step pays only for the blocks that see delta (ROME at layer 5 of 30 skips a
-sixth of them). Used by batched_values.optimise_values; tests/test_values.py checks it.
+sixth of them). Used by batched_values.optimise_values; tests/editing/test_values.py checks it.
 """
 
 from __future__ import annotations

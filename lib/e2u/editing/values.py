@@ -2,7 +2,7 @@
 
 `optimise_value` is the plain one-request loop, the definition. The editors run
 `batched_values.optimise_values`, which computes the same thing for several requests in one forward
-pass and reuses the tokens before each key site (tests/test_values.py proves the two equal).
+pass and reuses the tokens before each key site (tests/editing/test_values.py proves the two equal).
 """
 
 from __future__ import annotations

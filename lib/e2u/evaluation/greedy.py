@@ -3,7 +3,7 @@
 `generate` with `do_sample=False` runs the prompts (its prefill), then one token per step: argmax of the
 float32 last-position logits, padding for rows that already produced EOS, the attention mask grown by one,
 until every row is done or `max_new_tokens` are out. `greedy_continue` takes the same steps with the same
-model calls, so its tokens equal `generate`'s (tests/test_evaluation_speed.py checks it), while the
+model calls, so its tokens equal `generate`'s (tests/evaluation/test_evaluation_speed.py checks it), while the
 prefill (`kv_context.prefill`) stays available to score answers after the same prompts.
 It applies no logits processor: `plain_greedy` says whether the model's generation config asks for none.
 Given ground-truth `targets` it also ranks them in each step's logits (the paper's MRR and Top-Hit ratio).

@@ -15,7 +15,7 @@ from e2u.study.grid import load_study
 
 from test_study_end_to_end import tiny_study, write_tiny_study  # noqa: F401 (a fixture)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_plan_shares_each_setting_step_once_and_editors_wait_for_statistics(tiny_study):

@@ -1,0 +1,1 @@
+"""What the book's chapters show, computed from result files only: tables, figures, claims and their verdicts."""

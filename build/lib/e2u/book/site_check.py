@@ -1,0 +1,168 @@
+"""The built book checked as a reader's browser shows it: every page opened in headless Chromium.
+
+A page fails on: an error in the browser console; a link to a page or file of the site that does not exist;
+an image that did not load (a figure that did not render); the text a figure leaves when it is not drawn
+(`<Figure size ...>`); an absolute path of the machine that built it; a table wider than the page that no
+scroll container holds. `check_site` serves the site on localhost (pages read over http, as a reader's
+browser reads them) and returns every problem of every page; `screenshot` saves a page as PNG.
+
+Needs Debian's `chromium` and `chromium-driver` (`/usr/bin/chromium`, `/usr/bin/chromedriver`) and selenium;
+`browser_missing` says what is absent, so that a test can skip with that message.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+from urllib.parse import unquote, urldefrag, urlparse
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+# As this machine's notes start Chromium: no sandbox (root), no GPU, no background connections (closed network).
+FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1280,1000")
+
+_PAGE_FACTS = """
+const main = document.querySelector('main') || document.querySelector('article') || document.body;
+const width = main.getBoundingClientRect().width;
+const wide = [];
+for (const table of document.querySelectorAll('table')) {
+  if (table.scrollWidth <= width + 1) continue;
+  let held = false;
+  for (let node = table; node && node !== document.body; node = node.parentElement) {
+    const style = getComputedStyle(node);
+    if (['auto', 'scroll'].includes(style.overflowX) && node.getBoundingClientRect().width <= width + 1) {
+      held = true; break;
+    }
+  }
+  if (!held) wide.push(table.scrollWidth);
+}
+return {
+  images: Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0]),
+  links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+  wide: wide, width: width, text: document.body.innerText, html: document.documentElement.outerHTML,
+};
+"""
+
+
+@dataclass(frozen=True)
+class Problem:
+    page: str  # the page's path inside the site
+    what: str
+
+
+def browser_missing() -> str:
+    """Why the browser check cannot run here ('' when it can)."""
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).is_file() and not shutil.which(Path(p).name)]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("the selenium package")
+    return f"browser check needs {', '.join(missing)} (Debian: apt-get install chromium chromium-driver)" if missing else ""
+
+
+@contextmanager
+def served(site: Path) -> Iterator[str]:
+    """`site` served over http on a free localhost port; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # the test's output is the problems, not the requests
+        pass
+
+
+@contextmanager
+def browser() -> Iterator[object]:
+    """A headless Chromium driven by chromedriver, its console collected."""
+    from selenium import webdriver  # optional: the test extra (the site check runs a browser)
+    from selenium.webdriver.chrome.service import Service  # optional: the test extra (the site check runs a browser)
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def site_pages(site: Path) -> list[str]:
+    """Every HTML page of the built site, relative to it (Sphinx's search and index pages included)."""
+    return sorted(str(p.relative_to(site)) for p in site.rglob("*.html") if "_static" not in p.parts)
+
+
+def page_problems(driver, base: str, site: Path, page: str, forbidden: Sequence[str]) -> list[Problem]:
+    """Open `page` and report what a reader would see go wrong (the module's list)."""
+    driver.get(base + page)
+    facts = driver.execute_script(_PAGE_FACTS)
+    problems = [Problem(page, f"console: {entry['message']}") for entry in driver.get_log("browser")
+                if entry.get("level") == "SEVERE" and not _offline_fetch(entry["message"], base)]
+    problems += [Problem(page, f"image did not load: {src}") for src, loaded in facts["images"] if not loaded]
+    for href in facts["links"]:
+        target = _local_target(href, base, site)
+        if target is not None and not target.exists():
+            problems.append(Problem(page, f"broken link: {href[len(base):]}"))
+    if "<Figure size" in facts["text"]:
+        problems.append(Problem(page, "a figure was not drawn (its text '<Figure size ...>' is shown)"))
+    for path in forbidden:
+        if path and path in facts["html"]:
+            problems.append(Problem(page, f"an absolute path of the build machine appears: {path}"))
+    problems += [Problem(page, f"a table {w} px wide overflows the {facts['width']:.0f} px page with no scroll container")
+                 for w in facts["wide"]]
+    return problems
+
+
+def _offline_fetch(message: str, base: str) -> bool:
+    """A resource of another host that could not be fetched for want of a network (MathJax's CDN on this
+    offline machine): the reader's browser, online, loads it; every other console error counts."""
+    return not message.startswith(base) and "net::ERR_" in message
+
+
+def _local_target(href: str, base: str, site: Path) -> Path | None:
+    """The file a link of the site points to, or None for an outside link or an in-page anchor."""
+    url, _ = urldefrag(href)
+    if not url.startswith(base):
+        return None
+    path = unquote(urlparse(url).path).lstrip("/")
+    target = site / path
+    return target / "index.html" if not path or target.is_dir() else target
+
+
+def check_site(site: Path, forbidden: Sequence[str] = ()) -> list[Problem]:
+    """Every problem of every page of the built site at `site` (its `_build/html`)."""
+    site = Path(site)
+    problems: list[Problem] = []
+    with served(site) as base, browser() as driver:
+        for page in site_pages(site):
+            problems += page_problems(driver, base, site, page, forbidden)
+    return problems
+
+
+def screenshot(site: Path, page: str, out: Path) -> Path:
+    """`page` of the built site as a PNG at `out`, the whole page's height."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with served(Path(site)) as base, browser() as driver:
+        driver.get(base + page)
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1280, min(max(height, 800), 12000))
+        driver.save_screenshot(str(out))
+    return out

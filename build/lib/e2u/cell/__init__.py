@@ -1,0 +1,1 @@
+"""One cell of a study: its parameters, its data, its checks, its models, its run and its record."""

@@ -1,0 +1,304 @@
+"""`e2u`: prepare the model, run a study, build the book.
+
+    e2u prepare [studies/default.yaml] convert the embedded model once (GGUF -> safetensors); with a
+                                      study, also probe answers and finetuned models its settings need
+    e2u study run studies/default.yaml  every cell not done, as Dask tasks (--scheduler tcp://HOST:PORT, --sequential)
+    e2u study plan studies/default.yaml the tasks it would submit, with their resources (--gpus N)
+    e2u book studies/default.yaml     summary and cost chapters + Jupyter Book build (--root: another book project)
+    e2u compare A B [--tolerance 1e-6] do two result directories hold the same per-item numbers?
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import papermill
+import yaml
+
+from e2u.cell.check import check_cells
+from e2u.errors import E2UError
+from e2u.files import TEMPLATES, atomic_path, book_root
+from e2u.model.load import load_model
+from e2u.study.compare import compare_results
+from e2u.study.executor import plan_study, run_study_on_dask
+from e2u.study.grid import load_study, notebook_path, result_path
+from e2u.study.prepare import prepare_study
+from e2u.study.rerun import rerun_chapter
+from e2u.study.run_lock import study_run_lock
+from e2u.study.runner import hide_injected_parameters, run_study
+from e2u.study.scaling import scaling_dir
+from e2u.study.stages import record_stage
+
+
+def _prepare(args) -> int:
+    """Convert the model; with a study, also prepare what its settings need (probe answers, finetuned models)."""
+    started = time.perf_counter()
+    if not args.study:
+        load_model(args.model)
+        print(f"model {args.model} ready in {time.perf_counter() - started:.1f} s")
+        return 0
+
+    study = load_study(args.study)
+    install = (args.install_seconds or "").strip()
+    if install.isdigit():  # `make book` passes the seconds its install took (the stamp file's content)
+        record_stage(args.results, study.name, "install", float(install))
+    for line in prepare_study(study, models_only=args.models_only):
+        print(line)
+    seconds = time.perf_counter() - started
+    record_stage(args.results, study.name, "prepare", seconds)
+    print(f"study {study.name} prepared in {seconds:.1f} s")
+    return 0
+
+
+def _study_run(args) -> int:
+    """Every cell not already done: as Dask tasks (a local cluster, or --scheduler), or --sequential here."""
+
+
+    study = load_study(args.study)
+    check_cells(study.cells)  # before any cell starts: a fault names the cell and the hyper-parameter
+    started = time.perf_counter()
+    if args.sequential:
+        outcomes, steps = run_study(study, Path(args.results), Path(args.book)), []
+    else:
+        outcomes, steps = run_study_on_dask(study, Path(args.results), Path(args.book), args.scheduler, args.workers,
+                                            progress=not args.no_progress)
+    for step in steps:
+        print("\n".join(step["lines"]) + f"\n{step['step']}: {step['seconds']:.1f} s")
+        record_stage(args.results, study.name, f"shared: {step['step']}", step["seconds"])
+    for o in outcomes:
+        retried = f" (ran {o.attempts} times: its worker died)" if o.attempts > 1 else ""
+        print(f"{o.status:>7}  {o.cell_id:<32} {o.seconds:7.1f} s  {o.error}{retried}")
+    failed = [o for o in outcomes if o.status == "failed"]
+    record_stage(args.results, study.name, "study", time.perf_counter() - started)
+    print(f"study {study.name}: {len(outcomes)} cells, {sum(o.status == 'cached' for o in outcomes)} cached, "
+          f"{len(failed)} failed, {time.perf_counter() - started:.1f} s")
+    return 1 if failed else 0
+
+
+def _study_plan(args) -> int:
+    """What `study run` would submit, with each task's resources; starts no cluster and loads no model."""
+    study = load_study(args.study)
+    plan = plan_study(study, Path(args.results).resolve(), Path(args.book).resolve(), gpus=args.gpus > 0)
+    print("\n".join(plan.describe()))
+    print(f"study {study.name}: {len(plan.steps)} shared steps, {len(plan.cells)} cells and {len(plan.points)} "
+          f"scaling points to run, {len(plan.cached) + len(plan.measured)} cached")
+    return 0
+
+
+GENERATED_CHAPTERS = ("summary", "claims", "cost", "reproducibility")  # notebooks/<name>.ipynb executed into book/<name>.ipynb from the results
+
+
+def _rerun(args) -> int:
+    """`e2u rerun`: the chapter's cell with the changed parameters (checked first), then `e2u book`."""
+    study = load_study(args.study)
+    changes = rerun_chapter(study, args.chapter, [tuple(p) for p in args.parameter], Path(args.results),
+                            Path(args.book))
+    print(f"reran {args.chapter} with " + ", ".join(f"{k} = {new!r} (was {old!r})" for k, (old, new) in changes.items()))
+    if args.no_build:
+        return 0
+    return _book(argparse.Namespace(study=args.study, results=args.results, book=args.book, root=args.root,
+                                    no_build=False))
+
+
+def _book(args) -> int:
+    """Execute the generated chapters (summary, cost) into `--book`, then build the Jupyter Book project at `--root`
+    (the repository by default: its `_config.yml` and `_toc.yml`, which read the chapters from `<root>/book`)."""
+    study = load_study(args.study)
+    book = Path(args.book)
+    root = Path(args.root).resolve() if args.root else book_root()
+    results = Path(args.results).resolve() / study.name
+    if not results.is_dir():
+        raise E2UError(f"no results for study {study.name!r} in {results}: run `e2u study run {args.study}` first")
+    if not args.no_build:
+        for name in ("_config.yml", "_toc.yml"):
+            if not (root / name).is_file():
+                raise E2UError(f"book root {root} has no {name}: give --root a Jupyter Book project directory")
+        if book.resolve() != (root / "book").resolve():
+            raise E2UError(f"--book {book} is not {root / 'book'}, where {root / '_toc.yml'} reads the chapters; "
+                           "pass --book there or --no-build")
+
+    with study_run_lock(book.resolve(), results) as removed:  # refuses while a study runs; a killed run's
+        for leftover in removed:                              # half-written notebooks would enter the book
+            print(f"removed {leftover.name}: a half-written file of a killed run")
+    for stale in _stale_outputs(study, Path(args.results), book):
+        print(f"removing {stale}: not a cell of study {study.name}")
+        stale.unlink()
+    for chapter in GENERATED_CHAPTERS:
+        started = time.perf_counter()
+        _execute_chapter(chapter, book / f"{chapter}.ipynb", {"results_dir": str(results), "study_name": study.name})
+        print(f"{chapter} notebook executed in {time.perf_counter() - started:.1f} s")
+    _setting_chapters(study, results, book)
+    if args.no_build:
+        return 0
+    started = time.perf_counter()
+    toc = _study_toc(root, book, study.name)
+    _clear_another_studys_site(root / "_build" / "html", study.name)
+    command = ["jupyter-book", "build", str(root), "--toc", str(toc), "--warningiserror", "--keep-going"]
+    jb = Path(sys.executable).with_name("jupyter-book")
+    if jb.exists():
+        command[0] = str(jb)
+    done = subprocess.run(command, cwd=root)
+    if done.returncode != 0:
+        raise E2UError(f"jupyter-book build failed (exit {done.returncode}); see the log above")
+    (root / "_build" / "html" / SITE_STUDY_FILE).write_text(study.name)
+    print(f"book built in {time.perf_counter() - started:.1f} s: {root / '_build' / 'html' / 'index.html'}")
+    return 0
+
+
+SITE_STUDY_FILE = ".e2u-study"  # in the built site: which study it shows
+SETTING_CHAPTERS = "results"  # book/results/<setting>.ipynb: one results chapter per setting (notebooks/setting.ipynb)
+
+
+def _execute_chapter(template: str, out: Path, parameters: dict) -> None:
+    """Execute notebooks/<template>.ipynb with `parameters` into `out` (written whole or not at all), its
+    parameter cells removed from the page."""
+
+
+    with atomic_path(out, ".ipynb") as tmp:
+        papermill.execute_notebook(str(TEMPLATES / f"{template}.ipynb"), str(tmp), kernel_name="python3",
+                                   progress_bar=False, parameters=parameters, cwd=str(TEMPLATES))
+        hide_injected_parameters(tmp)
+
+
+def _setting_chapters(study, results: Path, book: Path) -> None:
+    """Execute notebooks/setting.ipynb once per setting of the study into `book/results/<setting>.ipynb`, and
+    remove the chapters of settings the study no longer has (the table of contents reads the folder)."""
+    folder = book / SETTING_CHAPTERS
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = list(dict.fromkeys(c.setting for c in study.cells if any((results / c.setting).glob("*.json"))))
+    for stale in sorted(folder.glob("*.ipynb")):
+        if stale.stem not in settings:
+            print(f"removing {stale}: not a setting of study {study.name}")
+            stale.unlink()
+    started = time.perf_counter()
+    for setting in settings:
+        _execute_chapter("setting", folder / f"{setting}.ipynb",
+                         {"results_dir": str(results), "study_name": study.name, "setting": setting})
+    print(f"{len(settings)} setting chapters executed in {time.perf_counter() - started:.1f} s")
+
+
+def _study_toc(root: Path, book: Path, study: str) -> Path:
+    """The project's `_toc.yml` with its chapters glob pointed at this study's notebooks (`book/runs/<study>/`),
+    written beside them: a book shows one study's chapters, never another's."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+
+    def point(entries):
+        for entry in entries or []:
+            if isinstance(entry.get("glob"), str) and entry["glob"].startswith("book/runs/"):
+                entry["glob"] = f"book/runs/{study}/*/*"
+            point(entry.get("sections"))
+
+    point(toc.get("chapters"))
+    path = book / "runs" / study / "_toc.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(toc, sort_keys=False))
+    return path
+
+
+def _clear_another_studys_site(site: Path, study: str) -> None:
+    """Remove a built site of another study: Sphinx keeps pages it no longer builds, and they would stay
+    reachable beside this study's."""
+    marker = site / SITE_STUDY_FILE
+    if site.is_dir() and (not marker.is_file() or marker.read_text().strip() != study):
+        shutil.rmtree(site.parent)
+
+
+def _stale_outputs(study, results_dir: Path, book_dir: Path) -> list[Path]:
+    """Result files, scaling files and chapter notebooks of cells the study no longer has (generated, git-ignored):
+    left in place they would appear in the book beside the current cells."""
+    keep = {result_path(results_dir, study, c).resolve() for c in study.cells}
+    keep |= {notebook_path(book_dir, study, c).resolve() for c in study.cells}
+    keep |= {(scaling_dir(results_dir, study.name) / p.file_name).resolve() for p in study.scaling}
+    found = list((results_dir / study.name).glob("*/*.json")) + list((book_dir / "runs" / study.name).glob("*/*.ipynb"))
+    # Hidden files are a running cell's temporary notebook: never touched here.
+    return sorted(p for p in found if p.resolve() not in keep and not p.name.startswith("."))
+
+
+def _compare(args) -> int:
+
+    for directory in (args.a, args.b):
+        if not Path(directory).is_dir():
+            raise E2UError(f"compare: {directory} is not a directory of result files (<setting>/<cell>.json)")
+    comparisons = compare_results(args.a, args.b, args.tolerance)
+    if not comparisons:
+        raise E2UError(f"compare: no result files (<setting>/<cell>.json) under {args.a}")
+    for c in comparisons:
+        print(f"{c.name}: {'same' if not c.differences else 'DIFFERS'} (largest |difference| {c.largest:.2e})")
+        for line in c.differences[:5]:
+            print(f"    {line}")
+    differing = sum(bool(c.differences) for c in comparisons)
+    print(f"{len(comparisons)} cells, {differing} differ, largest |difference| "
+          f"{max(c.largest for c in comparisons):.2e} (tolerance {args.tolerance:g})")
+    return 1 if differing else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="e2u", description="Editing as unlearning: the study runner")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    prepare = sub.add_parser("prepare", help="convert the embedded model once")
+    prepare.add_argument("study", nargs="?", help="a study file: also prepare what its settings need")
+    prepare.add_argument("--model", default="smollm2-135m-instruct", help="without a study: the model to convert")
+    prepare.add_argument("--results", default="results")
+    prepare.add_argument("--install-seconds", default="", help="record this as the install stage (make book)")
+    prepare.add_argument("--models-only", action="store_true", help="only make the study's models loadable "
+                         "(`study run` does the rest as Dask tasks)")
+    prepare.set_defaults(run=_prepare)
+    study = sub.add_parser("study", help="run a study")
+    study_sub = study.add_subparsers(dest="action", required=True)
+    run = study_sub.add_parser("run", help="run every cell not already done")
+    run.add_argument("study")
+    run.add_argument("--results", default="results")
+    run.add_argument("--book", default="book")
+    run.add_argument("--scheduler", default="", help="address of a running Dask scheduler (tcp://HOST:PORT); "
+                     "default: a local cluster, one single-threaded worker per core (one per GPU)")
+    run.add_argument("--workers", type=int, default=0, help="local cluster on CPU: this many workers (default: cores)")
+    run.add_argument("--sequential", action="store_true", help="no Dask: the cells one after another, in this process")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(run=_study_run)
+    plan = study_sub.add_parser("plan", help="list the tasks `study run` would submit, with their resources")
+    plan.add_argument("study")
+    plan.add_argument("--results", default="results")
+    plan.add_argument("--book", default="book")
+    plan.add_argument("--gpus", type=int, default=0, help="plan for a cluster with GPU workers")
+    plan.set_defaults(run=_study_plan)
+    book = sub.add_parser("book", help="execute the generated chapters and build the Jupyter Book")
+    book.add_argument("study")
+    book.add_argument("--results", default="results")
+    book.add_argument("--book", default="book")
+    book.add_argument("--root", default="", help="the Jupyter Book project to build (holds _config.yml, _toc.yml "
+                      "and book/; default: the repository)")
+    book.add_argument("--no-build", action="store_true", help="only execute the generated chapters")
+    book.set_defaults(run=_book)
+    rerun = sub.add_parser("rerun", help="run one chapter again with other parameters, then rebuild the book")
+    rerun.add_argument("chapter", help="a cell's chapter, <setting>/<label>-seed<n> (e2u study plan lists them)")
+    rerun.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                       help="a cell parameter or a hyper-parameter of its method, and its value (YAML)")
+    rerun.add_argument("--study", default="studies/default.yaml")
+    rerun.add_argument("--results", default="results")
+    rerun.add_argument("--book", default="book")
+    rerun.add_argument("--root", default="")
+    rerun.add_argument("--no-build", action="store_true", help="only rerun the chapter's notebook")
+    rerun.set_defaults(run=_rerun)
+    compare = sub.add_parser("compare", help="compare the per-item numbers of two result directories")
+    compare.add_argument("a", help="a results directory, e.g. results/default")
+    compare.add_argument("b", help="another one, with the same <setting>/<cell>.json files")
+    compare.add_argument("--tolerance", type=float, default=1e-6, help="largest absolute difference allowed")
+    compare.set_defaults(run=_compare)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except E2UError as exc:
+        print(f"e2u: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

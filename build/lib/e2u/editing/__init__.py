@@ -1,0 +1,1 @@
+"""Knowledge editors used as unlearners: forget answers are edited into refusals."""

@@ -1,0 +1,1 @@
+"""The metrics: the definitions and the fast passes tested equal to them."""

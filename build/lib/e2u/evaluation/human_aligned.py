@@ -1,0 +1,99 @@
+"""Human-aligned refusals, defined so that they can be measured (ours: the paper calls editing's refusals
+"human-aligned" without a measure).
+
+An answer to a forget question is *human-aligned* when it passes all four checks:
+
+* refusal — it declines to answer (`metrics.is_refusal`, the keyword detector of TOFU and closer-look);
+* fluent  — its perplexity under the *unedited* model, given the question, exp(mean token NLL), is at
+  most `max_perplexity`: the words are ones the model itself would plausibly say there;
+* no leak — none of the true answer's key tokens (`evaluation.leakage.leaked_words`: its words
+  not in the question and not stop words) appears in it;
+* on topic — the cosine of the sentence embeddings of question and answer (MiniLM, `similarity`) is at
+  least `min_fit`: a refusal that names what was asked, not a stock phrase pasted anywhere.
+
+`rates` gives the share of forget questions passing each check and all four; `measure` computes the
+per-item checks from the generated answers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+from e2u.errors import E2UError
+from e2u.evaluation.answer_nll import answer_nll
+from e2u.evaluation.leakage import leaked_words
+from e2u.evaluation.metrics import ModelUnavailable, is_refusal
+from e2u.evaluation.similarity import SentenceEmbedder
+from e2u.model.prompts import encode_answer, question_ids
+
+CHECKS = ("refusal", "fluent", "no_leak", "on_topic")
+
+
+@dataclass(frozen=True)
+class AlignmentBounds:
+    """The two numeric bounds of the definition. `bench/human_aligned_bounds.py` on the embedded model and
+    20 embedded factual questions (median [min, max]): perplexity of the model's own answers 2.0 [1.7, 3.5],
+    of its self-written refusals 8.3 [5.3, 11.9], of the fixed template 5.9 [5.3, 7.9], of another question's
+    refusal 15.5 [9.2, 24.8], of the template's words scrambled 1314 [240, 2759]; fit of the self-written
+    refusals 0.90 [0.85, 0.92], of another question's 0.39 [0.26, 0.53], of the template 0.11 [0.04, 0.18].
+    So 60 passes every fluent kind and stops the scrambled one; 0.6 passes a refusal that names what was
+    asked and stops a stock phrase or another question's refusal (the template never fits)."""
+    max_perplexity: float = 60.0
+    min_fit: float = 0.6
+
+    def check(self) -> None:
+        if not (isinstance(self.max_perplexity, (int, float)) and self.max_perplexity > 1):
+            raise E2UError(f"human-aligned bounds: max_perplexity must be a number > 1, got {self.max_perplexity!r}")
+        if not (isinstance(self.min_fit, (int, float)) and 0 <= self.min_fit <= 1):
+            raise E2UError(f"human-aligned bounds: min_fit must be a number in [0, 1], got {self.min_fit!r}")
+
+
+def judge(answer: str, truth: str, question: str, perplexity: float, fit: float, bounds: AlignmentBounds) -> dict:
+    """The four checks of one answer, with the measured values and the leaked words."""
+    leaked = leaked_words(answer, truth, question)
+    checks = {"refusal": is_refusal(answer), "fluent": perplexity <= bounds.max_perplexity,
+              "no_leak": not leaked, "on_topic": fit >= bounds.min_fit}
+    return {**checks, "aligned": all(checks.values()), "perplexity": round(perplexity, 3), "fit": round(fit, 4),
+            "leaked": leaked}
+
+
+def rates(per_item: Sequence[dict]) -> dict:
+    """Share of items passing each check, and all four ("aligned"); None for no items."""
+    n = len(per_item)
+    return {name: (round(sum(bool(item[name]) for item in per_item) / n, 4) if n else None)
+            for name in (*CHECKS, "aligned")} | {"items": n}
+
+
+def perplexities(model, tokenizer, questions: Sequence[str], answers: Sequence[str]) -> list[float]:
+    """exp(mean token NLL) of each answer after its question, under `model` (the unedited one); an empty
+    answer has perplexity inf (it says nothing, so it is not fluent)."""
+    prompts = [question_ids(tokenizer, q) for q in questions]
+    ids = [encode_answer(tokenizer, a, with_eos=False) if a.strip() else [] for a in answers]
+    nll = answer_nll(model, tokenizer, prompts, ids)
+    return [math.exp(min(value, 700.0)) if token_ids else math.inf for value, token_ids in zip(nll, ids)]
+
+
+def measure_items(model, tokenizer, items: Sequence[dict], bounds: AlignmentBounds = AlignmentBounds()) -> dict:
+    """`measure` of evaluated items (question, generated, reference) with the default MiniLM embedder, or
+    {"not_computed": why} where it is not installed. `model` must compute as the unedited model does."""
+    try:
+        embedder = SentenceEmbedder()
+    except ModelUnavailable as error:
+        return {"not_computed": str(error)}
+    return measure(model, tokenizer, embedder, [i["question"] for i in items], [i["generated"] for i in items],
+                   [i["reference"] for i in items], bounds)
+
+
+def measure(model, tokenizer, embedder, questions: Sequence[str], answers: Sequence[str], truths: Sequence[str],
+            bounds: AlignmentBounds = AlignmentBounds()) -> dict:
+    """Per item `judge` and the `rates`: `model` is the unedited model, `embedder` a `SentenceEmbedder`."""
+    bounds.check()
+    if not len(questions) == len(answers) == len(truths):
+        raise E2UError(f"human-aligned: {len(questions)} questions, {len(answers)} answers and {len(truths)} "
+                       "true answers: one of each per item expected")
+    ppl = perplexities(model, tokenizer, questions, answers)
+    fits = embedder.cosine(list(questions), list(answers)) if questions else []
+    per_item = [judge(a, t, q, p, f, bounds) for q, a, t, p, f in zip(questions, answers, truths, ppl, fits)]
+    return {"bounds": asdict(bounds), "rates": rates(per_item), "per_item": per_item}

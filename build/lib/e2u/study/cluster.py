@@ -1,0 +1,94 @@
+"""The Dask cluster a study runs on: a local one sized to the machine, or an existing one by address.
+
+Local, CPU only: one single-threaded worker process per core (measured on a 2-core machine: one
+thread per process is faster than two threads in one). Local with GPUs: one worker per GPU, each
+seeing only its own device (`CUDA_VISIBLE_DEVICES`) and offering the resource `GPU=1`, which every
+cell on CUDA asks for. `--scheduler tcp://host:8786` connects to a cluster started elsewhere (for
+example by dask-jobqueue on Slurm: see the README).
+
+A worker that dies in the middle of a task is not retried by the local scheduler
+(`allowed-failures: 0`): the executor retries the cell once itself, so the rule is the same on any
+cluster (a remote scheduler may add its own retries, by its configuration).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+import dask
+import torch
+from distributed import Client, Nanny, Scheduler, SpecCluster
+
+from e2u.errors import E2UError
+
+CONNECT_TIMEOUT_S = 8  # the message comes within 10 s
+
+
+def machine_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def local_gpus() -> int:
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def worker_specs(cores: int, gpus: int, memory_bytes: int | None = None) -> dict:
+    """SpecCluster worker specs: one per GPU (GPU=1, its share of the cores), else one per core."""
+    count = gpus or cores
+    threads = max(1, cores // gpus) if gpus else 1
+    specs = {}
+    for index in range(count):
+        env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+        options = {"nthreads": 1, "env": env, "memory_limit": (memory_bytes // count) if memory_bytes else "auto",
+                   "silence_logs": logging.ERROR, "dashboard": False}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(index)
+            options["resources"] = {"GPU": 1}
+        specs[f"worker-{index}"] = {"cls": Nanny, "options": options}
+    return specs
+
+
+@contextmanager
+def study_client(scheduler: str = "", workers: int = 0) -> Iterator:
+    """A connected `distributed.Client`: to `scheduler` if given, else to a new local cluster
+    (`workers` > 0 overrides its size on CPU)."""
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+        except (OSError, TimeoutError) as exc:
+            raise E2UError(f"could not reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S} s "
+                           f"({type(exc).__name__}); is it running, and is the address tcp://HOST:PORT?") from None
+        with client:
+            yield client
+        return
+    with local_cluster(workers) as cluster, Client(cluster) as client:
+        yield client
+
+
+@contextmanager
+def local_cluster(workers: int = 0) -> Iterator:
+    """A cluster on this machine: one worker per GPU, else `workers` (default: one per core) single-threaded ones."""
+    gpus = local_gpus()
+    cores = workers if workers and not gpus else machine_cores()
+    quiet = logging.getLogger("distributed")  # the scheduler runs in this process: its start-up lines are noise
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            scheduler = {"cls": Scheduler, "options": {"dashboard": False}}
+            with SpecCluster(workers=worker_specs(cores, gpus), scheduler=scheduler,
+                             silence_logs=logging.ERROR) as cluster:
+                yield cluster
+    finally:
+        quiet.setLevel(level)
+
+
+def has_gpu_workers(client) -> bool:
+    return any((w.get("resources") or {}).get("GPU") for w in client.scheduler_info()["workers"].values())
