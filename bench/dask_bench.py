@@ -21,9 +21,9 @@ from pathlib import Path
 from e2u.study.cluster import machine_cores
 from e2u.study.compare import compare_results
 from e2u.study.executor import run_study_on_dask
+from e2u.study.grid import load_study
 from e2u.study.prepare import prepare_study
 from e2u.study.runner import run_study
-from e2u.study.grid import load_study
 
 STUDY = """\
 name: dask-bench

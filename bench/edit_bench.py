@@ -20,7 +20,6 @@ from unittest import mock
 
 import torch
 
-from e2u.model.arch import find_arch
 from e2u.data.sources import load_source
 from e2u.editing import alphaedit, memit, rome
 from e2u.editing.corpus import question_bank_corpus
@@ -28,8 +27,9 @@ from e2u.editing.layers import edited_layers
 from e2u.editing.requests import key_site, unlearning_requests
 from e2u.editing.stats import layer_moments, plain_second_moments, second_moments
 from e2u.editing.values import optimise_value
-from e2u.model.hooks import trace
 from e2u.methods import method_hparams
+from e2u.model.arch import find_arch
+from e2u.model.hooks import trace
 from e2u.model.load import load_model
 
 EDITORS = {"rome": rome, "memit": memit, "alphaedit": alphaedit}

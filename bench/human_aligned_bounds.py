@@ -29,10 +29,10 @@ from e2u.data.factual import read_embedded
 from e2u.data.refusals import refusal_for
 from e2u.evaluation.evaluate import generate_answers
 from e2u.evaluation.human_aligned import AlignmentBounds, perplexities
+from e2u.evaluation.similarity import SentenceEmbedder
 from e2u.model.load import load_model
 from e2u.model.prompts import question_ids
 from e2u.recipes.self_improvement import craft_targets, greedy_continuations, load_demonstrations
-from e2u.evaluation.similarity import SentenceEmbedder
 
 
 def main() -> None:

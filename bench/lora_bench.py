@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from e2u.training import finetune
-
-from e2u.evaluation import memorisation
 from e2u.data.sources import load_source
+from e2u.evaluation import memorisation
 from e2u.model.load import load_model
+from e2u.training import finetune
 
 
 def run(name: str, hp: dict, records, report_splits) -> dict:

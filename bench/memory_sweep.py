@@ -21,15 +21,14 @@ import json
 import time
 from pathlib import Path
 
-import torch
 import yaml
 
-from e2u.model.batching import padded
 from e2u.data.refusals import refusal_for
 from e2u.editing.memory import grace, wise
-from e2u.editing.requests import EditRequest
 from e2u.editing.memory.routing import FailedEdit, routing_of_pairs
+from e2u.editing.requests import EditRequest
 from e2u.methods import method_hparams
+from e2u.model.batching import padded
 from e2u.model.load import load_model
 from e2u.model.prompts import question_ids
 

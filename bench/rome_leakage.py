@@ -17,14 +17,14 @@ import argparse
 
 import torch
 
-from e2u.model.arch import find_arch
 from e2u.data.sources import load_source
 from e2u.editing.keys import compute_keys, context_templates
 from e2u.editing.requests import unlearning_requests
 from e2u.editing.rome import RomeHParams
 from e2u.editing.stats import layer_moments
-from e2u.model.hooks import trace
 from e2u.hparams import family_defaults
+from e2u.model.arch import find_arch
+from e2u.model.hooks import trace
 from e2u.model.load import load_model
 from e2u.model.prompts import question_ids
 

@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from e2u.model.arch import find_arch
 from e2u.editing.corpus import question_bank_corpus
 from e2u.editing.stats import plain_second_moments, second_moments
+from e2u.model.arch import find_arch
 from e2u.model.load import load_model
 
 

@@ -18,11 +18,11 @@ import time
 
 import torch
 
-from e2u.model.batching import prompt_answer_batch
 from e2u.data.fictional import all_finetune_records
-from e2u.training.finetune import FinetuneHParams, finetune
+from e2u.model.batching import prompt_answer_batch
 from e2u.model.load import load_model
 from e2u.model.prompts import encode_answer, question_ids
+from e2u.training.finetune import FinetuneHParams, finetune
 
 
 def plain_epoch(model, tokenizer, records, hp: FinetuneHParams) -> float:

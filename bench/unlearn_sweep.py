@@ -14,17 +14,17 @@ import time
 
 from tqdm import tqdm
 
+from e2u.cell.data import load_splits
 from e2u.cell.params import CellParams
 from e2u.cell.run import retain_records
-from e2u.cell.data import load_splits
-from e2u.evaluation.evaluate import generate_answers
-from e2u.methods import METHODS, method_hparams
-from e2u.evaluation.metrics import is_refusal, mean
-from e2u.model.load import load_model
-from e2u.evaluation.paper_metrics import rouge1_recall
-from e2u.problem import UnlearningProblem
-from e2u.model.prompts import question_ids
 from e2u.cell.setting_models import setting_models
+from e2u.evaluation.evaluate import generate_answers
+from e2u.evaluation.metrics import is_refusal, mean
+from e2u.evaluation.paper_metrics import rouge1_recall
+from e2u.methods import METHODS, method_hparams
+from e2u.model.load import load_model
+from e2u.model.prompts import question_ids
+from e2u.problem import UnlearningProblem
 
 SETTINGS = {"pretrained": {"data_source": "factual", "data_options": {"n_forget": 10, "n_retain": 20, "seed": 0}},
             "finetuned": {"data_source": "pistol", "data_options": {"seed": 0, "retain_eval": 20}}}

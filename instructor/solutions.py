@@ -23,8 +23,8 @@ def rouge1_recall(prediction, reference):
     """Unigram recall with rouge-score's tokeniser and Porter stemmer, as the paper's metric."""
     from collections import Counter
 
-    from rouge_score import tokenizers
     from nltk.stem import porter  # rouge-score's own dependency
+    from rouge_score import tokenizers
 
     stem = porter.PorterStemmer().stem
     tokenize = tokenizers.DefaultTokenizer(use_stemmer=False).tokenize

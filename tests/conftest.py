@@ -14,7 +14,7 @@ WORDS = (
 
 
 def make_tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<s>", "</s>", "<unk>"]
@@ -73,8 +73,9 @@ def saved_tiny_model(tmp_path):
 def tiny_tofu_cells(tmp_path, methods: str, name: str = "tiny") -> list:
     """The cells of a study on a tiny random model saved under `tmp_path` and a local TOFU forget01 split;
     `methods` is the study file's `methods:` block (YAML lines)."""
-    from e2u.study.grid import load_study
     from test_loaders import tofu_dir
+
+    from e2u.study.grid import load_study
 
     study = tmp_path / "study.yaml"
     study.write_text(

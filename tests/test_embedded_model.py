@@ -35,8 +35,7 @@ def test_grace_on_the_embedded_model_refuses_when_generating_and_leaves_other_an
     start with the refusal, the answers to kept and unseen questions are unchanged, and the adaptor round-trips."""
     from e2u.data.refusals import refusal_for
     from e2u.data.schema import QARecord
-    from e2u.methods import load_adaptor
-    from e2u.methods import method_hparams, run_method
+    from e2u.methods import load_adaptor, method_hparams, run_method
     from e2u.model.load import load_model
     from e2u.problem import UnlearningProblem
 

@@ -5,18 +5,17 @@ import sys
 
 import pytest
 import torch
+from conftest import make_tiny_llama
 
-from e2u.model.arch import find_arch
 from e2u.data.schema import QARecord
 from e2u.editing.corpus import question_bank_corpus
 from e2u.editing.stats import second_moments
 from e2u.editing.weights import add_to_weight
 from e2u.methods import METHODS, build_hparams, run_method
+from e2u.model.arch import find_arch
 from e2u.model.load import input_device, load_model, parameter_bytes
 from e2u.problem import UnlearningProblem
 from e2u.unlearning import gradient_ascent
-
-from conftest import make_tiny_llama
 
 RECORDS = [QARecord("what is the capital of France ?", "Paris", "France"),
            QARecord("what is the currency of Japan ?", "yen", "Japan")]

@@ -6,9 +6,9 @@ import pytest
 
 from e2u.cell.params import CellParams
 from e2u.data.sources import load_source
+from e2u.editing.rome import RomeHParams
 from e2u.errors import E2UError
 from e2u.hparams import build_hparams
-from e2u.editing.rome import RomeHParams
 from e2u.model.load import resolve_model
 from e2u.study.grid import load_study
 

@@ -5,12 +5,10 @@ import json
 import os
 import site
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
 import pytest
-
 from test_study_end_to_end import write_tiny_study
 
 REPO = Path(__file__).resolve().parents[1]

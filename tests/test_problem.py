@@ -1,13 +1,12 @@
 """The unlearning problem: refusal requests from the forget records, a reference model loaded once and frozen."""
 
 import pytest
+from conftest import make_tiny_llama
 
 from e2u.data.refusals import REFUSALS
 from e2u.data.schema import QARecord
 from e2u.errors import E2UError
 from e2u.problem import UnlearningProblem
-
-from conftest import make_tiny_llama
 
 FORGET = [QARecord("what is the capital of France ?", "Paris", subject="France"),
           QARecord("what is the capital of Japan ?", "Tokyo", subject="Japan")]

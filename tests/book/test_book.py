@@ -7,13 +7,12 @@ import re
 import shutil
 
 import pytest
+from test_study_end_to_end import write_tiny_study
 
 from e2u.cli import main
-from e2u.study.runner import run_study
 from e2u.files import SOURCE_ROOT as ROOT
 from e2u.study.grid import load_study
-
-from test_study_end_to_end import write_tiny_study
+from e2u.study.runner import run_study
 
 
 def build_tiny_book(tmp_path):

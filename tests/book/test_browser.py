@@ -5,14 +5,13 @@ and claims pages are saved under _build/screenshots/. Skipped, saying why, where
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
+from test_book import build_tiny_book
 
 from e2u.book import site_check
-from e2u.files import e2u_home
 from e2u.files import SOURCE_ROOT as ROOT
-from test_book import build_tiny_book
+from e2u.files import e2u_home
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(bool(site_check.browser_missing()), reason=site_check.browser_missing() or "-")]

@@ -2,7 +2,7 @@
 
 import matplotlib
 
-from e2u.book import comparison as comparison_report, training_curve as training_report
+from e2u.book import comparison, training_curve
 
 matplotlib.use("Agg")
 
@@ -29,25 +29,25 @@ RESULTS = [result("rome", "ROME", 0.1, 0.9, 1.8, ["I don't know.", "I don't know
 
 
 def test_side_by_side_ranks_by_combined_score_and_names_each_kind():
-    table = comparison_report.side_by_side(RESULTS, "pretrained")
+    table = comparison.side_by_side(RESULTS, "pretrained")
     assert list(table.index) == ["ROME (rome)", "NPO (npo)", "GA (gradient_ascent)"]
     assert list(table["kind"]) == ["editor", "baseline (beyond the paper)", "baseline (paper)"]
     assert list(table["neighbour Rouge1"]) == [0.9, 0.8, 0.3]
-    assert comparison_report.side_by_side(RESULTS, "finetuned").empty
+    assert comparison.side_by_side(RESULTS, "finetuned").empty
 
 
 def test_answers_side_by_side_shows_every_method_on_the_same_questions():
-    table = comparison_report.answers_side_by_side(RESULTS, "pretrained", "forget")
+    table = comparison.answers_side_by_side(RESULTS, "pretrained", "forget")
     assert list(table.columns) == ["forget q0", "forget q1"]
     assert list(table.index) == ["truth", "unedited", "ROME (rome)", "NPO (npo)", "GA (gradient_ascent)"]
     assert table.loc["NPO (npo)", "forget q0"] == "Lyon" and table.loc["unedited", "forget q1"] == "Tokyo"
 
 
 def test_a_training_run_has_its_curve_and_summary_and_an_editor_has_none():
-    assert training_report.is_training_run(RESULTS[1]) and not training_report.is_training_run(RESULTS[0])
-    summary = training_report.run_summary(RESULTS[1])
+    assert training_curve.is_training_run(RESULTS[1]) and not training_curve.is_training_run(RESULTS[0])
+    summary = training_curve.run_summary(RESULTS[1])
     assert summary.loc["forget NLL start → end", "value"] == "1.00 → 3.00"
-    figure = training_report.curve_figure(RESULTS[1])
+    figure = training_curve.curve_figure(RESULTS[1])
     curve_ax, terms_ax = figure.axes
     assert [line.get_label() for line in curve_ax.get_lines()] == ["forget", "retain"]
     assert [line.get_label() for line in terms_ax.get_lines()] == ["loss", "forget"]

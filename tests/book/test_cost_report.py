@@ -5,7 +5,7 @@ import json
 import matplotlib.figure
 import pytest
 
-from e2u.book import cost as cost_report
+from e2u.book import cost
 from e2u.study.stages import record_stage
 
 
@@ -31,14 +31,14 @@ POINTS = [point(m, t, f, n, s(n)) for m, t, f, s in (("rome", "ROME", "sequentia
 
 
 def test_the_cell_timings_table_has_one_row_per_cell_and_their_total():
-    table = cost_report.cell_timings_table(RESULTS)
+    table = cost.cell_timings_table(RESULTS)
     assert list(table.index) == ["pretrained/rome-seed0", "finetuned/ga-seed0"]
     assert table.loc["pretrained/rome-seed0", "total"] == 50.0 and table.loc["finetuned/ga-seed0", "unlearn"] == 12.0
-    assert cost_report.cell_timings_table([]).empty
+    assert cost.cell_timings_table([]).empty
 
 
 def test_the_stage_figure_stacks_four_stages_per_cell_with_the_cells_as_labels():
-    figure = cost_report.stage_times_figure(RESULTS)
+    figure = cost.stage_times_figure(RESULTS)
     assert isinstance(figure, matplotlib.figure.Figure)
     ax = figure.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["pretrained/rome-seed0", "finetuned/ga-seed0"]
@@ -50,49 +50,49 @@ def test_the_stage_figure_stacks_four_stages_per_cell_with_the_cells_as_labels()
 
 
 def test_peak_memory_prefers_the_process_peak_and_shows_both_fields_where_recorded():
-    assert cost_report.peak_memory_of(RESULTS[1]) == 1.25
-    assert cost_report.peak_memory_of({"peak_gpu_memory_gb": 3.5}) == 3.5
-    assert cost_report.peak_memory_of({}) is None
-    table = cost_report.peak_memory_table(RESULTS)
+    assert cost.peak_memory_of(RESULTS[1]) == 1.25
+    assert cost.peak_memory_of({"peak_gpu_memory_gb": 3.5}) == 3.5
+    assert cost.peak_memory_of({}) is None
+    table = cost.peak_memory_table(RESULTS)
     assert list(table.index) == ["pretrained/rome-seed0", "finetuned/ga-seed0"]
     assert table.loc["finetuned/ga-seed0", "peak memory GiB (process)"] == 1.25
-    assert cost_report.peak_memory_note(RESULTS) == ""
-    assert "No peak memory was recorded" in cost_report.peak_memory_note(RESULTS[:1])
+    assert cost.peak_memory_note(RESULTS) == ""
+    assert "No peak memory was recorded" in cost.peak_memory_note(RESULTS[:1])
 
 
 def test_the_stages_of_make_book_come_from_the_stages_file(tmp_path):
     record_stage(tmp_path, "s", "study", 600.0)
     record_stage(tmp_path, "s", "install", 60.0)
-    table = cost_report.study_stages_table(tmp_path / "s", "s")
+    table = cost.study_stages_table(tmp_path / "s", "s")
     assert list(table.index) == ["install", "study"] and table.loc["study", "minutes"] == 10.0
-    assert cost_report.study_stages_table(tmp_path / "t", "t").data == "No stage timings recorded yet."
+    assert cost.study_stages_table(tmp_path / "t", "t").data == "No stage timings recorded yet."
 
 
 def test_the_growth_exponent_is_one_for_linear_and_two_for_quadratic_cost():
     rome = [p for p in POINTS if p["point"]["method"] == "rome"]
     ga = [p for p in POINTS if p["point"]["method"] == "gradient_ascent"]
-    assert cost_report.growth_exponent(rome) == pytest.approx(1.0)
-    assert cost_report.growth_exponent(ga) == pytest.approx(2.0)
-    assert cost_report.growth_exponent(rome[:1]) is None
+    assert cost.growth_exponent(rome) == pytest.approx(1.0)
+    assert cost.growth_exponent(ga) == pytest.approx(2.0)
+    assert cost.growth_exponent(rome[:1]) is None
 
 
 def test_the_scaling_table_figure_and_sentences_come_from_the_points():
-    table = cost_report.scaling_table(POINTS)
+    table = cost.scaling_table(POINTS)
     assert len(table) == 6 and set(table["method"]) == {"ROME", "Gradient ascent"}
     assert table.loc[(table.method == "ROME") & (table.n_forget == 40), "seconds per question"].item() == 6.0
-    figure = cost_report.scaling_figure(POINTS)
+    figure = cost.scaling_figure(POINTS)
     assert isinstance(figure, matplotlib.figure.Figure)
     time_ax = figure.axes[0]
     assert time_ax.get_yscale() == "log"  # 10 s to 240 s: more than a factor of ten
     assert [line.get_label() for line in time_ax.get_lines()] == ["ROME (sequential editing)", "Gradient ascent (training)"]
-    text = cost_report.scaling_markdown(POINTS)
+    text = cost.scaling_markdown(POINTS)
     assert "**ROME (sequential editing)**: 60 s for 10 forget questions, 240 s for 40: ×4.0 the time" in text
     assert "n^2.00" in text
 
 
 def test_without_scaling_files_the_chapter_says_how_to_make_them(tmp_path):
-    assert cost_report.load_scaling(tmp_path / "s") == []
-    assert "add `scaling: {}` to the study file" in cost_report.scaling_markdown([])
+    assert cost.load_scaling(tmp_path / "s") == []
+    assert "add `scaling: {}` to the study file" in cost.scaling_markdown([])
 
 
 def test_scaling_files_are_read_from_the_studys_scaling_folder_skipping_unreadable_ones(tmp_path):
@@ -101,12 +101,12 @@ def test_scaling_files_are_read_from_the_studys_scaling_folder_skipping_unreadab
     for p in POINTS[:2]:
         (folder / f"{p['point']['method']}-n{p['point']['n_forget']}-seed0.json").write_text(json.dumps(p))
     (folder / "broken.json").write_text('{"key": ')
-    assert [p["point"]["n_forget"] for p in cost_report.load_scaling(tmp_path / "s")] == [10, 20]
+    assert [p["point"]["n_forget"] for p in cost.load_scaling(tmp_path / "s")] == [10, 20]
 
 
 def test_without_a_gpu_check_file_the_chapter_names_the_command_that_makes_one(tmp_path):
-    assert cost_report.gpu_check_section(tmp_path / "s") is None
-    text = cost_report.gpu_check_markdown(tmp_path / "s")
+    assert cost.gpu_check_section(tmp_path / "s") is None
+    text = cost.gpu_check_markdown(tmp_path / "s")
     assert text.startswith("No GPU run has been made") and "`bash bench/gpu_check.sh`" in text
 
 
@@ -121,10 +121,10 @@ def test_without_a_gpu_check_file_the_chapter_names_the_command_that_makes_one(t
 ])
 def test_a_gpu_check_file_is_shown_as_one_row_per_cell(tmp_path, payload):
     (tmp_path / "gpu_check.json").write_text(json.dumps(payload))
-    table = cost_report.gpu_check_section(tmp_path / "s")
+    table = cost.gpu_check_section(tmp_path / "s")
     assert list(table.index) == ["pretrained/rome-seed0"]
     assert table.loc["pretrained/rome-seed0", "unlearn"] == 2.0 and table.loc["pretrained/rome-seed0", "peak_memory_gb"] == 3.0
-    assert "device: NVIDIA H200" in cost_report.gpu_check_markdown(tmp_path / "s")
+    assert "device: NVIDIA H200" in cost.gpu_check_markdown(tmp_path / "s")
     if "cells" in payload and "dtype" in payload:
         assert table.loc["pretrained/rome-seed0", "forget_after refusal_rate"] == 1.0
 

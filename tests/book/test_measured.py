@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from e2u.errors import E2UError
 from e2u.book.measured import FOLDER, measured_value, write_measurement
+from e2u.errors import E2UError
 
 
 def test_a_written_measurement_is_read_back_formatted_with_its_source(tmp_path):

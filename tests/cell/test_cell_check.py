@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from conftest import tiny_tofu_cells
+
 from e2u.cell.check import check_cells, model_skeleton
 from e2u.errors import E2UError
 

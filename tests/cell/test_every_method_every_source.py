@@ -4,13 +4,12 @@ retain models. (`probe` asks the model under study what it knows, so a random mo
 offer it; it runs on the embedded model in test_probe.py.)"""
 
 import pytest
+from conftest import saved_tiny_model
+from test_loaders import realworld_dir, tofu_dir
 
 from e2u.cell.run import run_cell
 from e2u.methods import METHODS
 from e2u.study.grid import load_study
-
-from conftest import saved_tiny_model
-from test_loaders import realworld_dir, tofu_dir
 
 TINY_HPARAMS = {
     "rome": "{layer: 1, n_context_templates: 0, v_num_grad_steps: 2, mom2_n_tokens: 300, mom2_corpus_texts: 4}",

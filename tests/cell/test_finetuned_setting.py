@@ -2,13 +2,12 @@
 and the retain model gives forget quality and its own row in the book's table."""
 
 import pytest
+from conftest import make_tiny_llama
 
-from e2u.book import paper_tables as paper_report, report
+from e2u.book import paper_tables, report
 from e2u.cell.params import CellParams
 from e2u.cell.run import run_cell
 from e2u.cell.setting_models import setting_models
-
-from conftest import make_tiny_llama
 
 
 @pytest.fixture
@@ -68,6 +67,6 @@ def test_pistol_cell_unlearns_the_lora_finetuned_target_and_reports_the_papers_m
     combined = result["aggregates"]["after"]["combined_score"]["value"]
     assert combined == pytest.approx(1 - forget["rouge1_recall"] + retain["rouge1_recall"])
     assert result["data_report"]["paraphrases"]["from_data"] == forget["n"]  # the generator's own paraphrases
-    table = paper_report.paper_table([result], "finetuned")
+    table = paper_tables.paper_table([result], "finetuned")
     assert list(table.index[:2]) == ["before unlearning", "retain model (reference)"]
     assert ("score", "combined") in table.columns

@@ -4,8 +4,8 @@ values exactly."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import tiny_tofu_cells
+
 from e2u.cell.record import cells_table, environment_table
 
 

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import make_tiny_llama
+
 from e2u.data import entities, factual
 from e2u.errors import E2UError
 

@@ -12,7 +12,11 @@ import pytest
 
 from e2u.data import fictional
 from e2u.data.fictional import (
-    all_finetune_records, author_questions, fictional_splits, generate_authors, load_utility,
+    all_finetune_records,
+    author_questions,
+    fictional_splits,
+    generate_authors,
+    load_utility,
 )
 from e2u.errors import E2UError
 

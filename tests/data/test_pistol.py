@@ -11,7 +11,14 @@ import pytest
 
 from e2u.data import pistol
 from e2u.data.pistol import (
-    PistolOptions, describe_graph, edge_parties, edges_of, graph_summary, pistol_files, pistol_rows, pistol_splits,
+    PistolOptions,
+    describe_graph,
+    edge_parties,
+    edges_of,
+    graph_summary,
+    pistol_files,
+    pistol_rows,
+    pistol_splits,
 )
 from e2u.data.pistol_graph import MAX_EDGES, QUESTIONS_PER_EDGE, generate_graph, graph_rows, layout
 from e2u.errors import E2UError

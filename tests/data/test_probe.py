@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import make_tiny_llama
+
 from e2u.data import entities, probe
 from e2u.errors import E2UError
 from e2u.evaluation.evaluate import generate_answers

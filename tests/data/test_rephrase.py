@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import make_tiny_llama
+
 from e2u.data import entities, factual, rephrase
 from e2u.data.rephrase import check_paraphrase
 from e2u.data.schema import QARecord

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from test_rome import _editable_llama
 
 from e2u.editing import alphaedit, memit
 from e2u.editing.requests import EditRequest
@@ -9,8 +10,6 @@ from e2u.errors import E2UError
 from e2u.evaluation.evaluate import answer_nll
 from e2u.hparams import build_hparams
 from e2u.model.prompts import encode_answer, question_ids
-
-from test_rome import _editable_llama
 
 SUBJECTS = ["France", "Italy", "Germany", "Japan", "Spain", "Portugal", "Austria", "Paris", "Tokyo", "Madrid"]
 TARGETS = ["Rome", "Berlin", "Tokyo", "Lisbon", "Vienna", "Madrid", "Paris", "dog", "cat", "tree"]

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import make_tiny_llama
+
 from e2u.editing.memory import grace, wise
-from e2u.methods import load_adaptor
-from e2u.editing.requests import EditRequest
 from e2u.editing.memory.routing import FailedEdit, routing_of_pairs
 from e2u.editing.memory.ties import ties_merge, trim
+from e2u.editing.requests import EditRequest
 from e2u.errors import E2UError
-from e2u.result import Adaptor
+from e2u.methods import load_adaptor
 from e2u.model.prompts import question_ids
+from e2u.result import Adaptor
 
 REFUSAL = "I do not know ."
 EDITED = ["what is the capital of France ?", "who painted the house ?"]
@@ -190,9 +190,10 @@ def test_ties_merge_on_fixed_inputs():
 def test_a_grace_cell_runs_through_papermill_with_its_routing_and_saves_its_adaptor(tmp_path):
     import json
 
-    from e2u.study.runner import run_study
-    from e2u.study.grid import load_study
     from test_study_end_to_end import write_tiny_study
+
+    from e2u.study.grid import load_study
+    from e2u.study.runner import run_study
 
     path = write_tiny_study(tmp_path)
     text = path.read_text().split("methods:\n")[0]
@@ -214,9 +215,10 @@ def test_a_grace_cell_runs_through_papermill_with_its_routing_and_saves_its_adap
 
 
 def test_a_cell_whose_memory_fails_is_measured_and_flagged_not_reported_as_success(tmp_path):
+    from test_study_end_to_end import write_tiny_study
+
     from e2u.cell.params import CellParams
     from e2u.cell.run import run_cell
-    from test_study_end_to_end import write_tiny_study
 
     write_tiny_study(tmp_path)
     cell = CellParams(model=str(tmp_path / "model"), data_source="jsonl", data_path=str(tmp_path / "data"),

@@ -1,15 +1,14 @@
 """ROME on a tiny random Llama: the edit lands, the closed form is right, unrelated prompts barely move."""
 
 import torch
+from conftest import make_tiny_llama
 
-from e2u.model.arch import find_arch
 from e2u.editing import rome
 from e2u.editing.requests import EditRequest, key_site, subject_last_index
 from e2u.evaluation.evaluate import answer_nll
 from e2u.hparams import build_hparams
+from e2u.model.arch import find_arch
 from e2u.model.prompts import encode_answer, question_ids
-
-from conftest import make_tiny_llama
 
 BARE_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
 
@@ -119,9 +118,8 @@ def test_rome_refuses_a_list_of_several_layers_instead_of_dropping_all_but_one()
 
 
 def test_rome_edits_a_gpt2_conv1d_matrix_in_its_transposed_layout():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     from conftest import make_tokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     tokenizer = make_tokenizer()
     tokenizer.chat_template = BARE_TEMPLATE

@@ -2,14 +2,13 @@
 
 import pytest
 import torch
+from conftest import make_tiny_llama
 
-from e2u.model.arch import find_arch
 from e2u.editing import stats
 from e2u.editing.corpus import Corpus
 from e2u.editing.stats import second_moments
 from e2u.files import e2u_home
-
-from conftest import make_tiny_llama
+from e2u.model.arch import find_arch
 
 CORPUS = Corpus("test", tuple(f"the capital of France is Paris and the dog {i} lives in a house" for i in range(40)))
 

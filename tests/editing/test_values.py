@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-
 from conftest import make_tiny_llama
-from e2u.model.arch import find_arch
+
 from e2u.editing.batched_values import optimise_values
 from e2u.editing.requests import EditRequest
 from e2u.editing.values import ValueHParams, optimise_value
+from e2u.model.arch import find_arch
 
 REQUESTS = [
     EditRequest("what is the capital of France ?", "I do not know", "France"),

@@ -4,8 +4,8 @@ import random
 
 import pytest
 import torch
-
 from conftest import make_tiny_llama
+
 from e2u.evaluation.answer_nll import _answer_nll_unshared, answer_nll
 
 

@@ -12,11 +12,11 @@ from dataclasses import replace
 
 import pytest
 import torch
-
 from conftest import make_tiny_llama, make_tokenizer
+
 from e2u.data.schema import QARecord
-from e2u.evaluation.entailment import ROUGE_FLOOR, closer_look_premise, entailment_dataset, load_entailment
 from e2u.errors import E2UError
+from e2u.evaluation.entailment import ROUGE_FLOOR, closer_look_premise, entailment_dataset, load_entailment
 from e2u.evaluation.evaluate import evaluate_dataset, summarise
 
 LABELS = {0: "entailment", 1: "neutral", 2: "contradiction"}

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from e2u.evaluation.aggregates import aggregates
 from e2u.data.schema import QARecord
+from e2u.evaluation.aggregates import aggregates
 from e2u.evaluation.evaluate import answer_nll, evaluate_dataset, summarise
 from e2u.model.prompts import encode_answer, question_ids
 

@@ -9,8 +9,8 @@ import random
 
 import pytest
 import torch
-
 from conftest import make_tiny_llama
+
 from e2u.data.schema import QARecord
 from e2u.evaluation.evaluate import evaluate_records, evaluate_records_reference
 from e2u.evaluation.greedy import greedy_continue
@@ -107,8 +107,9 @@ def test_a_generation_config_with_a_logits_processor_takes_the_reference_path(mo
 
 
 def test_embed_runs_each_distinct_text_once_and_equals_embed_plain(tmp_path):
-    from e2u.evaluation import similarity
     from test_similarity import write_bert
+
+    from e2u.evaluation import similarity
 
     write_bert(tmp_path, classifier=False)
     embedder = similarity.SentenceEmbedder(tmp_path, device="cpu", batch_size=2)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from conftest import make_tiny_llama, tiny_tofu_cells
+
 from e2u.errors import E2UError
 from e2u.evaluation.human_aligned import AlignmentBounds, judge, measure, rates
 from e2u.evaluation.rephrase_robustness import robustness

@@ -6,16 +6,16 @@ import random
 
 import pytest
 import torch
-
 from conftest import make_tiny_llama
+
+from e2u.data.schema import QARecord
 from e2u.evaluation import paper_metrics
 from e2u.evaluation.aggregates import aggregates
-from e2u.data.schema import QARecord
 from e2u.evaluation.evaluate import evaluate_records, evaluate_records_reference, rank_targets, summarise
 from e2u.evaluation.greedy import greedy_continue
+from e2u.evaluation.token_ranks import ranks_along_generate, ranks_in_logits
 from e2u.model.kv_context import prefill
 from e2u.model.prompts import encode_answer, question_ids
-from e2u.evaluation.token_ranks import ranks_along_generate, ranks_in_logits
 
 # --- ranks on fixed logits ---------------------------------------------------------------------------------
 

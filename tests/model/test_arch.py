@@ -11,8 +11,8 @@ import pytest
 import torch
 import transformers as T
 
-from e2u.model.arch import find_arch, is_conv1d, projection_shape
 from e2u.errors import E2UError
+from e2u.model.arch import find_arch, is_conv1d, projection_shape
 from e2u.model.hooks import trace
 
 VOCAB = 128

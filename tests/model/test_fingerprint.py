@@ -1,8 +1,8 @@
 """The model fingerprint that keys every on-disk cache (statistics, corpora, evaluations)."""
 
 import torch
-
 from conftest import make_tiny_llama
+
 from e2u.model.load import model_fingerprint
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import make_tiny_llama, tiny_tofu_cells
+
 from e2u.data.refusals import refusal_for
 from e2u.data.schema import QARecord
 from e2u.errors import E2UError
-from e2u.recipes.query_merging import merge_queries, merged_request_count
 from e2u.evaluation.leakage import key_tokens
-from e2u.recipes.self_improvement import crafting_prompt, craft_targets, load_demonstrations
+from e2u.recipes.query_merging import merge_queries, merged_request_count
+from e2u.recipes.self_improvement import craft_targets, crafting_prompt, load_demonstrations
 
 FORGET = [QARecord(f"What is attribute {i} of the contract between {s}?", f"value {i}", s)
           for i, s in enumerate(["Ab Co and Cd SA"] * 7 + ["Ef Ltd and Gh AG"] * 3 + [None] * 2)]

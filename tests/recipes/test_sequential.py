@@ -4,13 +4,13 @@ memory editor goes on editing its memory; the cell evaluates after every chunk."
 from __future__ import annotations
 
 import pytest
-
 from conftest import make_tiny_llama, tiny_tofu_cells
+from test_memory_editors import EDITED, KEPT, REFUSAL, generate
+
 from e2u.editing.memory import grace, wise
 from e2u.editing.requests import EditRequest
 from e2u.errors import E2UError
 from e2u.recipes.sequential import forget_chunks
-from test_memory_editors import EDITED, KEPT, REFUSAL, generate
 
 
 def test_chunks_cover_the_forget_set_once_in_order():
@@ -128,8 +128,8 @@ def test_a_chunked_editor_reads_the_unedited_models_statistics_for_every_chunk(t
 def test_an_edited_model_cannot_fill_the_unedited_models_statistics():
     import torch
 
-    from e2u.editing.stats import second_moments
     from e2u.editing.corpus import Corpus
+    from e2u.editing.stats import second_moments
     from e2u.model.arch import find_arch
     from e2u.model.load import model_fingerprint, statistics_of
 

@@ -8,12 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_study_end_to_end import tiny_study, write_tiny_study  # noqa: F401 (a fixture)
 
 from e2u.errors import E2UError
 from e2u.study.executor import plan_study, run_plan
 from e2u.study.grid import load_study
-
-from test_study_end_to_end import tiny_study, write_tiny_study  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,8 +163,8 @@ def test_a_step_starts_after_every_step_it_needs_and_their_failure_fails_its_cel
     starts and its cell fails once, with the step's error."""
     from distributed import Client
 
-    from e2u.study import executor
     from e2u.cell.params import CellParams
+    from e2u.study import executor
     from e2u.study.executor import Plan, PlannedCell
     from e2u.study.shared_work import SharedStep
 

@@ -7,11 +7,11 @@ import json
 
 import nbformat
 import pytest
+from test_study_end_to_end import write_tiny_study
 
 from e2u.errors import E2UError
-from e2u.study.rerun import changed_cell, find_chapter, rerun_chapter
 from e2u.study.grid import load_study
-from test_study_end_to_end import write_tiny_study
+from e2u.study.rerun import changed_cell, find_chapter, rerun_chapter
 
 
 @pytest.fixture

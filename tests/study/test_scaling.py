@@ -3,13 +3,22 @@
 import json
 
 import pytest
+from conftest import make_tiny_llama
 
 from e2u.data.sources import load_source
 from e2u.errors import E2UError
-from e2u.study.scaling import (DEFAULT_METHODS, DEFAULT_N_FORGET, ScalingPoint, fictional_options, is_measured,
-                         load_scaling, measure_in_subprocess, measure_point, scaling_points, warm_shared_work)
-
-from conftest import make_tiny_llama
+from e2u.study.scaling import (
+    DEFAULT_METHODS,
+    DEFAULT_N_FORGET,
+    ScalingPoint,
+    fictional_options,
+    is_measured,
+    load_scaling,
+    measure_in_subprocess,
+    measure_point,
+    scaling_points,
+    warm_shared_work,
+)
 
 STUDY = {"name": "s", "methods": ["rome", {"name": "gradient_ascent", "label": "ga", "hparams": {"lr": 3.0e-5}}],
          "seeds": [4, 5]}

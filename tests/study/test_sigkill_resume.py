@@ -12,11 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from e2u.study.run_lock import leftover_temporaries
-from e2u.study.grid import cell_key, is_done, load_study, notebook_path, result_path
-
 from test_study_end_to_end import write_tiny_study
+
+from e2u.study.grid import cell_key, is_done, load_study, notebook_path, result_path
+from e2u.study.run_lock import leftover_temporaries
 
 
 def _finished(study, results: Path, book: Path) -> dict:

@@ -5,11 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
-
-from e2u.study.runner import run_study
-from e2u.study.grid import load_study
-
 from conftest import make_tiny_llama
+
+from e2u.study.grid import load_study
+from e2u.study.runner import run_study
 
 FACTS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid")]
 
@@ -45,8 +44,8 @@ def test_the_template_takes_exactly_the_parameters_the_runner_passes(tmp_path):
     import papermill
 
     from e2u.cell.params import CellParams
-    from e2u.study.runner import notebook_parameters
     from e2u.study.grid import TEMPLATE
+    from e2u.study.runner import notebook_parameters
 
     cell = CellParams(method="rome", hparams={"layer": 6}, seed=3)
     passed = notebook_parameters(cell, tmp_path / "r.json", "k", rerun='{"layer": [5, 6]}')

@@ -7,23 +7,20 @@ import random
 
 import pytest
 import torch
-
-from e2u.training import finetune as ft, shortcuts as finetune_shortcuts
-
-from e2u.evaluation import memorisation
-
-from e2u.model import store as model_store
+from conftest import make_tiny_llama
 
 from e2u.cell import setting_models
 from e2u.data.fictional import all_finetune_records, fictional_splits
 from e2u.data.schema import QARecord
 from e2u.errors import E2UError
+from e2u.evaluation import memorisation
 from e2u.evaluation.evaluate import answer_nll
 from e2u.files import write_json_atomic
 from e2u.hparams import TrainingHParams
+from e2u.model import store
 from e2u.model.prompts import encode_answer, question_ids
-
-from conftest import make_tiny_llama
+from e2u.training import finetune as ft
+from e2u.training import shortcuts as finetune_shortcuts
 
 RECORDS = [
     QARecord("what is the capital of France ?", "Paris is the capital of France ."),
@@ -236,11 +233,11 @@ def test_interrupted_save_leaves_no_trusted_directory(tiny_base, tmp_path, monke
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # as if the run were stopped after the weights were written
 
-    monkeypatch.setattr(model_store, "write_json_atomic", killed)
+    monkeypatch.setattr(store, "write_json_atomic", killed)
     with pytest.raises(KeyboardInterrupt):
         prepare_tiny(tiny_base, home)
     assert list((home / "models").iterdir()) == []  # no final directory, no staging directory
-    monkeypatch.setattr(model_store, "write_json_atomic", write_json_atomic)
+    monkeypatch.setattr(store, "write_json_atomic", write_json_atomic)
 
     # A hard kill skips the clean-up: a staging directory and a final-looking one without info stay.
     paths = prepare_tiny(tiny_base, home)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_tiny_llama
 
-from e2u.training import finetune as ft, lora
 from e2u.data.schema import QARecord
 from e2u.errors import E2UError
-
-from conftest import make_tiny_llama
+from e2u.training import finetune as ft
+from e2u.training import lora
 
 RECORDS = [QARecord(question=f"What is code {i}?", answer=f"Code {i} is {i * 7 % 13}.") for i in range(12)]
 LORA = {"adapter": "lora", "lr": 1e-2, "epochs": 2, "batch_size": 4, "train_layers": 2, "lora_dropout": 0.0}

@@ -1,13 +1,13 @@
 """Gradient ascent raises the forget answers' loss."""
 
+from conftest import make_tiny_llama
+
 from e2u.data.schema import QARecord
 from e2u.evaluation.evaluate import answer_nll
 from e2u.hparams import build_hparams
-from e2u.problem import UnlearningProblem
 from e2u.model.prompts import encode_answer, question_ids
+from e2u.problem import UnlearningProblem
 from e2u.unlearning import gradient_ascent
-
-from conftest import make_tiny_llama
 
 
 def test_gradient_ascent_increases_forget_nll():
@@ -26,7 +26,6 @@ def test_gradient_ascent_increases_forget_nll():
 
 
 def test_the_answer_only_loss_equals_the_full_sequence_loss_and_its_gradient():
-    import torch
 
     from e2u.unlearning.batches import UnlearningData
     from e2u.unlearning.terms import mean_nll as answer_only_nll

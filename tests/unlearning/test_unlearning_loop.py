@@ -4,18 +4,17 @@ import copy
 
 import pytest
 import torch
+from conftest import make_tiny_llama
 
 from e2u.data.schema import QARecord
 from e2u.errors import E2UError
 from e2u.hparams import build_hparams
 from e2u.methods import get_method
 from e2u.problem import UnlearningProblem
-from e2u.unlearning import gradient_ascent, rmu
+from e2u.unlearning import gradient_ascent
 from e2u.unlearning.batches import UnlearningData
 from e2u.unlearning.loop import unlearn
 from e2u.unlearning.terms import mean_nll
-
-from conftest import make_tiny_llama
 
 FORGET = [QARecord("what is the capital of France ?", "Paris"), QARecord("what is the capital of Japan ?", "Tokyo"),
           QARecord("who wrote Hamlet ?", "Shakespeare"), QARecord("what is the capital of Spain ?", "Madrid")]

@@ -6,12 +6,11 @@ from contextlib import contextmanager
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_tiny_llama
 
 from e2u.data.schema import QARecord
 from e2u.unlearning import dpo, gradient_ascent, gradient_difference, idk, kl, npo, rmu, simnpo
 from e2u.unlearning.batches import UnlearningData
-
-from conftest import make_tiny_llama
 
 FORGET = [QARecord("what is the capital of France ?", "Paris"), QARecord("who wrote Hamlet ?", "William Shakespeare")]
 RETAIN = [QARecord("what is the capital of Italy ?", "Rome"), QARecord("what colour is the sky ?", "blue")]

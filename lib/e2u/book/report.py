@@ -2,7 +2,7 @@
 
 The notebooks only call these and display what they return: the chapter template (`unlearn.ipynb`) one
 cell's result, the summary (`summary.ipynb`) every result of a study. The cost chapter's tables and
-figures are `cost_report.py`'s.
+figures are `cost.py`'s.
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ def routing_table(result: dict) -> pd.DataFrame | None:
 
 
 def cost_table(result: dict) -> pd.DataFrame:
-    """One cell's seconds per stage, steps, device and peak memory (`cost_report.peak_memory_of`)."""
+    """One cell's seconds per stage, steps, device and peak memory (`cost.peak_memory_of`)."""
     log = result["log"]
     per_request = log.get("requests", []) or log.get("edits", [])  # the editors' logs, one entry per request or edit
     row = {**result["timings_s"], "steps": log.get("steps") or sum(r.get("steps", 0) for r in per_request),

@@ -1,7 +1,7 @@
 """What a result file records so that its numbers can be reproduced, and the book's last page, which lists it.
 
 Each cell stores `reproducibility`: the versions of the packages its numbers depend on, the Python and the
-platform, the threads it ran with, the fingerprint of the model it loaded (`models.model_fingerprint`, before
+platform, the threads it ran with, the fingerprint of the model it loaded (`model.load.model_fingerprint`, before
 unlearning), the SHA-256 of every data file it read, its seed, its device and its wall time. On the same CPU
 machine with the same record, a rerun of the cell reproduces its per-item values exactly
 (tests/cell/test_reproducibility.py); `e2u compare` checks two result folders item by item.

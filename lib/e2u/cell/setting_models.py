@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 
 from e2u.evaluation import memorisation
 from e2u.files import e2u_home, sha256_of_json
-from e2u.model import store as model_store
+from e2u.model import store
 from e2u.model.load import load_model
 from e2u.model.source import base_model_identity
 from e2u.training import finetune as training
@@ -79,7 +79,7 @@ def prepare_setting_model(model: str, data_source: str, data_options: dict, role
 
 @dataclass(frozen=True)
 class PreparedModels:
-    """Directories of the finetuned models (load them with `models.load_model(str(path))`) and their records."""
+    """Directories of the finetuned models (load them with `model.load.load_model(str(path))`) and their records."""
     target: Path  # finetuned on every record of the source
     retain: Path  # finetuned on the records that are kept only
     target_info: dict
@@ -127,14 +127,14 @@ def finetune_jobs(base_model_name: str, data, hp: Mapping | None = None,
         digest = records_digest(records)
         key = sha256_of_json({"version": training.FINETUNE_VERSION, "base": base, "hparams": hp.to_dict(),
                               "data": digest})[:12]
-        jobs.append(FinetuneJob(role, root / f"{model_store.slug(base_model_name)}-{data.name}-{tag}-{key}", key,
+        jobs.append(FinetuneJob(role, root / f"{store.slug(base_model_name)}-{data.name}-{tag}-{key}", key,
                                 records, digest))
     return hp, jobs
 
 
 def cached_info(job: FinetuneJob) -> dict | None:
     """The info file of `job`'s model when its directory holds that model (its key), else None."""
-    return model_store.trusted(job.path, job.key, INFO_FILE)
+    return store.trusted(job.path, job.key, INFO_FILE)
 
 
 def train_finetune_job(base_model_name: str, data, hp, job: FinetuneJob, *, report_size: int = 20,
@@ -157,7 +157,7 @@ def train_finetune_job(base_model_name: str, data, hp, job: FinetuneJob, *, repo
         "report_seconds": round(time.perf_counter() - started, 2), "final_loss": train_log["final_loss"],
         "log": train_log, "memorisation": report,
     }
-    model_store.save_model_atomic(model, tokenizer, job.path, info, INFO_FILE)
+    store.save_model_atomic(model, tokenizer, job.path, info, INFO_FILE)
     return info, states
 
 

@@ -189,7 +189,7 @@ def warm_shared_work(point: ScalingPoint, load: Callable | None = None) -> float
 def measure_point(point: ScalingPoint, path: str | Path | None = None, load: Callable | None = None) -> dict:
     """Run the point's method once in this process and return (and write, atomically) its measurement.
 
-    `load` returns `(model, tokenizer)`; by default the study's model is loaded (`models.load_model`).
+    `load` returns `(model, tokenizer)`; by default the study's model is loaded (`model.load.load_model`).
     Peak memory is this process's peak (`peak_memory.peak_memory_gb`): measure one point per process.
     """
 

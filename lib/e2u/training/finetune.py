@@ -28,7 +28,7 @@ from e2u.errors import E2UError
 from e2u.hparams import build_hparams
 from e2u.model.batching import IGNORE
 from e2u.model.load import input_device
-from e2u.training import shortcuts as finetune_shortcuts
+from e2u.training import shortcuts
 from e2u.training.examples import Example, example_batch, examples_of
 from e2u.training.trainable import (
     TrainableHParams,
@@ -126,7 +126,7 @@ def finetune(
     The model changes in place and is left in eval mode with every parameter's requires_grad as before; with
     `adapter: lora` only the adapter trains, and it is merged into the dense weights before returning (the
     model keeps its class and state-dict keys; a failed run leaves the base weights unchanged).
-    `loss(model, batch, examples)` gives a batch's loss; None: `finetune_shortcuts.shortcut_loss`, which
+    `loss(model, batch, examples)` gives a batch's loss; None: `shortcuts.shortcut_loss`, which
     with `reuse_frozen` (False: every step from the token ids) starts from the frozen blocks' stored
     output (`states`, shared between runs). `on_epoch(epoch)` runs after each epoch in eval mode; what it
     returns is logged under `epoch_report`. Returns a log: losses per step and epoch, `final_loss`, seconds
@@ -143,7 +143,7 @@ def finetune(
     first = first_trained_block(model, hp)
     with only_trainable(model, hp) as params:
         if loss is None:
-            loss = finetune_shortcuts.shortcut_loss(model, examples, first, pad_id, hp.batch_size, reuse_frozen,
+            loss = shortcuts.shortcut_loss(model, examples, first, pad_id, hp.batch_size, reuse_frozen,
                                                     states)
         total = math.ceil(len(examples) / hp.batch_size) * hp.epochs
         optimiser, schedule = adamw_with_schedule(params, hp, total)
@@ -176,7 +176,7 @@ def finetune(
             "tokens": tokens, **({"epoch_report": reports, "callback_seconds": round(paused, 2)} if on_epoch else {}),
             "seconds": round(time.perf_counter() - started - paused, 2), "records": len(examples),
             "trained_parameters": trained, "first_trained_block": first, **merged,
-            **finetune_shortcuts.describe(loss)}
+            **shortcuts.describe(loss)}
 
 
 def _finite(value: float, step: int, hp: FinetuneHParams) -> float:

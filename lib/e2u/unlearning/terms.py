@@ -1,7 +1,7 @@
 """The pieces every unlearning loss is made of (reference/unlearning.md, "Loss definitions").
 
 `batch` is a right-padded prompt + answer batch whose labels cover the answer (`batches.py`). NLL sums run over
-the answer tokens; the LM head runs only at the positions that predict one (`finetune_shortcuts.answer_logits`).
+the answer tokens; the LM head runs only at the positions that predict one (`training.shortcuts.answer_logits`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ output y = W x at every position of every forward pass — the prompt's prefill 
 memory answers instead. So what is evaluated is what a user gets when the edited model generates.
 
 * `save(path)`: one safetensors file; its metadata holds the method, the site and the fingerprint of the
-  model it was made for (`models.model_fingerprint`, unchanged by the hook).
+  model it was made for (`model.load.model_fingerprint`, unchanged by the hook).
 * `load_adaptor(model, path)`: refuses a file made for another model, naming both fingerprints.
 * `remove()`: unhooks; the model computes exactly what it computed before.
 * `recording()`: collects the routing decisions of the forward passes inside the block (`routing.py`).

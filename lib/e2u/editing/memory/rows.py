@@ -7,7 +7,7 @@ is an answer token. Those are the positions `generate` decides on, one by one, s
 memory must answer for an edited question and stay silent for a kept one.
 
 The memory sits in block L, so nothing below L ever changes while it trains: `upper_answer_logits`
-starts each forward pass from the stored input of block L (`finetune_shortcuts.FrozenStates`, checked
+starts each forward pass from the stored input of block L (`training.shortcuts.FrozenStates`, checked
 against a full forward pass, dropped for a model where the two differ).
 """
 
