@@ -3,6 +3,7 @@ notebook templates and the hyper-parameter YAML travel as package data, and `pyt
 
 import json
 import os
+import shutil
 import site
 import subprocess
 import venv
@@ -16,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_a_non_editable_install_runs_a_tiny_study_from_another_directory(tmp_path):
+    (tmp_path / "source").mkdir()
     env_dir = tmp_path / "env"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
@@ -23,7 +25,12 @@ def test_a_non_editable_install_runs_a_tiny_study_from_another_directory(tmp_pat
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
     # the dependencies come from this environment (nothing is downloaded), e2u itself from a wheel of the checkout
     (target_site / "dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", str(REPO)],
+    source = tmp_path / "source"  # a copy: pip builds in the source tree, and the checkout stays as it is
+    for name in ("pyproject.toml", "README.md", "lib", "notebooks"):
+        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy2
+        copy(REPO / name, source / name, **({"symlinks": True, "ignore": shutil.ignore_patterns("*.egg-info", "__pycache__")}
+                                            if copy is shutil.copytree else {}))
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", str(source)],
                    check=True, cwd=tmp_path, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -238,6 +238,16 @@ def _compare(args) -> int:
     return 1 if differing else 0
 
 
+def _study_command(sub, name: str, help: str, run) -> argparse.ArgumentParser:
+    """A subcommand that reads a study file and its results and chapter folders."""
+    command = sub.add_parser(name, help=help)
+    command.add_argument("study")
+    command.add_argument("--results", default="results")
+    command.add_argument("--book", default="book")
+    command.set_defaults(run=run)
+    return command
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="e2u", description="Editing as unlearning: the study runner")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -252,30 +262,18 @@ def main(argv: list[str] | None = None) -> int:
     prepare.set_defaults(run=_prepare)
     study = sub.add_parser("study", help="run a study")
     study_sub = study.add_subparsers(dest="action", required=True)
-    run = study_sub.add_parser("run", help="run every cell not already done")
-    run.add_argument("study")
-    run.add_argument("--results", default="results")
-    run.add_argument("--book", default="book")
+    run = _study_command(study_sub, "run", "run every cell not already done", _study_run)
     run.add_argument("--scheduler", default="", help="address of a running Dask scheduler (tcp://HOST:PORT); "
                      "default: a local cluster, one single-threaded worker per core (one per GPU)")
     run.add_argument("--workers", type=int, default=0, help="local cluster on CPU: this many workers (default: cores)")
     run.add_argument("--sequential", action="store_true", help="no Dask: the cells one after another, in this process")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.set_defaults(run=_study_run)
-    plan = study_sub.add_parser("plan", help="list the tasks `study run` would submit, with their resources")
-    plan.add_argument("study")
-    plan.add_argument("--results", default="results")
-    plan.add_argument("--book", default="book")
+    plan = _study_command(study_sub, "plan", "list the tasks `study run` would submit, with their resources", _study_plan)
     plan.add_argument("--gpus", type=int, default=0, help="plan for a cluster with GPU workers")
-    plan.set_defaults(run=_study_plan)
-    book = sub.add_parser("book", help="execute the generated chapters and build the Jupyter Book")
-    book.add_argument("study")
-    book.add_argument("--results", default="results")
-    book.add_argument("--book", default="book")
+    book = _study_command(sub, "book", "execute the generated chapters and build the Jupyter Book", _book)
     book.add_argument("--root", default="", help="the Jupyter Book project to build (holds _config.yml, _toc.yml "
                       "and book/; default: the repository)")
     book.add_argument("--no-build", action="store_true", help="only execute the generated chapters")
-    book.set_defaults(run=_book)
     rerun = sub.add_parser("rerun", help="run one chapter again with other parameters, then rebuild the book")
     rerun.add_argument("chapter", help="a cell's chapter, <setting>/<label>-seed<n> (e2u study plan lists them)")
     rerun.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),

@@ -243,7 +243,7 @@ def test_a_merged_wise_memory_is_measured_on_its_own_weight():
     parts = [e["min_in_scope_score"] * hp.act_ratio for e in memory.log["edits"]]
     assert merged.edits == 2 and merged.requests == [(q, REFUSAL) for q in EDITED]
     rows = wise.memory_rows(tokenizer, merged.requests, [], model.device)
-    upper = wise.UpperPass(model, 0, wise.pad_id(tokenizer))
+    upper = wise.UpperPass(model, 0, tokenizer)
     assert merged.threshold == pytest.approx(hp.act_ratio * memory.in_scope_floor(merged.weight, upper, model, rows),
                                              rel=1e-5)
     assert merged.threshold != pytest.approx(min(parts), rel=1e-3)
@@ -276,7 +276,7 @@ def test_wise_answers_a_prefill_row_as_one_sequence_and_padding_decides_nothing(
 def test_wise_scores_the_locality_rows_from_their_fixed_inputs_as_a_joint_pass_would():
     """WISE's loss (eq. 5) with s_out from the locality rows' stored projection inputs equals the loss of one
     pass over edit and locality rows together (the reference's way), gradient included."""
-    from e2u.editing.memory.rows import UpperPass, edit_row_nll, memory_rows, pad_id
+    from e2u.editing.memory.rows import UpperPass, edit_row_nll, memory_rows
 
     model, tokenizer = make_tiny_llama(initializer_range=0.2)
     hp = wise.WiseHParams(layer=2, mask_ratio=1.0)
@@ -287,7 +287,7 @@ def test_wise_scores_the_locality_rows_from_their_fixed_inputs_as_a_joint_pass_w
     alpha, beta, gamma = hp.act_margin
 
     def loss_of(rows, s_out_of):
-        upper = UpperPass(model, 2, pad_id(tokenizer))
+        upper = UpperPass(model, 2, tokenizer)
         upper.prepare(model, rows)
         memory.probe = weight
         logits, targets = upper.logits(model, rows)

@@ -29,7 +29,7 @@ from typing import Mapping, Sequence
 
 from e2u.data.entities import mentions, names_first, normalise
 from e2u.data.hub import hub_rows
-from e2u.data.options import SourceOptions, is_int
+from e2u.data.options import SourceOptions
 from e2u.data.probe import Generate, cached_generations
 from e2u.data.schema import QARecord, find_split_file, read_jsonl, read_rows, record_from_json
 from e2u.data.tofu import HUB_DATASET, subject_from_question
@@ -60,12 +60,7 @@ class FactualOptions(SourceOptions):
     batch_size: int = 32  # generation batch size
 
     def __post_init__(self) -> None:
-        for name, least in (("n_forget", 1), ("n_retain", 0), ("max_new_tokens", 1), ("batch_size", 1)):
-            value = getattr(self, name)
-            if not is_int(value) or value < least:
-                raise E2UError(f"{name}: expected an integer >= {least}, got {value!r}")
-        if not is_int(self.seed):
-            raise E2UError(f"seed: expected an integer, got {self.seed!r}")
+        self.require_counts({"n_forget": 1, "n_retain": 0, "max_new_tokens": 1, "batch_size": 1})
         if not isinstance(self.hub, bool):
             raise E2UError(f"hub: expected true or false, got {self.hub!r}")
         sets = self.sets

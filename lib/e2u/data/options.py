@@ -40,3 +40,12 @@ class SourceOptions:
         if unknown:
             raise E2UError(f"data source {cls.SOURCE!r}: unknown option(s) {unknown}; allowed: {sorted(cls.names())}")
         return cls(**options)
+
+    def require_counts(self, least: dict[str, int]) -> None:
+        """Each named option an integer at least its bound, and `seed` an integer (errors name the option)."""
+        for name, bound in least.items():
+            value = getattr(self, name)
+            if not is_int(value) or value < bound:
+                raise E2UError(f"{name}: expected an integer >= {bound}, got {value!r}")
+        if not is_int(self.seed):
+            raise E2UError(f"seed: expected an integer, got {self.seed!r}")

@@ -45,7 +45,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from e2u import cache
 from e2u.data.entities import ENTITY_FILE, Entity, Fact, load_entities, names_first, rivals
-from e2u.data.options import SourceOptions, is_int
+from e2u.data.options import SourceOptions
 from e2u.data.schema import QARecord
 from e2u.errors import E2UError
 from e2u.files import sha256_of_json
@@ -75,12 +75,7 @@ class ProbeOptions(SourceOptions):
     entities_path: str | None = None  # an entity file in place of the embedded `probe_entities.jsonl`
 
     def __post_init__(self) -> None:
-        for name, least in (("n_forget", 1), ("n_neighbour", 0), ("max_new_tokens", 1), ("batch_size", 1)):
-            value = getattr(self, name)
-            if not is_int(value) or value < least:
-                raise E2UError(f"{name}: expected an integer >= {least}, got {value!r}")
-        if not is_int(self.seed):
-            raise E2UError(f"seed: expected an integer, got {self.seed!r}")
+        self.require_counts({"n_forget": 1, "n_neighbour": 0, "max_new_tokens": 1, "batch_size": 1})
         if isinstance(self.min_known, bool) or not isinstance(self.min_known, (int, float)) or not 0 < self.min_known <= 1:
             raise E2UError(f"min_known: expected a fraction in (0, 1], got {self.min_known!r}")
         if self.entities_path is not None and not (isinstance(self.entities_path, (str, Path)) and str(self.entities_path)):

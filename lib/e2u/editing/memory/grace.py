@@ -29,15 +29,7 @@ import torch
 
 from e2u.editing.memory.adaptor import MemoryAdaptor
 from e2u.editing.memory.routing import check_retain_routing
-from e2u.editing.memory.rows import (
-    MemoryRows,
-    UpperPass,
-    edit_chunks,
-    edit_row_nll,
-    locality_pairs,
-    memory_rows,
-    pad_id,
-)
+from e2u.editing.memory.rows import MemoryRows, UpperPass, edit_chunks, edit_row_nll, locality_pairs, memory_rows
 from e2u.editing.memory.site import MemoryHParams, memory_layer
 from e2u.editing.values import frozen_parameters
 from e2u.errors import E2UError
@@ -188,7 +180,7 @@ def edit(model, tokenizer, requests, locality, hp: GraceHParams, codebook: Codeb
         raise E2UError(f"grace: the codebook to continue sits at {codebook.site} (attached: {codebook.attached}); "
                        f"these hyper-parameters edit {site}")
     device = input_device(model)
-    upper = UpperPass(model, layer if hp.reuse_frozen else 0, pad_id(tokenizer))
+    upper = UpperPass(model, layer if hp.reuse_frozen else 0, tokenizer)
     kept = memory_rows(tokenizer, [], locality, device)
     norm = key_norm_median(model, codebook, kept)
     eps_init = hp.eps_ratio * norm

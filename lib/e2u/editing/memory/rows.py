@@ -68,10 +68,11 @@ def pad_id(tokenizer) -> int:
 
 
 class UpperPass:
-    """Answer-position logits of memory rows, each forward pass starting at block `first`."""
-    def __init__(self, model, first: int, pad_id: int):
+    """Answer-position logits of memory rows, each forward pass starting at block `first`; rows are padded with
+    the tokenizer's pad id (`pad_id`)."""
+    def __init__(self, model, first: int, tokenizer):
         self.first = first
-        self.pad_id = pad_id
+        self.pad_id = pad_id(tokenizer)
         self.states: FrozenStates | None = FrozenStates(first, share_prefix=False) if first > 0 else None
 
     def prepare(self, model, rows: MemoryRows) -> None:

@@ -9,10 +9,7 @@ import torch
 from transformers.activations import ACT2FN
 
 from e2u.editing.memory.adaptor import MemoryAdaptor
-from e2u.editing.memory.rows import (
-    MemoryRows,
-    UpperPass,
-)
+from e2u.editing.memory.rows import MemoryRows, UpperPass
 from e2u.editing.memory.site import project
 from e2u.editing.memory.ties import ties_merge
 

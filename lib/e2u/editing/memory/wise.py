@@ -40,15 +40,7 @@ from dataclasses import dataclass, field
 import torch
 
 from e2u.editing.memory.routing import check_retain_routing
-from e2u.editing.memory.rows import (
-    MemoryRows,
-    UpperPass,
-    edit_chunks,
-    edit_row_nll,
-    locality_pairs,
-    memory_rows,
-    pad_id,
-)
+from e2u.editing.memory.rows import MemoryRows, UpperPass, edit_chunks, edit_row_nll, locality_pairs, memory_rows
 from e2u.editing.memory.side_memory import SideMemory
 from e2u.editing.memory.site import MemoryHParams, memory_layer, project
 from e2u.editing.values import frozen_parameters
@@ -179,7 +171,7 @@ def edit(model, tokenizer, requests, locality, hp: WiseHParams, memory: SideMemo
         raise E2UError(f"wise: the memory to continue sits at {memory.site} (attached: {memory.attached}); "
                        f"these hyper-parameters edit {site}")
     device = input_device(model)
-    upper = UpperPass(model, layer if hp.reuse_frozen else 0, pad_id(tokenizer))
+    upper = UpperPass(model, layer if hp.reuse_frozen else 0, tokenizer)
     mask = shard_mask(memory, hp)
     per_edit, done = list(memory.log.get("edits", [])), memory.edits_done
     for chunk in edit_chunks(requests, hp.batch_size):

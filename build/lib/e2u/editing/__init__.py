@@ -1,1 +1,0 @@
-"""Knowledge editors used as unlearners: forget answers are edited into refusals."""

@@ -1,1 +1,0 @@
-"""The memory-based editors (GRACE, WISE) and what their memories share: the adaptor hook, its rows, site and routing."""

@@ -1,1 +1,0 @@
-"""The metrics: the definitions and the fast passes tested equal to them."""

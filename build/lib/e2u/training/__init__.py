@@ -1,1 +1,0 @@
-"""What a gradient-trained run trains (full weights or LoRA) and how: finetuning, its shortcuts, the finetuned settings' data."""

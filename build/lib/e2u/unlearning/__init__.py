@@ -1,1 +1,0 @@
-"""Unlearning baselines: a shared training loop and one small file per forget loss."""
