@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 
 from e2u.editing import alphaedit, memit, rome
+from e2u.editing.locate import LocateHParams
 from e2u.editing.memory import grace, wise
 from e2u.editing.memory.adaptor import MemoryAdaptor, attach_saved
 from e2u.editing.memory.site import memory_layer
@@ -57,6 +58,12 @@ class Method:
     statistics_layers: Layers = no_statistics  # the layers whose key second moments it reads
     memory: type[MemoryAdaptor] | None = None  # the memory it attaches and continues across chunks (GRACE, WISE)
     in_paper: bool = True  # one of the paper's methods (else a stronger baseline the paper left out)
+
+    @property
+    def locates(self) -> bool:
+        """Whether it locates then edits (ROME, MEMIT, AlphaEdit): it needs context templates and key statistics,
+        prepared once per setting before its cells. GRACE and WISE are editors that need neither."""
+        return issubclass(self.hparams, LocateHParams)
 
 
 def _baseline(name: str, module, hparams: type, title: str, in_paper: bool = True,

@@ -54,7 +54,7 @@ def test_measure_scores_perplexity_under_the_given_model():
     first, empty = out["per_item"]
     assert 1 < first["perplexity"] < 1e9 and first["fluent"]  # a random model: high but finite
     assert empty["perplexity"] == math.inf and not empty["fluent"] and empty["refusal"]
-    with pytest.raises(E2UError, match="max_perplexity must be a number > 1"):
+    with pytest.raises(E2UError, match="human-aligned bounds: max_perplexity: expected a number > 1"):
         AlignmentBounds(max_perplexity=0.5).check()
 
 

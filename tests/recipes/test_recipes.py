@@ -41,7 +41,7 @@ def test_query_merging_bad_group_sizes_are_named():
     with pytest.raises(E2UError, match=r"group_size 13 is larger than the forget set \(12 questions\)"):
         merge_queries(FORGET, 13, fixed)
     for bad in (0, -1, 2.5, True):
-        with pytest.raises(E2UError, match="group_size must be an integer >= 1"):
+        with pytest.raises(E2UError, match="group_size: expected an integer >= 1"):
             merge_queries(FORGET, bad, fixed)
 
 

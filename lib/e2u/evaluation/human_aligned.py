@@ -26,13 +26,14 @@ from e2u.evaluation.answer_nll import answer_nll
 from e2u.evaluation.leakage import leaked_words
 from e2u.evaluation.metrics import ModelUnavailable, is_refusal
 from e2u.evaluation.similarity import SentenceEmbedder
+from e2u.hparams import CheckedHParams, real_number
 from e2u.model.prompts import encode_answer, question_ids
 
 CHECKS = ("refusal", "fluent", "no_leak", "on_topic")
 
 
 @dataclass(frozen=True)
-class AlignmentBounds:
+class AlignmentBounds(CheckedHParams):
     """The two numeric bounds of the definition. `bench/human_aligned_bounds.py` on the embedded model and
     20 embedded factual questions (median [min, max]): perplexity of the model's own answers 2.0 [1.7, 3.5],
     of its self-written refusals 8.3 [5.3, 11.9], of the fixed template 5.9 [5.3, 7.9], of another question's
@@ -43,11 +44,11 @@ class AlignmentBounds:
     max_perplexity: float = 60.0
     min_fit: float = 0.6
 
-    def check(self) -> None:
-        if not (isinstance(self.max_perplexity, (int, float)) and self.max_perplexity > 1):
-            raise E2UError(f"human-aligned bounds: max_perplexity must be a number > 1, got {self.max_perplexity!r}")
-        if not (isinstance(self.min_fit, (int, float)) and 0 <= self.min_fit <= 1):
-            raise E2UError(f"human-aligned bounds: min_fit must be a number in [0, 1], got {self.min_fit!r}")
+    METHOD = "human-aligned bounds"
+
+    def rules(self) -> dict:
+        return {"max_perplexity": (lambda v: real_number(v) and v > 1, "a number > 1"),
+                "min_fit": (lambda v: real_number(v) and 0 <= v <= 1, "a number in [0, 1]")}
 
 
 def judge(answer: str, truth: str, question: str, perplexity: float, fit: float, bounds: AlignmentBounds) -> dict:

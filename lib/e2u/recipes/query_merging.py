@@ -28,7 +28,7 @@ def merge_queries(records: Sequence[QARecord], group_size: int,
                   refusal_of: Callable[[str], str]) -> list[EditRequest]:
     """One request per run of at most `group_size` same-subject questions; `refusal_of(prompt)` its target."""
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-        raise E2UError(f"query merging: group_size must be an integer >= 1, got {group_size!r}")
+        raise E2UError(f"query merging: group_size: expected an integer >= 1, got {group_size!r}")
     if group_size > len(records):
         raise E2UError(f"query merging: group_size {group_size} is larger than the forget set "
                        f"({len(records)} questions); choose at most {len(records)}")

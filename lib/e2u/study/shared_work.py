@@ -30,7 +30,7 @@ from e2u.cell.data import load_splits
 from e2u.cell.evaluation import evaluate_cached, evaluate_retain_model
 from e2u.cell.params import CellParams
 from e2u.cell.setting_models import prepare_setting_model, setting_models
-from e2u.editing.locate import LocateHParams, shared_context_templates
+from e2u.editing.locate import shared_context_templates
 from e2u.editing.stats import layer_moments
 from e2u.evaluation.entailment import load_entailment
 from e2u.methods import get_method, method_hparams, statistics_layers
@@ -56,9 +56,8 @@ def _setting_of(cell: CellParams) -> tuple:
 
 
 def locates(method: str) -> bool:
-    """Whether `method` locates then edits (ROME, MEMIT, AlphaEdit): it needs context templates and key
-    statistics, prepared once per setting before its cells. GRACE and WISE are editors that need neither."""
-    return issubclass(get_method(method).hparams, LocateHParams)
+    """Whether `method` needs the setting's context templates and key statistics (`methods.Method.locates`)."""
+    return get_method(method).locates
 
 
 def plan_shared_steps(cells: list[CellParams]) -> list[SharedStep]:
