@@ -167,7 +167,7 @@ def test_cell_keys_cover_the_method_and_shared_code_but_not_other_methods_or_the
 
 
 def test_book_removes_only_outputs_of_cells_the_study_no_longer_has(tmp_path):
-    from e2u.cli import _stale_outputs
+    from e2u.book.build import stale_outputs
 
     path = tmp_path / "s.yaml"
     path.write_text("name: s\nmethods: [rome]\n")
@@ -178,7 +178,7 @@ def test_book_removes_only_outputs_of_cells_the_study_no_longer_has(tmp_path):
               book / "runs/s/pretrained/.rome-seed0.ipynb.tmp.ipynb", results / "s/stages.json"):
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text("{}")
-    assert {p.name for p in _stale_outputs(study, results, book)} == {"old-seed0.json", "old-seed0.ipynb"}
+    assert {p.name for p in stale_outputs(study, results, book)} == {"old-seed0.json", "old-seed0.ipynb"}
 
 
 def test_stage_times_are_recorded_and_shown_install_first(tmp_path):

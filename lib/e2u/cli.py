@@ -6,38 +6,31 @@
     e2u study plan studies/default.yaml the tasks it would submit, with their resources (--gpus N)
     e2u book studies/default.yaml     summary and cost chapters + Jupyter Book build (--root: another book project)
     e2u compare A B [--tolerance 1e-6] do two result directories hold the same per-item numbers?
+
+Each command imports its work when it runs (the one place in the library with imports inside functions):
+torch, transformers, Dask and papermill take seconds to load, and `e2u --help` or a mistyped command should
+answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import papermill
-import yaml
-
-from e2u.cell.check import check_cells
 from e2u.errors import E2UError
-from e2u.files import TEMPLATES, atomic_path, book_root
-from e2u.model.load import load_model
-from e2u.study.compare import compare_results
-from e2u.study.executor import plan_study, run_study_on_dask
-from e2u.study.grid import load_study, notebook_path, result_path
-from e2u.study.prepare import prepare_study
-from e2u.study.rerun import rerun_chapter
-from e2u.study.run_lock import study_run_lock
-from e2u.study.runner import hide_injected_parameters, run_study
-from e2u.study.scaling import scaling_dir
-from e2u.study.stages import record_stage
 
 
 def _prepare(args) -> int:
     """Convert the model; with a study, also prepare what its settings need (probe answers, finetuned models)."""
+    # the command's work, loaded when it runs (the module docstring says why)
+    from e2u.model.load import load_model
+    from e2u.study.grid import load_study
+    from e2u.study.prepare import prepare_study
+    from e2u.study.stages import record_stage
+
     started = time.perf_counter()
     if not args.study:
         load_model(args.model)
@@ -58,7 +51,12 @@ def _prepare(args) -> int:
 
 def _study_run(args) -> int:
     """Every cell not already done: as Dask tasks (a local cluster, or --scheduler), or --sequential here."""
-
+    # the command's work, loaded when it runs (the module docstring says why)
+    from e2u.cell.check import check_cells
+    from e2u.study.executor import run_study_on_dask
+    from e2u.study.grid import load_study
+    from e2u.study.runner import run_study
+    from e2u.study.stages import record_stage
 
     study = load_study(args.study)
     check_cells(study.cells)  # before any cell starts: a fault names the cell and the hyper-parameter
@@ -83,6 +81,10 @@ def _study_run(args) -> int:
 
 def _study_plan(args) -> int:
     """What `study run` would submit, with each task's resources; starts no cluster and loads no model."""
+    # the command's work, loaded when it runs (the module docstring says why)
+    from e2u.study.executor import plan_study
+    from e2u.study.grid import load_study
+
     study = load_study(args.study)
     plan = plan_study(study, Path(args.results).resolve(), Path(args.book).resolve(), gpus=args.gpus > 0)
     print("\n".join(plan.describe()))
@@ -91,11 +93,12 @@ def _study_plan(args) -> int:
     return 0
 
 
-GENERATED_CHAPTERS = ("summary", "claims", "cost", "reproducibility")  # notebooks/<name>.ipynb executed into book/<name>.ipynb from the results
-
-
 def _rerun(args) -> int:
     """`e2u rerun`: the chapter's cell with the changed parameters (checked first), then `e2u book`."""
+    # the command's work, loaded when it runs (the module docstring says why)
+    from e2u.study.grid import load_study
+    from e2u.study.rerun import rerun_chapter
+
     study = load_study(args.study)
     changes = rerun_chapter(study, args.chapter, [tuple(p) for p in args.parameter], Path(args.results),
                             Path(args.book))
@@ -107,120 +110,18 @@ def _rerun(args) -> int:
 
 
 def _book(args) -> int:
-    """Execute the generated chapters (summary, cost) into `--book`, then build the Jupyter Book project at `--root`
-    (the repository by default: its `_config.yml` and `_toc.yml`, which read the chapters from `<root>/book`)."""
-    study = load_study(args.study)
-    book = Path(args.book)
-    root = Path(args.root).resolve() if args.root else book_root()
-    results = Path(args.results).resolve() / study.name
-    if not results.is_dir():
-        raise E2UError(f"no results for study {study.name!r} in {results}: run `e2u study run {args.study}` first")
-    if not args.no_build:
-        for name in ("_config.yml", "_toc.yml"):
-            if not (root / name).is_file():
-                raise E2UError(f"book root {root} has no {name}: give --root a Jupyter Book project directory")
-        if book.resolve() != (root / "book").resolve():
-            raise E2UError(f"--book {book} is not {root / 'book'}, where {root / '_toc.yml'} reads the chapters; "
-                           "pass --book there or --no-build")
+    """Execute the generated chapters into `--book`, then build the Jupyter Book project at `--root`."""
+    # the command's work, loaded when it runs (the module docstring says why)
+    from e2u.book.build import build_book
 
-    with study_run_lock(book.resolve(), results) as removed:  # refuses while a study runs; a killed run's
-        for leftover in removed:                              # half-written notebooks would enter the book
-            print(f"removed {leftover.name}: a half-written file of a killed run")
-    for stale in _stale_outputs(study, Path(args.results), book):
-        print(f"removing {stale}: not a cell of study {study.name}")
-        stale.unlink()
-    for chapter in GENERATED_CHAPTERS:
-        started = time.perf_counter()
-        _execute_chapter(chapter, book / f"{chapter}.ipynb", {"results_dir": str(results), "study_name": study.name})
-        print(f"{chapter} notebook executed in {time.perf_counter() - started:.1f} s")
-    _setting_chapters(study, results, book)
-    if args.no_build:
-        return 0
-    started = time.perf_counter()
-    toc = _study_toc(root, book, study.name)
-    _clear_another_studys_site(root / "_build" / "html", study.name)
-    command = ["jupyter-book", "build", str(root), "--toc", str(toc), "--warningiserror", "--keep-going"]
-    jb = Path(sys.executable).with_name("jupyter-book")
-    if jb.exists():
-        command[0] = str(jb)
-    done = subprocess.run(command, cwd=root)
-    if done.returncode != 0:
-        raise E2UError(f"jupyter-book build failed (exit {done.returncode}); see the log above")
-    (root / "_build" / "html" / SITE_STUDY_FILE).write_text(study.name)
-    print(f"book built in {time.perf_counter() - started:.1f} s: {root / '_build' / 'html' / 'index.html'}")
+    build_book(args.study, args.results, args.book, args.root or None, args.no_build)
     return 0
 
 
-SITE_STUDY_FILE = ".e2u-study"  # in the built site: which study it shows
-SETTING_CHAPTERS = "results"  # book/results/<setting>.ipynb: one results chapter per setting (notebooks/setting.ipynb)
-
-
-def _execute_chapter(template: str, out: Path, parameters: dict) -> None:
-    """Execute notebooks/<template>.ipynb with `parameters` into `out` (written whole or not at all), its
-    parameter cells removed from the page."""
-
-
-    with atomic_path(out, ".ipynb") as tmp:
-        papermill.execute_notebook(str(TEMPLATES / f"{template}.ipynb"), str(tmp), kernel_name="python3",
-                                   progress_bar=False, parameters=parameters, cwd=str(TEMPLATES))
-        hide_injected_parameters(tmp)
-
-
-def _setting_chapters(study, results: Path, book: Path) -> None:
-    """Execute notebooks/setting.ipynb once per setting of the study into `book/results/<setting>.ipynb`, and
-    remove the chapters of settings the study no longer has (the table of contents reads the folder)."""
-    folder = book / SETTING_CHAPTERS
-    folder.mkdir(parents=True, exist_ok=True)
-    settings = list(dict.fromkeys(c.setting for c in study.cells if any((results / c.setting).glob("*.json"))))
-    for stale in sorted(folder.glob("*.ipynb")):
-        if stale.stem not in settings:
-            print(f"removing {stale}: not a setting of study {study.name}")
-            stale.unlink()
-    started = time.perf_counter()
-    for setting in settings:
-        _execute_chapter("setting", folder / f"{setting}.ipynb",
-                         {"results_dir": str(results), "study_name": study.name, "setting": setting})
-    print(f"{len(settings)} setting chapters executed in {time.perf_counter() - started:.1f} s")
-
-
-def _study_toc(root: Path, book: Path, study: str) -> Path:
-    """The project's `_toc.yml` with its chapters glob pointed at this study's notebooks (`book/runs/<study>/`),
-    written beside them: a book shows one study's chapters, never another's."""
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-
-    def point(entries):
-        for entry in entries or []:
-            if isinstance(entry.get("glob"), str) and entry["glob"].startswith("book/runs/"):
-                entry["glob"] = f"book/runs/{study}/*/*"
-            point(entry.get("sections"))
-
-    point(toc.get("chapters"))
-    path = book / "runs" / study / "_toc.yml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(toc, sort_keys=False))
-    return path
-
-
-def _clear_another_studys_site(site: Path, study: str) -> None:
-    """Remove a built site of another study: Sphinx keeps pages it no longer builds, and they would stay
-    reachable beside this study's."""
-    marker = site / SITE_STUDY_FILE
-    if site.is_dir() and (not marker.is_file() or marker.read_text().strip() != study):
-        shutil.rmtree(site.parent)
-
-
-def _stale_outputs(study, results_dir: Path, book_dir: Path) -> list[Path]:
-    """Result files, scaling files and chapter notebooks of cells the study no longer has (generated, git-ignored):
-    left in place they would appear in the book beside the current cells."""
-    keep = {result_path(results_dir, study, c).resolve() for c in study.cells}
-    keep |= {notebook_path(book_dir, study, c).resolve() for c in study.cells}
-    keep |= {(scaling_dir(results_dir, study.name) / p.file_name).resolve() for p in study.scaling}
-    found = list((results_dir / study.name).glob("*/*.json")) + list((book_dir / "runs" / study.name).glob("*/*.ipynb"))
-    # Hidden files are a running cell's temporary notebook: never touched here.
-    return sorted(p for p in found if p.resolve() not in keep and not p.name.startswith("."))
-
-
 def _compare(args) -> int:
+    """Do two result directories hold the same per-item numbers (to `--tolerance`)?"""
+    # the command's work, loaded when it runs (the module docstring says why)
+    from e2u.study.compare import compare_results
 
     for directory in (args.a, args.b):
         if not Path(directory).is_dir():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from e2u.cli import SITE_STUDY_FILE, _clear_another_studys_site, _stale_outputs, _study_toc
+from e2u.book.build import SITE_STUDY_FILE, clear_another_studys_site, stale_outputs, study_toc
 from e2u.files import SOURCE_ROOT as ROOT
 from e2u.study.grid import load_study, notebook_path, result_path
 
@@ -31,20 +31,20 @@ def test_two_studies_with_the_same_cells_write_different_chapters_and_results(tm
         chapter = notebook_path(book, other, other.cells[0])
         chapter.parent.mkdir(parents=True, exist_ok=True)
         chapter.write_text("{}")
-    assert _stale_outputs(a, results, book) == [] and _stale_outputs(b, results, book) == []
+    assert stale_outputs(a, results, book) == [] and stale_outputs(b, results, book) == []
 
 
 def test_the_book_of_one_study_lists_only_its_own_chapters(tmp_path):
-    toc = yaml.safe_load(_study_toc(ROOT, tmp_path / "book", "small").read_text())
+    toc = yaml.safe_load(study_toc(ROOT, tmp_path / "book", "small").read_text())
     globs = [s["glob"] for c in toc["chapters"] for s in c.get("sections", []) if "glob" in s]
     assert globs == ["book/results/*", "book/runs/small/*/*"]  # the setting chapters are the study's own (e2u book)
     site = tmp_path / "_build" / "html"
     site.mkdir(parents=True)
     (site / SITE_STUDY_FILE).write_text("default")
     (site / "old-page.html").write_text("a chapter of the default study")
-    _clear_another_studys_site(site, "default")
+    clear_another_studys_site(site, "default")
     assert (site / "old-page.html").exists()  # the same study: an incremental build keeps it
-    _clear_another_studys_site(site, "small")
+    clear_another_studys_site(site, "small")
     assert not (tmp_path / "_build").exists()  # another study's site never shows beside this one's
 
 

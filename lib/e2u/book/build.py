@@ -1,0 +1,137 @@
+"""The book built from a study's results: the generated chapters executed by papermill (written whole or not at
+all), the table of contents pointed at this study's chapters, then `jupyter-book build` (`e2u book`)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import papermill
+import yaml
+
+from e2u.errors import E2UError
+from e2u.files import TEMPLATES, atomic_path, book_root
+from e2u.study.grid import load_study, notebook_path, result_path
+from e2u.study.run_lock import study_run_lock
+from e2u.study.runner import hide_injected_parameters
+from e2u.study.scaling import scaling_dir
+
+GENERATED_CHAPTERS = ("summary", "claims", "cost", "reproducibility")  # notebooks/<name>.ipynb executed into book/<name>.ipynb from the results
+
+
+def build_book(study_file: str | Path, results_dir: str | Path, book: str | Path, root: str | Path | None = None,
+               no_build: bool = False) -> Path | None:
+    """Execute the generated chapters (summary, claims, cost, reproducibility, one per setting) into `book`, then
+    build the Jupyter Book project at `root` (by default `files.book_root()`: its `_config.yml` and `_toc.yml`,
+    which read the chapters from `<root>/book`); return the built site's index page (None with `no_build`)."""
+    study = load_study(study_file)
+    book = Path(book)
+    root = Path(root).resolve() if root else book_root()
+    results = Path(results_dir).resolve() / study.name
+    if not results.is_dir():
+        raise E2UError(f"no results for study {study.name!r} in {results}: run `e2u study run {study_file}` first")
+    if not no_build:
+        for name in ("_config.yml", "_toc.yml"):
+            if not (root / name).is_file():
+                raise E2UError(f"book root {root} has no {name}: give --root a Jupyter Book project directory")
+        if book.resolve() != (root / "book").resolve():
+            raise E2UError(f"--book {book} is not {root / 'book'}, where {root / '_toc.yml'} reads the chapters; "
+                           "pass --book there or --no-build")
+
+    with study_run_lock(book.resolve(), results) as removed:  # refuses while a study runs; a killed run's
+        for leftover in removed:                              # half-written notebooks would enter the book
+            print(f"removed {leftover.name}: a half-written file of a killed run")
+    for stale in stale_outputs(study, Path(results_dir), book):
+        print(f"removing {stale}: not a cell of study {study.name}")
+        stale.unlink()
+    for chapter in GENERATED_CHAPTERS:
+        started = time.perf_counter()
+        execute_chapter(chapter, book / f"{chapter}.ipynb", {"results_dir": str(results), "study_name": study.name})
+        print(f"{chapter} notebook executed in {time.perf_counter() - started:.1f} s")
+    setting_chapters(study, results, book)
+    if no_build:
+        return None
+    started = time.perf_counter()
+    toc = study_toc(root, book, study.name)
+    clear_another_studys_site(root / "_build" / "html", study.name)
+    command = ["jupyter-book", "build", str(root), "--toc", str(toc), "--warningiserror", "--keep-going"]
+    jb = Path(sys.executable).with_name("jupyter-book")
+    if jb.exists():
+        command[0] = str(jb)
+    done = subprocess.run(command, cwd=root)
+    if done.returncode != 0:
+        raise E2UError(f"jupyter-book build failed (exit {done.returncode}); see the log above")
+    (root / "_build" / "html" / SITE_STUDY_FILE).write_text(study.name)
+    index = root / "_build" / "html" / "index.html"
+    print(f"book built in {time.perf_counter() - started:.1f} s: {index}")
+    return index
+
+
+SITE_STUDY_FILE = ".e2u-study"  # in the built site: which study it shows
+SETTING_CHAPTERS = "results"  # book/results/<setting>.ipynb: one results chapter per setting (notebooks/setting.ipynb)
+
+
+def execute_chapter(template: str, out: Path, parameters: dict) -> None:
+    """Execute notebooks/<template>.ipynb with `parameters` into `out` (written whole or not at all), its
+    parameter cells removed from the page."""
+    with atomic_path(out, ".ipynb") as tmp:
+        papermill.execute_notebook(str(TEMPLATES / f"{template}.ipynb"), str(tmp), kernel_name="python3",
+                                   progress_bar=False, parameters=parameters, cwd=str(TEMPLATES))
+        hide_injected_parameters(tmp)
+
+
+def setting_chapters(study, results: Path, book: Path) -> None:
+    """Execute notebooks/setting.ipynb once per setting of the study into `book/results/<setting>.ipynb`, and
+    remove the chapters of settings the study no longer has (the table of contents reads the folder)."""
+    folder = book / SETTING_CHAPTERS
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = list(dict.fromkeys(c.setting for c in study.cells if any((results / c.setting).glob("*.json"))))
+    for stale in sorted(folder.glob("*.ipynb")):
+        if stale.stem not in settings:
+            print(f"removing {stale}: not a setting of study {study.name}")
+            stale.unlink()
+    started = time.perf_counter()
+    for setting in settings:
+        execute_chapter("setting", folder / f"{setting}.ipynb",
+                         {"results_dir": str(results), "study_name": study.name, "setting": setting})
+    print(f"{len(settings)} setting chapters executed in {time.perf_counter() - started:.1f} s")
+
+
+def study_toc(root: Path, book: Path, study: str) -> Path:
+    """The project's `_toc.yml` with its chapters glob pointed at this study's notebooks (`book/runs/<study>/`),
+    written beside them: a book shows one study's chapters, never another's."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+
+    def point(entries):
+        for entry in entries or []:
+            if isinstance(entry.get("glob"), str) and entry["glob"].startswith("book/runs/"):
+                entry["glob"] = f"book/runs/{study}/*/*"
+            point(entry.get("sections"))
+
+    point(toc.get("chapters"))
+    path = book / "runs" / study / "_toc.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(toc, sort_keys=False))
+    return path
+
+
+def clear_another_studys_site(site: Path, study: str) -> None:
+    """Remove a built site of another study: Sphinx keeps pages it no longer builds, and they would stay
+    reachable beside this study's."""
+    marker = site / SITE_STUDY_FILE
+    if site.is_dir() and (not marker.is_file() or marker.read_text().strip() != study):
+        shutil.rmtree(site.parent)
+
+
+def stale_outputs(study, results_dir: Path, book_dir: Path) -> list[Path]:
+    """Result files, scaling files and chapter notebooks of cells the study no longer has (generated, git-ignored):
+    left in place they would appear in the book beside the current cells."""
+    keep = {result_path(results_dir, study, c).resolve() for c in study.cells}
+    keep |= {notebook_path(book_dir, study, c).resolve() for c in study.cells}
+    keep |= {(scaling_dir(results_dir, study.name) / p.file_name).resolve() for p in study.scaling}
+    found = list((results_dir / study.name).glob("*/*.json")) + list((book_dir / "runs" / study.name).glob("*/*.ipynb"))
+    # Hidden files are a running cell's temporary notebook: never touched here.
+    return sorted(p for p in found if p.resolve() not in keep and not p.name.startswith("."))
