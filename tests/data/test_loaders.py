@@ -93,20 +93,20 @@ def write_jsonl(path, rows):
     return path
 
 
-def tofu_dir(tmp_path, ext=".json"):
-    directory = tmp_path / "tofu"
+def rows_dir(directory, files: dict, ext: str):
+    """`directory` holding one JSON Lines file per entry of `files` ({stem: rows}), named `<stem><ext>`."""
     directory.mkdir()
-    for config, rows in TOFU_ROWS.items():
-        write_jsonl(directory / f"{config}{ext}", rows)
+    for stem, rows in files.items():
+        write_jsonl(directory / f"{stem}{ext}", rows)
     return directory
+
+
+def tofu_dir(tmp_path, ext=".json"):
+    return rows_dir(tmp_path / "tofu", TOFU_ROWS, ext)
 
 
 def realworld_dir(tmp_path, ext=".json"):
-    directory = tmp_path / "real_world"
-    directory.mkdir()
-    for stem, rows in REALWORLD_ROWS.items():
-        write_jsonl(directory / f"{stem}{ext}", rows)
-    return directory
+    return rows_dir(tmp_path / "real_world", REALWORLD_ROWS, ext)
 
 
 # --- TOFU ---------------------------------------------------------------------------------------
