@@ -126,7 +126,8 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     if routing is not None:
         result["routing"] = routing
     result["human_aligned"] = aligned
-    result["reproducibility"] = cell_record(fingerprint, data_file_hashes(params), params.seed, result["device"],
+    data_files = data_file_hashes(params.data_source, params.data_path or None, params.data_options)
+    result["reproducibility"] = cell_record(fingerprint, data_files, params.seed, result["device"],
                                             time.perf_counter() - started)
     if len(parts) > 1:
         result["chunks"] = unlearned.chunk_reports + [chunk_report(len(parts) - 1, parts, after)]
@@ -147,10 +148,9 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     return result
 
 
-def data_file_hashes(params: CellParams) -> dict[str, str]:
-    """{file name: SHA-256} of every data file the cell's source reads (the embedded generators' code included)."""
-    return {Path(p).name: sha256_of_file(p)
-            for p in source_files(params.data_source, params.data_path or None, params.data_options)}
+def data_file_hashes(source: str, path: str | None, options: dict) -> dict[str, str]:
+    """{file name: SHA-256} of every data file `source` reads (the embedded generators' code included)."""
+    return {Path(p).name: sha256_of_file(p) for p in source_files(source, path, options)}
 
 
 def adaptor_path(result_path: str | Path) -> Path:
