@@ -34,9 +34,9 @@ install: $(STAMP)
 
 book: $(STAMP)
 	@set -o pipefail; start=$$(date +%s); \
-	$(PYTHON) -m e2u.cli prepare $(STUDY) --models-only --install-seconds "$$(cat $(STAMP))" && s1=$$(date +%s) && echo "stage prepare: $$((s1-start)) s" && \
-	$(PYTHON) -m e2u.cli study run $(STUDY) && s2=$$(date +%s) && echo "stage study: $$((s2-s1)) s" && \
-	$(PYTHON) -m e2u.cli book $(STUDY) && s3=$$(date +%s) && echo "stage book: $$((s3-s2)) s"
+	$(PYTHON) -m e2u prepare $(STUDY) --models-only --install-seconds "$$(cat $(STAMP))" && s1=$$(date +%s) && echo "stage prepare: $$((s1-start)) s" && \
+	$(PYTHON) -m e2u study run $(STUDY) && s2=$$(date +%s) && echo "stage study: $$((s2-s1)) s" && \
+	$(PYTHON) -m e2u book $(STUDY) && s3=$$(date +%s) && echo "stage book: $$((s3-s2)) s"
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q
