@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--workers", type=int, default=0, help="local cluster on CPU: this many workers (default: cores)")
     run.add_argument("--sequential", action="store_true", help="no Dask: the cells one after another, in this process")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    plan = _study_command(study_sub, "plan", "list the tasks `study run` would submit, with their resources", _study_plan)
+    plan = _study_command(study_sub, "plan", "list the tasks `study run` would submit, with their resources",
+                          _study_plan)
     plan.add_argument("--gpus", type=int, default=0, help="plan for a cluster with GPU workers")
     book = _study_command(sub, "book", "execute the generated chapters and build the Jupyter Book", _book)
     book.add_argument("--root", default="", help="the Jupyter Book project to build (holds _config.yml, _toc.yml "

@@ -19,7 +19,8 @@ from e2u.study.run_lock import study_run_lock
 from e2u.study.runner import hide_injected_parameters
 from e2u.study.scaling import scaling_dir
 
-GENERATED_CHAPTERS = ("summary", "claims", "cost", "reproducibility")  # notebooks/<name>.ipynb executed into book/<name>.ipynb from the results
+# notebooks/<name>.ipynb executed into book/<name>.ipynb from the results
+GENERATED_CHAPTERS = ("summary", "claims", "cost", "reproducibility")
 
 
 def build_book(study_file: str | Path, results_dir: str | Path, book: str | Path, root: str | Path | None = None,

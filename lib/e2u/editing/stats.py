@@ -95,7 +95,8 @@ def _accumulate(model, tokenizer, arch, layers, corpus, n_tokens, max_length, dt
 def plain_second_moments(model, tokenizer, arch: Arch, layers: list[int], corpus: Corpus, n_tokens: int,
                          max_length: int = 256) -> dict[int, torch.Tensor]:
     """The definition, as the reference `layer_stats` computes it: one full forward pass per layer over
-    the corpus, one document at a time. `second_moments` must agree (tests/editing/test_stats.py, bench/stats_bench.py)."""
+    the corpus, one document at a time. `second_moments` must agree (tests/editing/test_stats.py,
+    bench/stats_bench.py)."""
     device = input_device(model)
     out = {}
     for layer in layers:

@@ -1,1 +1,2 @@
-"""Load any causal LM (hub id, local directory, the embedded default), where things are inside it, and how text becomes its input."""
+"""Load any causal LM (hub id, local directory, the embedded default), where things are inside it, and how text
+becomes its input."""
