@@ -78,11 +78,12 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
                             load_demonstrations(), seed=params.seed) if params.refusal == "self" else None
     parts = forget_chunks(splits["forget"], params.chunks)
     targets = {c.question: c.target for c in crafted} if crafted else None
+    shared = model_cache(fingerprint)
 
     def problem_of(part):
         return UnlearningProblem(part, retain_records(splits), params.refusal, params.seed,
                                  load_reference=lambda: load_model(models.target, device, dtype)[0], targets=targets,
-                                 merge_group=params.merge_group, cache=model_cache(fingerprint))
+                                 merge_group=params.merge_group, cache=shared)
 
     unlearned = unlearn_in_chunks(model, tokenizer, params.method, hp, parts, fingerprint, problem_of,
                                   lambda: settings.evaluate(model, tokenizer, splits, scorer))

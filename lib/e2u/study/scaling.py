@@ -35,6 +35,7 @@ from typing import Callable
 import torch
 
 from e2u import __version__
+from e2u.cell.evaluation import model_cache
 from e2u.cell.json_fields import from_json_object
 from e2u.cell.peak_memory import peak_memory_gb, peak_memory_kind
 from e2u.cell.run import retain_records
@@ -45,7 +46,7 @@ from e2u.errors import E2UError
 from e2u.files import sha256_of_json, write_json_atomic
 from e2u.methods import get_method, method_code_files, method_hparams, run_method, statistics_layers
 from e2u.model.arch import find_arch
-from e2u.model.load import input_device, load_model
+from e2u.model.load import input_device, load_model, model_fingerprint
 from e2u.problem import UnlearningProblem
 from e2u.provenance import code_digest
 from e2u.study.shared_work import locates
@@ -204,7 +205,8 @@ def measure_point(point: ScalingPoint, path: str | Path | None = None, load: Cal
 
     if torch.cuda.is_available():  # on a GPU the peak is the method's (as a cell's); on the CPU the process's
         torch.cuda.reset_peak_memory_stats()
-    problem = UnlearningProblem(forget, retain, "fixed", point.seed, load_reference=lambda: load()[0])
+    problem = UnlearningProblem(forget, retain, "fixed", point.seed, load_reference=lambda: load()[0],
+                                cache=model_cache(model_fingerprint(model)))  # as a cell's memory reads it
     clock = time.perf_counter()
     outcome = run_method(point.method, model, tokenizer, problem, hp)
     unlearn_seconds = time.perf_counter() - clock

@@ -90,7 +90,7 @@ def finetune_hparams(values: Mapping[str, Any] | FinetuneHParams | None = None) 
         return dataclasses.replace(values).check()
     if not isinstance(values, Mapping):
         raise E2UError(f"finetune hparams: expected a mapping of overrides, got {type(values).__name__}")
-    return build_hparams(FinetuneHParams, dict(values), "finetune").check()
+    return build_hparams(FinetuneHParams, dict(values), "finetune")
 
 
 # ---- batches -----------------------------------------------------------------------------------------
