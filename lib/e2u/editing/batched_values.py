@@ -24,6 +24,7 @@ from e2u.editing.block_inputs import BlockInputs
 from e2u.editing.requests import EditRequest, key_site
 from e2u.editing.values import ValueHParams, essence_site, frozen_parameters
 from e2u.model.batching import padded
+from e2u.model.cache_keywords import cache_arguments, output_cache
 from e2u.model.hooks import trace
 from e2u.model.load import input_device
 from e2u.model.prompts import encode_answer
@@ -154,7 +155,7 @@ class _PrefixCache:
         prefix_ids, mask = padded(ids, pad_id, "right", device)
         # Unmasked: a real token attends only to earlier (real) ones; pad positions stay finite, masked later.
         out = model.base_model(input_ids=prefix_ids, attention_mask=torch.ones_like(mask), use_cache=True)
-        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        kv = [(layer.keys, layer.values) for layer in output_cache(out).layers]
         return cls(kv, mask, sites)
 
     def run(self, model, batch: dict) -> torch.Tensor:
@@ -169,7 +170,7 @@ class _PrefixCache:
                                  config=model.config)
         return model.base_model(
             input_ids=batch["ids"], attention_mask=torch.cat([self.mask[select], batch["mask"]], dim=1),
-            position_ids=positions, past_key_values=cache, use_cache=cache is not None,
+            position_ids=positions, use_cache=cache is not None, **cache_arguments(model.base_model, cache),
         ).last_hidden_state
 
 

@@ -12,6 +12,7 @@ import torch
 from transformers import DynamicCache
 
 from e2u.model.batching import IGNORE, padded, prompt_answer_batch
+from e2u.model.cache_keywords import cache_arguments, output_cache
 from e2u.model.load import input_device
 
 
@@ -60,7 +61,7 @@ def _shared_prompt_batch(model, head, pad: int, batch: list[tuple[int, ...]], me
     ids, mask = padded(batch, pad, "left", device)
     prompt_pass = body(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                        use_cache=True)
-    kv = [(layer.keys, layer.values) for layer in prompt_pass.past_key_values.layers]
+    kv = [(layer.keys, layer.values) for layer in output_cache(prompt_pass).layers]
     # The last prompt position predicts each answer's first token.
     first_logp = torch.log_softmax(head(prompt_pass.last_hidden_state[:, -1]).float(), dim=-1)
     answers_after_prompts(model, head, pad, kv, mask, first_logp, members, answers, batch_size, out)
@@ -93,7 +94,7 @@ def answers_after_prompts(model, head, pad: int, kv: list, mask: torch.Tensor, f
         hidden = body(
             input_ids=answer_ids, attention_mask=torch.cat([mask[select], answer_mask], dim=1),
             position_ids=lengths[select, None] + torch.arange(answer_width, device=device),
-            past_key_values=cache, use_cache=True,
+            use_cache=True, **cache_arguments(body, cache),
         ).last_hidden_state
         token_nll = torch.nn.functional.cross_entropy(head(hidden[valid]).float(), targets[valid], reduction="none")
         per_row = torch.zeros(len(chunk), device=device).index_add_(0, valid.nonzero()[:, 0], token_nll)

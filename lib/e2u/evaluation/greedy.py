@@ -16,6 +16,7 @@ from typing import Sequence
 import torch
 
 from e2u.evaluation.token_ranks import as_lists, padded_targets, ranks_in_logits
+from e2u.model.cache_keywords import cache_arguments
 from e2u.model.kv_context import Context, cache_of, last_logits_kwargs
 
 # Generation settings under which `generate` would not be plain greedy decoding (a logits processor, beams,
@@ -70,8 +71,7 @@ def greedy_continue(
             break
         mask = torch.cat([mask, mask.new_ones((rows, 1))], dim=-1)
         out = model(input_ids=token[:, None], attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1,
-                    cache_position=torch.tensor([width + step], device=device), past_key_values=cache,
-                    use_cache=True, **last_logits_kwargs(model))
+                    use_cache=True, **cache_arguments(model, cache, torch.tensor([width + step], device=device)), **last_logits_kwargs(model))
         logits = out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
     tokens = torch.stack(steps, 1) if steps else torch.zeros((rows, 0), dtype=torch.long, device=device)
     return tokens, (None if targets is None else as_lists(ranks, [len(t) for t in targets]))

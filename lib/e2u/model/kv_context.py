@@ -14,6 +14,7 @@ import torch
 from transformers import DynamicCache
 
 from e2u.model.batching import padded
+from e2u.model.cache_keywords import cache_arguments
 from e2u.model.load import input_device
 
 
@@ -59,7 +60,7 @@ def prefill(model, prompts, pad: int) -> Context:
     ids, mask = padded(prompts, pad, "left", device)
     cache = DynamicCache(config=model.config)
     out = model(input_ids=ids, attention_mask=mask, position_ids=generation_positions(mask),
-                cache_position=torch.arange(ids.shape[1], device=device), past_key_values=cache, use_cache=True,
+                use_cache=True, **cache_arguments(model, cache, torch.arange(ids.shape[1], device=device)),
                 **last_logits_kwargs(model))
     logits = out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
     return Context(_kv(cache), mask, mask.sum(1), logits)

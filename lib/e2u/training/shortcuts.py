@@ -24,6 +24,7 @@ from transformers import DynamicCache
 
 from e2u.model.arch import find_arch
 from e2u.model.batching import IGNORE
+from e2u.model.cache_keywords import cache_arguments
 from e2u.model.hooks import trace
 from e2u.model.load import input_device
 from e2u.training.examples import Example, example_batch
@@ -156,11 +157,11 @@ def _upper_forward(model, states: FrozenStates, examples, attention_mask, where)
                 return model(inputs_embeds=hidden, attention_mask=attention_mask, use_cache=False).logits
         cache = DynamicCache()
         with head_only_at(model, where[:1, :prefix]):
-            model(inputs_embeds=hidden[:1, :prefix], past_key_values=cache, use_cache=True)
+            model(inputs_embeds=hidden[:1, :prefix], use_cache=True, **cache_arguments(model, cache))
         cache.batch_repeat_interleave(len(examples))
         with head_only_at(model, where[:, prefix:]):
-            return model(inputs_embeds=hidden[:, prefix:], attention_mask=attention_mask, past_key_values=cache,
-                         use_cache=True).logits
+            return model(inputs_embeds=hidden[:, prefix:], attention_mask=attention_mask, use_cache=True,
+                         **cache_arguments(model, cache)).logits
 
 
 class ShortcutLoss:

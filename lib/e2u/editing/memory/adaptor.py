@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 
 from e2u.errors import E2UError
 from e2u.files import atomic_path
+from e2u.model.cache_keywords import layer_call_cache
 from e2u.model.load import model_fingerprint
 
 FORMAT = "e2u-memory-adaptor/1"
@@ -82,7 +83,7 @@ class MemoryAdaptor:
 
     def _note_pass(self, module, args, kwargs):
         self._attention_mask = kwargs.get("attention_mask")
-        past = kwargs.get("past_key_values")
+        past = layer_call_cache(kwargs)
         length = past.get_seq_length() if hasattr(past, "get_seq_length") else len(past or ())
         self.continues_cache = length > 0
 

@@ -20,6 +20,7 @@ from e2u.editing.memory.adaptor import MemoryAdaptor
 from e2u.editing.memory.rows import MemoryRows, memory_rows
 from e2u.errors import E2UError
 from e2u.model.batching import padded
+from e2u.model.cache_keywords import cache_arguments
 from e2u.model.kv_context import cache_of, prefill
 from e2u.model.load import input_device
 
@@ -47,7 +48,7 @@ def routed_rows(model, adaptor: MemoryAdaptor, rows: MemoryRows) -> list[dict]:
             answer_ids, answer_mask = padded(answers, 0, "right", device)
             model(input_ids=answer_ids, attention_mask=torch.cat([context.mask, answer_mask], dim=1),
                   position_ids=context.lengths[:, None] + torch.arange(answer_ids.shape[1], device=device),
-                  past_key_values=cache_of(model, context), use_cache=True)
+                  use_cache=True, **cache_arguments(model, cache_of(model, context)))
     out = []
     for row, answer in enumerate(answers):
         decided = torch.cat([masks[0][row, -1:], masks[1][row, : len(answer)] if len(masks) > 1 else masks[0][row, :0]])
