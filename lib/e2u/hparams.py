@@ -1,7 +1,8 @@
 """Typed hyper-parameters: dataclass defaults, overridden by per-family YAML, then by the study cell.
 
 Lookup order for method `m` on a model: the dataclass defaults < `hparams/m.yaml: default`
-< `model_type: <config.model_type>` < `model: <e2u model name>` < the cell's own overrides.
+< `model_type: <config.model_type>` < `model: <e2u model name>` (found by what the model is, whatever its
+name: `model/identity.py`) < the cell's own overrides.
 Unknown keys are an error naming the key and the allowed ones; reference-implementation names
 (e.g. `layers`, `v_lr`) are accepted through each class's `ALIASES`.
 """

@@ -25,6 +25,7 @@ from e2u.editing.memory.adaptor import MemoryAdaptor, attach_saved
 from e2u.editing.memory.site import memory_layer
 from e2u.errors import E2UError
 from e2u.hparams import build_hparams, family_defaults
+from e2u.model.identity import tuned_identity
 from e2u.provenance import cell_code_files
 from e2u.training.trainable import trained_blocks
 from e2u.unlearning import dpo, gradient_ascent, gradient_difference, idk, kl, npo, rmu, simnpo
@@ -100,9 +101,11 @@ def get_method(name: str) -> Method:
 
 
 def method_hparams(name: str, model, model_name: str, overrides: dict | None):
-    """Defaults for this model family, then the cell's overrides (unknown keys are errors)."""
+    """Defaults for this model family, then the cell's overrides (unknown keys are errors). The model's own tuned
+    defaults are found by what it is (`model.identity`), whatever name `model_name` gives it."""
     method = get_method(name)
     model_type = getattr(model.config, "model_type", None)
+    model_name = tuned_identity(model, model_name).name
     values = family_defaults("unlearning", model_type, model_name) if method.kind == "unlearning" else {}
     values.update(family_defaults(name, model_type, model_name))
     values.update(overrides or {})
