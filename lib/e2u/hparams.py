@@ -34,10 +34,12 @@ def family_defaults(method: str, model_type: str | None, model_name: str | None)
 
 def build_hparams(cls, values: dict[str, Any], where: str):
     """Instantiate dataclass `cls` from `values`, checking names and types; `where` prefixes errors."""
-    aliases = getattr(cls, "ALIASES", {})
+    aliases, refused = getattr(cls, "ALIASES", {}), getattr(cls, "REFUSED", {})
     fields = {f.name: f for f in dataclasses.fields(cls)}
     clean = {}
     for key, value in (values or {}).items():
+        if key in refused:
+            raise E2UError(f"{where}: {key}: not accepted: {refused[key]}")
         name = aliases.get(key, key)
         if name not in fields:
             allowed = sorted(set(fields) | set(aliases))

@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 
 from e2u.editing import alphaedit, memit, rome
+from e2u.editing.easyedit import read_easyedit
 from e2u.editing.locate import LocateHParams
 from e2u.editing.memory import grace, wise
 from e2u.editing.memory.adaptor import MemoryAdaptor, attach_saved
@@ -110,6 +111,14 @@ def method_hparams(name: str, model, model_name: str, overrides: dict | None):
     values.update(family_defaults(name, model_type, model_name))
     values.update(overrides or {})
     return build_hparams(method.hparams, values, name)
+
+
+def easyedit_hparams(path: str | Path, model, model_name: str, overrides: dict | None = None,
+                     method: str | None = None):
+    """(method name, hyper-parameters) from an EasyEdit file (`editing/easyedit.py`): this model's defaults, then
+    the file's keys in e2u's names, then `overrides`."""
+    read = read_easyedit(path, method)
+    return read.method, method_hparams(read.method, model, model_name, {**read.hparams, **(overrides or {})})
 
 
 def method_file(name: str) -> Path:
