@@ -1,7 +1,8 @@
 """Typed hyper-parameters: dataclass defaults, overridden by per-family YAML, then by the study cell.
 
 Lookup order for method `m` on a model: the dataclass defaults < `hparams/m.yaml: default`
-< `model_type: <config.model_type>` < `model: <e2u model name>` < the cell's own overrides.
+< `model_type: <config.model_type>` < `model: <e2u model name>` (found by what the model is, whatever its
+name: `model/identity.py`) < the cell's own overrides.
 Unknown keys are an error naming the key and the allowed ones; reference-implementation names
 (e.g. `layers`, `v_lr`) are accepted through each class's `ALIASES`.
 """
@@ -33,10 +34,12 @@ def family_defaults(method: str, model_type: str | None, model_name: str | None)
 
 def build_hparams(cls, values: dict[str, Any], where: str):
     """Instantiate dataclass `cls` from `values`, checking names and types; `where` prefixes errors."""
-    aliases = getattr(cls, "ALIASES", {})
+    aliases, refused = getattr(cls, "ALIASES", {}), getattr(cls, "REFUSED", {})
     fields = {f.name: f for f in dataclasses.fields(cls)}
     clean = {}
     for key, value in (values or {}).items():
+        if key in refused:
+            raise E2UError(f"{where}: {key}: not accepted: {refused[key]}")
         name = aliases.get(key, key)
         if name not in fields:
             allowed = sorted(set(fields) | set(aliases))

@@ -19,12 +19,14 @@ from typing import Callable
 import torch
 
 from e2u.editing import alphaedit, memit, rome
+from e2u.editing.easyedit import read_easyedit
 from e2u.editing.locate import LocateHParams
 from e2u.editing.memory import grace, wise
 from e2u.editing.memory.adaptor import MemoryAdaptor, attach_saved
 from e2u.editing.memory.site import memory_layer
 from e2u.errors import E2UError
 from e2u.hparams import build_hparams, family_defaults
+from e2u.model.identity import tuned_identity
 from e2u.provenance import cell_code_files
 from e2u.training.trainable import trained_blocks
 from e2u.unlearning import dpo, gradient_ascent, gradient_difference, idk, kl, npo, rmu, simnpo
@@ -100,13 +102,23 @@ def get_method(name: str) -> Method:
 
 
 def method_hparams(name: str, model, model_name: str, overrides: dict | None):
-    """Defaults for this model family, then the cell's overrides (unknown keys are errors)."""
+    """Defaults for this model family, then the cell's overrides (unknown keys are errors). The model's own tuned
+    defaults are found by what it is (`model.identity`), whatever name `model_name` gives it."""
     method = get_method(name)
     model_type = getattr(model.config, "model_type", None)
+    model_name = tuned_identity(model, model_name).name
     values = family_defaults("unlearning", model_type, model_name) if method.kind == "unlearning" else {}
     values.update(family_defaults(name, model_type, model_name))
     values.update(overrides or {})
     return build_hparams(method.hparams, values, name)
+
+
+def easyedit_hparams(path: str | Path, model, model_name: str, overrides: dict | None = None,
+                     method: str | None = None):
+    """(method name, hyper-parameters) from an EasyEdit file (`editing/easyedit.py`): this model's defaults, then
+    the file's keys in e2u's names, then `overrides`."""
+    read = read_easyedit(path, method)
+    return read.method, method_hparams(read.method, model, model_name, {**read.hparams, **(overrides or {})})
 
 
 def method_file(name: str) -> Path:

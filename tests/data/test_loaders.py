@@ -345,3 +345,27 @@ def test_realworld_missing_files_and_directory_are_named(tmp_path):
         realworld_files(tmp_path / "absent")
     with pytest.raises(E2UError, match="needs data.path"):
         load_realworld(None)
+
+
+def test_files_of_several_json_arrays_load_as_datasets_wrote_them_above_1000_rows(tmp_path):
+    """Older versions of `Dataset.to_json(lines=False)` wrote one array per 1000-row batch, one after another
+    ("Extra data" to json.loads; later versions refuse to write them, but such files are in circulation: TOFU's
+    retain90/95/99): every row of every array is read, numbered across the arrays."""
+    from e2u.data.schema import read_rows
+
+    rows = [{"question": f"q{i}", "answer": f"a{i}"} for i in range(5)]
+    by_hand = tmp_path / "by_hand.json"
+    by_hand.write_text(json.dumps(rows[:2]) + "\n" + json.dumps(rows[2:]) + "\n", encoding="utf-8")
+    assert [row for _, row in read_rows(by_hand)] == rows
+    assert read_rows(by_hand)[3][0] == f"{by_hand}[3]"
+    many = [{"question": f"question {i}", "answer": f"answer {i}"} for i in range(2345)]
+    written = tmp_path / "written.json"  # as datasets wrote them: each batch's array ended by a newline
+    written.write_text("".join(json.dumps(many[start : start + 1000]) + "\n" for start in range(0, 2345, 1000)))
+    assert [row for _, row in read_rows(written)] == many
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(rows[:2]) + "\n{\"question\": 1}\n", encoding="utf-8")
+    with pytest.raises(E2UError, match=re.escape(f"{broken}: expected JSON arrays") + ".*dict ending at line 2"):
+        read_rows(broken)
+    broken.write_text(json.dumps(rows[:2]) + "\n[{\"question\": ", encoding="utf-8")
+    with pytest.raises(E2UError, match=re.escape(f"{broken}: not valid JSON") + ".*line 2"):
+        read_rows(broken)

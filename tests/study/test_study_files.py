@@ -62,3 +62,22 @@ def test_the_default_study_runs_the_papers_nine_methods_in_both_settings_over_th
     assert {c.method for c in cells if c.merge_group} == {"rome", "memit"}
     assert {c.method for c in cells if c.refusal == "self"} == {"alphaedit", "wise"}
     assert all((c.data_options.get("n_forget") or c.data_options.get("forget_questions") or 20) >= 10 for c in cells)
+
+
+def test_a_method_entry_reads_an_easyedit_file_beside_the_study_and_its_own_hparams_win(tmp_path):
+    from e2u.errors import E2UError
+
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "grace.yaml").write_text(
+        'alg_name: "GRACE"\ninner_params:\n- model.layers[25].mlp.down_proj.weight\neps: 2.0\nn_iter: 30\n'
+        "edit_lr: 1.0\nmodel_name: ./hugging_cache/llama-2-7b\n")
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\ndata: {source: mini}\nmethods:\n  - rome\n"
+                    "  - {name: grace, easyedit: configs/grace.yaml, hparams: {n_iter: 5}}\n")
+    (cell,) = [c for c in load_study(path).cells if c.method == "grace"]
+    assert cell.hparams == {"layer": 25, "eps": 2.0, "n_iter": 5, "edit_lr": 1.0}
+    (rome,) = [c for c in load_study(path).cells if c.method == "rome"]
+    assert rome.hparams == {}
+    path.write_text("name: s\ndata: {source: mini}\nmethods:\n  - {name: rome, easyedit: configs/grace.yaml}\n")
+    with pytest.raises(E2UError, match=r"methods\[0\]: EasyEdit file .*grace.yaml: alg_name 'GRACE' is grace's"):
+        load_study(path)

@@ -75,11 +75,12 @@ def read_jsonl(path: str | Path) -> list[tuple[str, dict]]:
 
 
 def read_rows(path: str | Path) -> list[tuple[str, dict]]:
-    """(where, object) for every record of a JSON Lines file or of a file holding one JSON array.
+    """(where, object) for every record of a JSON Lines file or of a file holding JSON arrays.
 
-    Both layouts occur under the same `.json` extension: TOFU's and closer-look's files are JSON Lines,
-    `Dataset.to_json(lines=False)` and PISTOL's harness write one array. `where` is `file:line` for JSON
-    Lines and `file[index]` for an array.
+    Three layouts occur under the same `.json` extension: TOFU's and closer-look's files are JSON Lines,
+    PISTOL's harness writes one array, and `Dataset.to_json(lines=False)` writes one array per batch of 1000
+    rows, one after another. `where` is `file:line` for JSON Lines and `file[index]` (counted over all the
+    arrays) otherwise.
     """
     path = Path(path)
     if not path.is_file():
@@ -88,13 +89,29 @@ def read_rows(path: str | Path) -> list[tuple[str, dict]]:
         head = handle.read(4096).lstrip()
     if not head.startswith("["):
         return read_jsonl(path)
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise E2UError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(rows, list):
-        raise E2UError(f"{path}: expected a JSON array of objects or JSON Lines")
+    rows = [row for array in json_arrays(path) for row in array]
     return [(f"{path}[{index}]", row) for index, row in enumerate(rows)]
+
+
+def json_arrays(path: Path) -> list[list]:
+    """The JSON arrays in `path`, one after another (whitespace between them); anything else is an error
+    naming the file and the line."""
+    text = path.read_text(encoding="utf-8")
+    decoder, arrays, position = json.JSONDecoder(), [], 0
+    while True:
+        while position < len(text) and text[position].isspace():
+            position += 1
+        if position == len(text):
+            return arrays
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as exc:
+            raise E2UError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(value, list):
+            line = text.count("\n", 0, position) + 1
+            raise E2UError(f"{path}: expected JSON arrays of objects or JSON Lines, found a "
+                           f"{type(value).__name__} ending at line {line}")
+        arrays.append(value)
 
 
 def find_split_file(directory: Path, stem: str) -> Path | None:

@@ -35,7 +35,10 @@ class LocateHParams(ValueHParams):
     mom2_dtype: str = "float32"
     seed: int = 0
 
-    ALIASES = {"v_steps": "v_num_grad_steps", "mom2_n_samples": "mom2_n_tokens"}
+    ALIASES = {"v_steps": "v_num_grad_steps"}
+    # names that mean something else here, refused with the reason rather than read in other units
+    REFUSED = {"mom2_n_samples": "the reference implementations count Wikipedia documents, e2u counts tokens of "
+                                 "its own corpus; give mom2_n_tokens (and mom2_corpus_texts)"}
 
     def extra_rules(self) -> dict:
         at_least = lambda name, least: (whole_number(getattr(self, name)) and getattr(self, name) >= least,  # noqa: E731

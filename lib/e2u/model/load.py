@@ -172,13 +172,26 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     """
     config = {k: v for k, v in model.config.to_dict().items() if k not in ("_name_or_path", "name_or_path")}
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    return _add_weight_probes(digest, model).hexdigest()[:16]
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str | None:
+    """`model_fingerprint` of the weights alone (the same sampled elements, no config: a config saved by another
+    transformers version names the same weights); None for a skeleton on the meta device, which has none."""
+    if any(p.is_meta for p in model.parameters()):
+        return None
+    return _add_weight_probes(hashlib.sha256(), model).hexdigest()[:16]
+
+
+def _add_weight_probes(digest, model: torch.nn.Module):
+    """`digest` updated with every tensor's name and its sampled elements (first and last 64, 256 strided)."""
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
             flat = tensor.reshape(-1)
             probe = torch.cat([flat[:64], flat[-64:], flat[:: max(1, flat.numel() // 256)]])
             digest.update(name.encode())
             digest.update(probe.detach().float().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return digest
 
 
 _STATISTICS_OF = "_e2u_statistics_of"  # an attribute of one model object, set only inside `statistics_of`

@@ -10,6 +10,7 @@
     methods:
       - rome
       - {name: gradient_ascent, label: ga, hparams: {lr: 2.0e-5}}
+      - {name: memit, label: memit-easyedit, easyedit: llama-7b.yaml}   # an EasyEdit file, then `hparams`
 
 Each cell becomes `book/runs/<study>/<setting>/<cell>.ipynb` (the executed notebook) and
 `results/<study>/<setting>/<cell>.json`. A cell whose result file carries the same key, and
@@ -29,6 +30,7 @@ import yaml
 from e2u import __version__
 from e2u.cell.params import CellParams
 from e2u.data.sources import source_files, source_options
+from e2u.editing.easyedit import read_easyedit
 from e2u.errors import E2UError
 from e2u.files import TEMPLATES, sha256_of_file, sha256_of_json
 from e2u.methods import method_code_files
@@ -49,7 +51,10 @@ SEED_PLACEHOLDER = "{seed}"
 # (refusal: fixed | sampled | self, merge_group: same-subject questions per edit request, chunks: the forget
 # set unlearned in that many chunks, one after another; seeds: a subset of the study's seeds, for the
 # entries that need fewer draws than the rest).
-METHOD_ENTRY_KEYS = frozenset({"name", "label", "hparams", "settings", "refusal", "merge_group", "chunks", "seeds"})
+# easyedit: an EasyEdit hyper-parameter file (relative to the study file), read into e2u's keys at load, so that the
+# cell's key holds its values; the entry's own `hparams` override it.
+METHOD_ENTRY_KEYS = frozenset({"name", "label", "hparams", "settings", "refusal", "merge_group", "chunks", "seeds",
+                               "easyedit"})
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ def load_study(path: str | os.PathLike) -> Study:
         unknown_settings = sorted(set(only or []) - {s["name"] for s in settings})
         if unknown_settings:
             raise E2UError(f"study file {path}: methods[{position}].settings names unknown setting(s) {unknown_settings}")
+        hparams = _entry_hparams(entry, path, position)
         entry_seeds = entry.get("seeds", seeds)
         if (not isinstance(entry_seeds, list) or not entry_seeds
                 or not all(isinstance(s, int) and not isinstance(s, bool) and s in seeds for s in entry_seeds)):
@@ -118,7 +124,7 @@ def load_study(path: str | os.PathLike) -> Study:
                         setting=setting["name"], data_source=data["source"], data_path=str(data.get("path", "") or ""),
                         data_options={k: v for k, v in data.items() if k not in ("source", "path")},
                         retain_model=str(setting.get("retain_model", "") or ""), finetune=setting.get("finetune") or {},
-                        method=entry["name"], label=entry.get("label", ""), hparams=entry.get("hparams") or {},
+                        method=entry["name"], label=entry.get("label", ""), hparams=hparams,
                         refusal=entry.get("refusal", spec.get("refusal", "fixed")),
                         merge_group=entry.get("merge_group", 0), chunks=entry.get("chunks", 1), seed=seed,
                         device=spec.get("device", "") or "",
@@ -132,6 +138,21 @@ def load_study(path: str | os.PathLike) -> Study:
         raise E2UError(f"study file {path}: cells {duplicates} appear twice; give them distinct labels")
     points = scaling_points(spec, spec.get("model", "smollm2-135m-instruct"), path)
     return Study(name=name, cells=tuple(cells), source=path, scaling=tuple(points))
+
+
+def _entry_hparams(entry: dict, path: Path, position: int):
+    """The entry's hyper-parameters: its EasyEdit file's, if it names one, then its own `hparams`."""
+    own = entry.get("hparams") or {}
+    if "easyedit" not in entry:
+        return own
+    source = entry["easyedit"]
+    if not isinstance(source, str) or not source:
+        raise E2UError(f"study file {path}: methods[{position}].easyedit: expected the path of an EasyEdit file")
+    try:
+        read = read_easyedit((path.parent / Path(source).expanduser()).resolve(), entry["name"])
+    except E2UError as exc:
+        raise E2UError(f"study file {path}: methods[{position}]: {exc}") from None
+    return {**read.hparams, **own} if isinstance(own, dict) else own
 
 
 def _settings(spec: dict, path: Path) -> list[dict]:

@@ -15,8 +15,9 @@ Editing one request (GRACE algorithm 1), for each of its answer positions (`memo
 Ours, where the reference differs: a key per answer position (the reference keys the last prompt token
 only, which greedy generation passes through once: reference/editing.md A.4), values started from the
 projection's own output there ("warm"; the reference's `cold` is U[0,1)), and eps_init set as a
-fraction of the median key norm at answer positions of the kept questions, so that one setting means
-the same on every model. The chosen numbers are logged.
+fraction of the median key norm at answer positions of the kept questions (`eps_ratio`), so that one
+setting means the same on every model; `eps` gives it in the keys' own units instead, as the reference
+does. The chosen numbers are logged.
 """
 
 from __future__ import annotations
@@ -44,14 +45,16 @@ log = logging.getLogger(__name__)
 @dataclass
 class GraceHParams(MemoryHParams):
     eps_ratio: float = 0.5  # eps_init = eps_ratio x the median key norm at kept answer positions
+    eps: float = 0.0  # > 0: eps_init itself, in the keys' own units (EasyEdit's `eps`); eps_ratio is then unused
     early_stop_loss: float = 0.01
     value_init: str = "warm"  # "warm": the projection's own output; "cold": U[0,1) as the reference
 
     METHOD = "grace"
-    ALIASES = {"eps": "eps_ratio", "inner_layer": "layer"}
+    ALIASES = {"inner_layer": "layer"}
 
     def extra_rules(self) -> dict:
         return {"eps_ratio": (real_number(self.eps_ratio) and self.eps_ratio > 0, "a number > 0"),
+                "eps": (real_number(self.eps) and self.eps >= 0, "a radius >= 0 (0: eps_ratio sets it)"),
                 "early_stop_loss": (real_number(self.early_stop_loss) and self.early_stop_loss >= 0, "a number >= 0"),
                 "value_init": (self.value_init in ("warm", "cold"), "'warm' or 'cold'")}
 
@@ -183,7 +186,7 @@ def edit(model, tokenizer, requests, locality, hp: GraceHParams, codebook: Codeb
     upper = UpperPass(model, layer if hp.reuse_frozen else 0, tokenizer)
     kept = memory_rows(tokenizer, [], locality, device)
     norm = key_norm_median(model, codebook, kept)
-    eps_init = hp.eps_ratio * norm
+    eps_init = hp.eps if hp.eps > 0 else hp.eps_ratio * norm
     per_edit = list(codebook.log.get("edits", []))
     first = len(per_edit)
     generator = torch.Generator(device="cpu").manual_seed(hp.seed * 1_000_003 + first)
@@ -205,8 +208,9 @@ def edit(model, tokenizer, requests, locality, hp: GraceHParams, codebook: Codeb
                     "radius_median": round(float(codebook.radii.median()), 4) if len(codebook.radii) else None,
                     "edits": per_edit, "shortcut": upper.states is not None,
                     "seconds": round(codebook.log.get("seconds", 0) + time.perf_counter() - started, 2)}
-    check_retain_routing(model, codebook, kept, hp.max_retain_routing, "grace", f"radius eps_ratio {hp.eps_ratio}",
-                         "lower eps_ratio")
+    radius = f"radius eps {hp.eps}" if hp.eps > 0 else f"radius eps_ratio {hp.eps_ratio}"
+    check_retain_routing(model, codebook, kept, hp.max_retain_routing, "grace", radius,
+                         "lower eps" if hp.eps > 0 else "lower eps_ratio")
     return codebook
 
 
