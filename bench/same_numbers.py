@@ -1,9 +1,11 @@
-"""Do two commits compute the same numbers? Each commit's library runs the tiny-model study of
+"""Do two commits, or two stacks, compute the same numbers? Each commit's library runs the tiny-model study of
 tests/cell/test_every_method_every_source.py (every method on TOFU- and real-world-format files and the fictional
 authors) and the embedded model's pretrained cells (studies/same-numbers.yaml), each in its own `$E2U_HOME`;
 `e2u compare` then checks every per-item number. Prints the ratio of the two runs' study times.
 
     python bench/same_numbers.py BASE [OTHER]     (OTHER: the working tree; about 25 minutes a side on 2 cores)
+    python bench/same_numbers.py "" "" --base-python .venv/bin/python --other-python .venv-latest/bin/python \
+        --only same-numbers                       (the working tree on two stacks: the lock and make test-latest's)
 """
 
 import argparse
@@ -38,13 +40,13 @@ def tiny_study(folder: Path) -> Path:
     return study
 
 
-def run_side(tree: Path, out: Path, studies: list[Path]) -> float:
-    """Every study run with the library of `tree`; the seconds it took."""
+def run_side(tree: Path, out: Path, studies: list[Path], python: str) -> float:
+    """Every study run with the library of `tree` by the interpreter `python`; the seconds it took."""
     env = {**os.environ, "PYTHONPATH": str(tree / "lib"), "E2U_HOME": str(out / "home"), "OMP_NUM_THREADS": "1"}
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "e2u.cli", "prepare"], env=env, cwd=out, check=True)
+    subprocess.run([python, "-m", "e2u.cli", "prepare"], env=env, cwd=out, check=True)
     for study in studies:
-        subprocess.run([sys.executable, "-m", "e2u.cli", "study", "run", str(study), "--results", "results",
+        subprocess.run([python, "-m", "e2u.cli", "study", "run", str(study), "--results", "results",
                         "--book", "book", "--workers", "1", "--no-progress"], env=env, cwd=out, check=True)
     return time.perf_counter() - started
 
@@ -53,19 +55,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base", help="a commit")
     parser.add_argument("other", nargs="?", default="", help="another commit (default: the working tree)")
+    parser.add_argument("--base-python", default=sys.executable, help="the interpreter (its stack) of the base side")
+    parser.add_argument("--other-python", default=sys.executable, help="the interpreter of the other side")
+    parser.add_argument("--only", choices=("every", "same-numbers"), help="one of the two studies")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="e2u-same-numbers-"))
-    studies = [tiny_study(work / "tiny"), REPO / "studies" / "same-numbers.yaml"]
+    names = [args.only] if args.only else ["every", "same-numbers"]
+    studies = [tiny_study(work / "tiny") if name == "every" else REPO / "studies" / "same-numbers.yaml" for name in names]
     seconds, trees = {}, {}
+    pythons = {"base": args.base_python, "other": args.other_python}
     for side, rev in (("base", args.base), ("other", args.other)):
         trees[side] = REPO if not rev else work / f"tree-{side}"
         if rev:
             subprocess.run(["git", "worktree", "add", "--detach", str(trees[side]), rev], cwd=REPO, check=True)
         (work / side).mkdir()
-        seconds[side] = run_side(trees[side], work / side, studies)
-        print(f"{side} ({rev or 'working tree'}): {seconds[side]:.0f} s")
+        seconds[side] = run_side(trees[side], work / side, studies, pythons[side])
+        print(f"{side} ({rev or 'working tree'}, {pythons[side]}): {seconds[side]:.0f} s")
     status = 0
-    for name in ("every", "same-numbers"):
+    for name in names:
         status |= subprocess.run([sys.executable, "-m", "e2u.cli", "compare", str(work / "base" / "results" / name),
                                   str(work / "other" / "results" / name)],
                                  env={**os.environ, "PYTHONPATH": str(REPO / "lib")}).returncode
