@@ -9,6 +9,7 @@ from e2u import __version__, cache
 from e2u.evaluation.evaluate import evaluate_dataset
 from e2u.files import sha256_of_json
 from e2u.model.load import load_model, model_fingerprint
+from e2u.model.prompts import PromptFormat, format_key, with_prompt_format
 from e2u.provenance import code_digest, evaluation_code_files
 
 
@@ -33,29 +34,32 @@ def splits_digest(splits: dict) -> str:
 
 
 def evaluate_cached(model, tokenizer, splits, settings: EvaluationSettings, entailment=None) -> dict:
-    """Evaluation of the unedited model, computed once per (model, data, evaluation settings, code)."""
+    """Evaluation of the unedited model, computed once per (model, data, evaluation settings, prompt format, code)."""
     key = {"model": model_fingerprint(model), "data": splits_digest(splits), "max_new_tokens": settings.max_new_tokens,
            "batch_size": settings.batch_size, "nli_model": settings.nli_model, "version": __version__,
            **({"paraphrased": settings.paraphrased} if settings.paraphrased is not None else {}),
-           "code": code_digest(evaluation_code_files())}
+           "code": code_digest(evaluation_code_files()), **format_key(tokenizer)}
     return cache.cached_json(cache.entry_path("evals", key), key,
                              lambda: settings.evaluate(model, tokenizer, splits, entailment))
 
 
 def evaluate_retain_model(path: str, device: str | None, dtype: str | None, splits: dict,
-                          settings: EvaluationSettings, entailment=None) -> dict:
-    """Per-item results of the retain model at `path` on the cell's data (cached like any unedited model's)."""
+                          settings: EvaluationSettings, entailment=None, prompt: PromptFormat | None = None) -> dict:
+    """Per-item results of the retain model at `path` on the cell's data, its questions rendered with `prompt`
+    (cached like any unedited model's)."""
     model, tokenizer = load_model(path, device, dtype)
+    with_prompt_format(tokenizer, prompt)
     return evaluate_cached(model, tokenizer, splits, settings, entailment)
 
 
-def model_cache(fingerprint: str):
+def model_cache(fingerprint: str, tokenizer=None):
     """The on-disk cache a cell's method shares with every cell of the same model (`UnlearningProblem.cache`):
-    its entries are keyed by the unedited model's fingerprint, the library version and the evaluation code."""
-    code = code_digest(evaluation_code_files())
+    its entries are keyed by the unedited model's fingerprint, the library version, the evaluation code and
+    `tokenizer`'s prompt format (`prompts.format_key`)."""
+    code, rendering = code_digest(evaluation_code_files()), format_key(tokenizer)
 
     def cached(kind: str, key: dict, compute):
-        full = {"model": fingerprint, **key, "version": __version__, "code": code}
+        full = {"model": fingerprint, **key, "version": __version__, "code": code, **rendering}
         return cache.cached_json(cache.entry_path(kind, full), full, compute)
 
     return cached

@@ -10,6 +10,7 @@ from e2u.cell.json_fields import from_json_object
 from e2u.data.sources import source_options
 from e2u.errors import E2UError
 from e2u.methods import get_method
+from e2u.model.prompts import PromptFormat, prompt_format
 
 
 @dataclass
@@ -35,11 +36,14 @@ class CellParams:
     device: str = ""
     dtype: str = ""
     nli_model: str = ""  # a local NLI model directory (or cached hub id): entailment is computed with it
+    prompt: dict = field(default_factory=dict)  # {template, system} (model.prompts): how every question is rendered
 
     def __post_init__(self) -> None:
         get_method(self.method)
         self.hparams = _mapping(self.hparams, "hparams")
         self.finetune = _mapping(self.finetune, "finetune")
+        self.prompt = _mapping(self.prompt, "prompt")
+        prompt_format(self.prompt, "parameter prompt")
         self.data_options = source_options(self.data_source, _mapping(self.data_options, "data_options"))
         for name in ("seed", "max_new_tokens", "batch_size", "merge_group", "chunks"):
             value = getattr(self, name)
@@ -77,6 +81,11 @@ class CellParams:
     def evaluation(self) -> EvaluationSettings:
         """How the cell's models are evaluated (`cell.evaluation`)."""
         return EvaluationSettings(self.max_new_tokens, self.batch_size, self.paraphrased, self.nli_model)
+
+    @property
+    def prompt_format(self) -> PromptFormat | None:
+        """How this cell's models render questions (`model.prompts.with_prompt_format`); None: as the model does."""
+        return prompt_format(self.prompt, "parameter prompt")
 
     @property
     def cell_id(self) -> str:

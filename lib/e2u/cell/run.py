@@ -34,6 +34,7 @@ from e2u.files import sha256_of_file, write_json_atomic
 from e2u.methods import get_method, method_hparams
 from e2u.model.arch import find_arch
 from e2u.model.load import input_device, load_model, model_fingerprint
+from e2u.model.prompts import with_prompt_format
 from e2u.problem import UnlearningProblem
 from e2u.recipes.self_improvement import craft_targets, greedy_continuations, load_demonstrations
 from e2u.recipes.sequential import chunk_report, forget_chunks
@@ -56,8 +57,9 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     clock = started = time.perf_counter()
     device, dtype, settings = params.device or None, params.dtype or None, params.evaluation
     models = setting_models(params.model, params.data_source, params.data_options, params.retain_model,
-                            device, params.finetune, params.data_path)
+                            device, params.finetune, params.data_path, params.prompt)
     model, tokenizer = load_model(models.target, device, dtype)
+    with_prompt_format(tokenizer, params.prompt_format)  # every question of the cell rendered with it
     splits, data_report = load_splits_with_report(model, tokenizer, params.data_source, params.data_path or None,
                                                   params.data_options, params.batch_size)
     if "forget" not in splits or not splits["forget"]:
@@ -70,7 +72,8 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     clock = time.perf_counter()
     scorer = load_entailment(params.nli_model, device)
     before = evaluate_cached(model, tokenizer, splits, settings, scorer)
-    retain = evaluate_retain_model(models.retain, device, dtype, splits, settings, scorer) if models.retain else None
+    retain = evaluate_retain_model(models.retain, device, dtype, splits, settings, scorer, params.prompt_format) \
+        if models.retain else None
     timings["evaluate_before"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -78,7 +81,7 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
                             load_demonstrations(), seed=params.seed) if params.refusal == "self" else None
     parts = forget_chunks(splits["forget"], params.chunks)
     targets = {c.question: c.target for c in crafted} if crafted else None
-    shared = model_cache(fingerprint)
+    shared = model_cache(fingerprint, tokenizer)
 
     def problem_of(part):
         return UnlearningProblem(part, retain_records(splits), params.refusal, params.seed,

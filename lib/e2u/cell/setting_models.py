@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -23,6 +23,7 @@ from e2u.evaluation import memorisation
 from e2u.files import e2u_home, sha256_of_json
 from e2u.model import store
 from e2u.model.load import load_model
+from e2u.model.prompts import PromptFormat, prompt_format, with_prompt_format
 from e2u.model.source import base_model_identity
 from e2u.training import finetune as training
 from e2u.training.finetune_data import FINETUNED_SOURCES, finetune_data, source_finetune_defaults
@@ -41,13 +42,15 @@ class SettingModels:
 
 
 def setting_models(model: str, data_source: str, data_options: dict, retain_model: str = "",
-                   device: str | None = None, finetune: dict | None = None, data_path: str = "") -> SettingModels:
+                   device: str | None = None, finetune: dict | None = None, data_path: str = "",
+                   prompt: dict | None = None) -> SettingModels:
     """The target and retain models of one setting; trains the finetuned ones on first use, with the
-    setting's `finetune:` hyper-parameters over the source's defaults (`finetune_data.source_finetune_defaults`)."""
+    setting's `finetune:` hyper-parameters over the source's defaults (`finetune_data.source_finetune_defaults`),
+    on questions rendered with the setting's `prompt` format (`model.prompts`)."""
     if data_source not in FINETUNED_SOURCES:
         return SettingModels(model, retain_model or None)
     prepared = prepare_models(model, finetune_data(data_source, data_path or None, data_options), hp=finetune or None,
-                              device=device)
+                              device=device, prompt=prompt)
     info = {role: {"path": str(path), "seconds": meta.get("seconds"), "final_loss": meta.get("final_loss"),
                    "adapter": meta.get("hparams", {}).get("adapter", "full"), "memorisation": meta.get("memorisation")}
             for role, path, meta in (("target", prepared.target, prepared.target_info),
@@ -56,20 +59,20 @@ def setting_models(model: str, data_source: str, data_options: dict, retain_mode
 
 
 def setting_finetune_jobs(model: str, data_source: str, data_options: dict, finetune: dict | None = None,
-                          data_path: str = "") -> tuple[object, object, list["FinetuneJob"]] | None:
+                          data_path: str = "", prompt: dict | None = None) -> tuple[object, object, list["FinetuneJob"]] | None:
     """(data, hyper-parameters, jobs) of a setting whose source is finetuned here (`finetune_jobs`), else None."""
     if data_source not in FINETUNED_SOURCES:
         return None
     data = finetune_data(data_source, data_path or None, data_options)
-    hp, jobs = finetune_jobs(model, data, finetune or None)
+    hp, jobs = finetune_jobs(model, data, finetune or None, prompt=prompt)
     return data, hp, jobs
 
 
 def prepare_setting_model(model: str, data_source: str, data_options: dict, role: str, finetune: dict | None = None,
-                          data_path: str = "", device: str | None = None) -> dict:
+                          data_path: str = "", device: str | None = None, prompt: dict | None = None) -> dict:
     """Train one of a setting's finetuned models (`role`: target or retain) unless it is cached; its info.
     A study trains the two as separate steps, side by side on two workers (`shared_work`)."""
-    data, hp, jobs = setting_finetune_jobs(model, data_source, data_options, finetune, data_path)
+    data, hp, jobs = setting_finetune_jobs(model, data_source, data_options, finetune, data_path, prompt)
     job = next(j for j in jobs if j.role == role)
     return cached_info(job) or train_finetune_job(model, data, hp, job, device=device)[0]
 
@@ -109,26 +112,28 @@ class FinetuneJob:
     key: str
     records: list
     digest: str
+    prompt: PromptFormat | None = None  # how its questions are rendered (None: as the model does)
 
 
 def finetune_jobs(base_model_name: str, data, hp: Mapping | None = None,
-                  home: str | os.PathLike | None = None) -> tuple[object, list[FinetuneJob]]:
+                  home: str | os.PathLike | None = None, prompt: dict | None = None) -> tuple[object, list[FinetuneJob]]:
     """The hyper-parameters (the source's defaults updated with `hp`) and the target and retain models' jobs.
 
     Each lives in `<home>/models/<name>` where the name holds the base model, the data's name, the role
-    (`full` / the retain tag) and a hash of the hyper-parameters, the data and the base weights. No model is
+    (`full` / the retain tag) and a hash of the hyper-parameters, the data, the base weights and the `prompt` format
+    (when one is given: the questions are trained as they are rendered). No model is
     loaded here (a study's planner, which must not read a hub data set either, uses
     `finetune_data.model_identity` instead)."""
     hp = training.finetune_hparams({**source_finetune_defaults(data.source), **(hp or {})})
-    base = base_model_identity(base_model_name)
+    base, fmt = base_model_identity(base_model_name), prompt_format(prompt)
     root = (Path(home).expanduser() if home is not None else e2u_home()) / "models"
     jobs = []
     for role, tag, records in (("target", "full", data.target_records), ("retain", data.retain_tag, data.retain_records)):
         digest = records_digest(records)
         key = sha256_of_json({"version": training.FINETUNE_VERSION, "base": base, "hparams": hp.to_dict(),
-                              "data": digest})[:12]
+                              "data": digest, **({"prompt": asdict(fmt)} if fmt else {})})[:12]
         jobs.append(FinetuneJob(role, root / f"{store.slug(base_model_name)}-{data.name}-{tag}-{key}", key,
-                                records, digest))
+                                records, digest, fmt))
     return hp, jobs
 
 
@@ -144,6 +149,7 @@ def train_finetune_job(base_model_name: str, data, hp, job: FinetuneJob, *, repo
     samples of the forget and retain records) and the frozen blocks' states it used (`FrozenStates`, made when
     `states` is None and the lower blocks are frozen; pass them to the next job of the same base)."""
     model, tokenizer = load_model(base_model_name, device=device)
+    with_prompt_format(tokenizer, job.prompt)
     if states is None and training.first_trained_block(model, hp) > 0:
         states = FrozenStates(training.first_trained_block(model, hp))
     log.info("finetuning the %s model on %d records -> %s", job.role, len(job.records), job.path)
@@ -155,7 +161,7 @@ def train_finetune_job(base_model_name: str, data, hp, job: FinetuneJob, *, repo
         "data": {"source": data.source, **data.describe, "records": len(job.records), "digest": job.digest},
         "hparams": hp.to_dict(), "finetune_version": training.FINETUNE_VERSION, "seconds": train_log["seconds"],
         "report_seconds": round(time.perf_counter() - started, 2), "final_loss": train_log["final_loss"],
-        "log": train_log, "memorisation": report,
+        "log": train_log, "memorisation": report, **({"prompt": asdict(job.prompt)} if job.prompt else {}),
     }
     store.save_model_atomic(model, tokenizer, job.path, info, INFO_FILE)
     return info, states
@@ -163,11 +169,11 @@ def train_finetune_job(base_model_name: str, data, hp, job: FinetuneJob, *, repo
 
 def prepare_models(
     base_model_name: str, data, hp: Mapping | None = None, home: str | os.PathLike | None = None,
-    *, report_size: int = 20, device: str | None = None,
+    *, report_size: int = 20, device: str | None = None, prompt: dict | None = None,
 ) -> PreparedModels:
     """The target and retain models of a finetuned setting (`finetune_data.FinetuneData`), trained once and cached
     (`finetune_jobs`), one after the other, sharing the frozen blocks' states when the lower blocks are frozen."""
-    hp, jobs = finetune_jobs(base_model_name, data, hp, home)
+    hp, jobs = finetune_jobs(base_model_name, data, hp, home, prompt)
     infos: dict[str, dict] = {}
     states = None  # shared: both runs start from one base
     for job in jobs:

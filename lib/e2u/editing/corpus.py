@@ -26,7 +26,7 @@ from e2u import cache
 from e2u.errors import E2UError
 from e2u.model.batching import padded
 from e2u.model.load import input_device, require_own_statistics, statistics_fingerprint
-from e2u.model.prompts import render_question
+from e2u.model.prompts import format_key, render_question
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +78,11 @@ def question_bank_corpus(tokenizer) -> Corpus:
 
 @torch.no_grad()
 def model_samples_corpus(model, tokenizer, n_texts: int = 64, length: int = 128, seed: int = 0) -> Corpus:
-    """Text sampled from the model itself, cached under `$E2U_HOME/corpora/` (keyed by the model's fingerprint)."""
+    """Text sampled from the model itself, cached under `$E2U_HOME/corpora/` (keyed by the model's fingerprint and
+    the tokenizer's prompt format)."""
     name = f"model samples ({n_texts} x {length} tokens, seed {seed})"
     key = {"model": statistics_fingerprint(model), "n_texts": n_texts, "length": length, "seed": seed,
-           "prompts": _SAMPLE_PROMPTS}
+           "prompts": _SAMPLE_PROMPTS, **format_key(tokenizer)}  # half of the samples answer rendered questions
 
     def sample():
         require_own_statistics(model, "the statistics corpus's samples")

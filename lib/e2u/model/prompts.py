@@ -66,6 +66,13 @@ def _format_of(tokenizer) -> PromptFormat | None:
     return getattr(tokenizer, _FORMAT, None)
 
 
+def format_key(tokenizer) -> dict:
+    """What a cache key adds for `tokenizer`'s rendering: `{"prompt": {template, system}}`, or nothing without a
+    format (so the keys of caches made before formats existed stay the same)."""
+    fmt = _format_of(tokenizer)
+    return {"prompt": {"template": fmt.template, "system": fmt.system}} if fmt else {}
+
+
 def has_chat_template(tokenizer) -> bool:
     """Whether questions are rendered through the tokenizer's chat template (not when a template of its own is set)."""
     fmt = _format_of(tokenizer)

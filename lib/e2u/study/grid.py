@@ -6,6 +6,7 @@
     data: {source: mini}
     evaluation: {max_new_tokens: 32, batch_size: 16}   # nli_model: <dir> adds entailment
     refusal: fixed
+    prompt: {template: "[INST] {question} [/INST]"}   # or {system: ...}: how questions are rendered (a setting's own wins)
     seeds: [0]
     methods:
       - rome
@@ -34,6 +35,7 @@ from e2u.editing.easyedit import read_easyedit
 from e2u.errors import E2UError
 from e2u.files import TEMPLATES, sha256_of_file, sha256_of_json
 from e2u.methods import method_code_files
+from e2u.model.prompts import prompt_format
 from e2u.provenance import code_digest
 from e2u.study.scaling import SCALING_FOLDER, scaling_points
 
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 
 TEMPLATE = TEMPLATES / "unlearn.ipynb"
 _STUDY_KEYS = frozenset({"name", "model", "setting", "settings", "data", "evaluation", "refusal", "seeds", "methods",
-                         "device", "dtype", "scaling"})
+                         "device", "dtype", "scaling", "prompt"})
 
 
 # A method entry: the method, its cell label, hyper-parameters, the settings it runs in, and the recipes
@@ -85,6 +87,7 @@ def load_study(path: str | os.PathLike) -> Study:
     name = spec["name"]
     if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
         raise E2UError(f"study file {path}: field 'name' must be letters, digits, '-' or '_', got {name!r}")
+    prompt_format(spec.get("prompt"), f"study file {path}: prompt")
     settings = _settings(spec, path)
     evaluation = spec.get("evaluation") or {}
     if not isinstance(evaluation, dict) or set(evaluation) - {"max_new_tokens", "batch_size", "nli_model", "paraphrased"}:
@@ -124,6 +127,7 @@ def load_study(path: str | os.PathLike) -> Study:
                         setting=setting["name"], data_source=data["source"], data_path=str(data.get("path", "") or ""),
                         data_options={k: v for k, v in data.items() if k not in ("source", "path")},
                         retain_model=str(setting.get("retain_model", "") or ""), finetune=setting.get("finetune") or {},
+                        prompt=setting.get("prompt", spec.get("prompt")) or {},
                         method=entry["name"], label=entry.get("label", ""), hparams=hparams,
                         refusal=entry.get("refusal", spec.get("refusal", "fixed")),
                         merge_group=entry.get("merge_group", 0), chunks=entry.get("chunks", 1), seed=seed,
@@ -168,8 +172,11 @@ def _settings(spec: dict, path: Path) -> list[dict]:
     settings = []
     for position, setting in enumerate(raw):
         where = f"study file {path}: settings[{position}]"
-        if not isinstance(setting, dict) or "name" not in setting or set(setting) - {"name", "data", "model", "retain_model", "finetune"}:
-            raise E2UError(f"{where} must be a mapping with name, data and optional model, retain_model, finetune")
+        if not isinstance(setting, dict) or "name" not in setting or set(setting) - {"name", "data", "model", "retain_model", "finetune",
+                                                                          "prompt"}:
+            raise E2UError(f"{where} must be a mapping with name, data and optional model, retain_model, finetune, "
+                           "prompt")
+        prompt_format(setting.get("prompt"), f"{where}: prompt")
         if not isinstance(setting.get("finetune") or {}, dict):
             raise E2UError(f"{where}: field 'finetune' must be a mapping of finetuning hyper-parameters")
         if not isinstance(setting["name"], str) or not setting["name"].replace("-", "").replace("_", "").isalnum():
@@ -211,7 +218,10 @@ def cell_key(cell: CellParams) -> str:
     """Hash of the cell's parameters, the e2u version, the code it depends on, the template and the data files."""
     files = {str(p.name): sha256_of_file(p)
              for p in source_files(cell.data_source, cell.data_path or None, cell.data_options)}
-    return sha256_of_json({"params": asdict(cell), "e2u": __version__, "lib": code_digest(method_code_files(cell.method)),
+    params = asdict(cell)
+    if not params["prompt"]:  # absent: the keys of studies written before `prompt:` existed stay the same
+        del params["prompt"]
+    return sha256_of_json({"params": params, "e2u": __version__, "lib": code_digest(method_code_files(cell.method)),
                            "template": sha256_of_file(TEMPLATE), "data": files})[:24]
 
 

@@ -36,6 +36,7 @@ from e2u.evaluation.entailment import load_entailment
 from e2u.methods import get_method, method_hparams, statistics_layers
 from e2u.model.arch import find_arch
 from e2u.model.load import load_model
+from e2u.model.prompts import with_prompt_format
 from e2u.training.finetune_data import FINETUNED_SOURCES, model_identity
 
 
@@ -49,10 +50,10 @@ class SharedStep:
 
 
 def _setting_of(cell: CellParams) -> tuple:
-    """What a setting's shared work depends on: model, data, finetuning, device and evaluation settings."""
+    """What a setting's shared work depends on: model, data, finetuning, device, evaluation settings and prompt format."""
     return (cell.model, cell.data_source, cell.data_path, json.dumps(cell.data_options, sort_keys=True),
             cell.retain_model, json.dumps(cell.finetune, sort_keys=True), cell.device, cell.dtype, cell.max_new_tokens,
-            cell.batch_size, cell.nli_model)
+            cell.batch_size, cell.nli_model, json.dumps(cell.prompt, sort_keys=True))
 
 
 def locates(method: str) -> bool:
@@ -81,7 +82,7 @@ def plan_shared_steps(cells: list[CellParams]) -> list[SharedStep]:
         needs, target = [], first.model  # the model the setting's cells edit: its statistics are shared
         for role in ("target", "retain") if first.data_source in FINETUNED_SOURCES else ():
             identity = json.dumps([first.model, first.finetune, role, model_identity(
-                first.data_source, first.data_path, first.data_options, role)], sort_keys=True)
+                first.data_source, first.data_path, first.data_options, role), first.prompt], sort_keys=True)
             target = identity if role == "target" else target
             step = finetunes.get(identity) or SharedStep(
                 "finetune", f"finetune {role} {name.removeprefix('setting ')}", (), (f"model {first.model}",), role)
@@ -134,7 +135,7 @@ def _prepare_finetuned(step: SharedStep) -> list[str]:
 
     cell = step.cells[0]
     info = prepare_setting_model(cell.model, cell.data_source, cell.data_options, step.role, cell.finetune,
-                                 cell.data_path, cell.device or None)
+                                 cell.data_path, cell.device or None, cell.prompt)
     return [f"{step.name}: the {step.role} model, {info['data']['records']} records, trained in {info['seconds']} s"]
 
 
@@ -142,13 +143,14 @@ def _prepare_setting(step: SharedStep) -> list[str]:
 
     cell, lines = step.cells[0], []
     models = setting_models(cell.model, cell.data_source, cell.data_options, cell.retain_model, cell.device or None,
-                            cell.finetune, cell.data_path)
+                            cell.finetune, cell.data_path, cell.prompt)
     for role, info in models.info.items():
         recall = ", ".join(f"{split} {values['rouge_l_recall']:.2f}"
                            for split, values in (info.get("memorisation") or {}).items())
         lines.append(f"setting {cell.setting}: finetuned {role} model {info['path']} "
                      f"(greedy ROUGE-L recall of its training answers: {recall})")
     model, tokenizer = load_model(models.target, cell.device or None, cell.dtype or None)
+    with_prompt_format(tokenizer, cell.prompt_format)
     splits = load_splits(model, tokenizer, cell.data_source, cell.data_path or None, cell.data_options,
                          cell.batch_size)
     lines.append(f"setting {cell.setting}: data {cell.data_source} "
@@ -156,7 +158,8 @@ def _prepare_setting(step: SharedStep) -> list[str]:
     scorer = load_entailment(cell.nli_model, cell.device or None)
     evaluate_cached(model, tokenizer, splits, cell.evaluation, scorer)
     if models.retain:
-        evaluate_retain_model(models.retain, cell.device or None, cell.dtype or None, splits, cell.evaluation, scorer)
+        evaluate_retain_model(models.retain, cell.device or None, cell.dtype or None, splits, cell.evaluation, scorer,
+                              cell.prompt_format)
     lines.append(f"setting {cell.setting}: unedited{' and retain' if models.retain else ''} model evaluated")
     return lines
 
@@ -165,8 +168,9 @@ def _prepare_statistics(step: SharedStep) -> list[str]:
     """The union of every editor cell's layers, one pass per statistics corpus (stats.layer_moments caches)."""
     cell = step.cells[0]
     models = setting_models(cell.model, cell.data_source, cell.data_options, cell.retain_model, cell.device or None,
-                            cell.finetune, cell.data_path)
+                            cell.finetune, cell.data_path, cell.prompt)
     model, tokenizer = load_model(models.target, cell.device or None, cell.dtype or None)
+    with_prompt_format(tokenizer, cell.prompt_format)
     by_corpus: dict[tuple, tuple[object, set[int]]] = {}
     lines = []
     for editor in step.cells:
