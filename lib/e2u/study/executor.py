@@ -296,7 +296,7 @@ def run_study_on_dask(study: Study, results_dir: Path, book_dir: Path, scheduler
     with study_run_lock(book_dir, results_dir / study.name):
         with study_client(scheduler, workers, dashboard) as client:
             if dashboard is not None:
-                print(f"Dask dashboard: {dashboard_address(client) or 'the scheduler serves none'}", flush=True)
+                print(f"Dask dashboard: {dashboard_address(client)}", flush=True)
             plan = plan_study(study, results_dir, book_dir, has_gpu_workers(client))
             if not plan.cells and not plan.points:
                 return [CellOutcome(c.cell_id, "cached", 0.0) for c in plan.cached] + \
