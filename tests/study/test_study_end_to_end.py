@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import make_tiny_llama
 
+from e2u.book.build import stale_outputs
 from e2u.study.grid import load_study
 from e2u.study.runner import run_study
 
@@ -101,6 +102,7 @@ def test_a_failing_cell_keeps_its_executed_notebook_until_it_runs_again(tiny_stu
     failed = root / "book" / "runs" / "tiny" / "pretrained" / "rome-seed0.failed.ipynb"
     assert sorted((root / "book").rglob("*.ipynb")) == [failed]  # no chapter: only the executed notebook, kept
     assert "0..3" in failed.read_text() and "hparams" in failed.read_text()
+    assert not stale_outputs(broken, root / "results", root / "book")  # `e2u book` keeps it (and leaves it out)
     # the report names the kept notebook and the error's last frames, not only its last line
     details = outcome[0].details
     assert f"executed notebook kept: {failed}" in details and "\x1b[" not in details
