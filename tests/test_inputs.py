@@ -175,10 +175,14 @@ def test_book_removes_only_outputs_of_cells_the_study_no_longer_has(tmp_path):
     results, book = tmp_path / "results", tmp_path / "book"
     for f in (results / "s/pretrained/rome-seed0.json", results / "s/pretrained/old-seed0.json",
               book / "runs/s/pretrained/rome-seed0.ipynb", book / "runs/s/pretrained/old-seed0.ipynb",
-              book / "runs/s/pretrained/.rome-seed0.ipynb.tmp.ipynb", results / "s/stages.json"):
+              book / "runs/s/pretrained/.rome-seed0.ipynb.tmp.ipynb", results / "s/stages.json",
+              # a current cell's rerun and kept failed notebook stay; an old cell's go with it
+              results / "s/pretrained/rome-seed0.rerun-layer-2.json", book / "runs/s/pretrained/rome-seed0.failed.ipynb",
+              results / "s/pretrained/old-seed0.rerun-lr-0.5.json", book / "runs/s/pretrained/old-seed0.failed.ipynb"):
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text("{}")
-    assert {p.name for p in stale_outputs(study, results, book)} == {"old-seed0.json", "old-seed0.ipynb"}
+    assert {p.name for p in stale_outputs(study, results, book)} == {
+        "old-seed0.json", "old-seed0.ipynb", "old-seed0.rerun-lr-0.5.json", "old-seed0.failed.ipynb"}
 
 
 def test_stage_times_are_recorded_and_shown_install_first(tmp_path):

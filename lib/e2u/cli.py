@@ -6,6 +6,8 @@
     e2u study plan studies/default.yaml the tasks it would submit, with their resources (--gpus N)
     e2u book studies/default.yaml     summary and cost chapters + Jupyter Book build (--root: another book project)
     e2u compare A B [--tolerance 1e-6] do two result directories hold the same per-item numbers?
+    e2u export STUDY --format csv      the study's per-item results as one long table (csv or parquet)
+    e2u --version; -v/--verbose before or after the subcommand
 
 Each command imports its work when it runs (the one place in the library with imports inside functions):
 torch, transformers, Dask and papermill take seconds to load, and `e2u --help` or a mistyped command should
@@ -18,8 +20,10 @@ import argparse
 import logging
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
+from e2u import __version__
 from e2u.errors import E2UError
 
 
@@ -58,6 +62,8 @@ def _study_run(args) -> int:
     from e2u.study.runner import run_study
     from e2u.study.stages import record_stage
 
+    if args.sequential and args.dashboard is not None:
+        raise E2UError("--dashboard shows the Dask cluster's work: it has none to show with --sequential")
     study = load_study(args.study)
     check_cells(study.cells)  # before any cell starts: a fault names the cell and the hyper-parameter
     started = time.perf_counter()
@@ -65,7 +71,7 @@ def _study_run(args) -> int:
         outcomes, steps = run_study(study, Path(args.results), Path(args.book)), []
     else:
         outcomes, steps = run_study_on_dask(study, Path(args.results), Path(args.book), args.scheduler, args.workers,
-                                            progress=not args.no_progress)
+                                            progress=not args.no_progress, dashboard=args.dashboard)
     for step in steps:
         print("\n".join(step["lines"]) + f"\n{step['step']}: {step['seconds']:.1f} s")
         record_stage(args.results, study.name, f"shared: {step['step']}", step["seconds"])
@@ -73,6 +79,9 @@ def _study_run(args) -> int:
         retried = f" (ran {o.attempts} times: its worker died)" if o.attempts > 1 else ""
         print(f"{o.status:>7}  {o.cell_id:<32} {o.seconds:7.1f} s  {o.error}{retried}")
     failed = [o for o in outcomes if o.status == "failed"]
+    for o in failed:  # where its executed notebook was kept, and the error's last frames
+        if o.details:
+            print(f"\n{o.cell_id} failed:\n" + "\n".join("    " + line for line in o.details.splitlines()))
     record_stage(args.results, study.name, "study", time.perf_counter() - started)
     print(f"study {study.name}: {len(outcomes)} cells, {sum(o.status == 'cached' for o in outcomes)} cached, "
           f"{len(failed)} failed, {time.perf_counter() - started:.1f} s")
@@ -100,9 +109,10 @@ def _rerun(args) -> int:
     from e2u.study.rerun import rerun_chapter
 
     study = load_study(args.study)
-    changes = rerun_chapter(study, args.chapter, [tuple(p) for p in args.parameter], Path(args.results),
-                            Path(args.book))
-    print(f"reran {args.chapter} with " + ", ".join(f"{k} = {new!r} (was {old!r})" for k, (old, new) in changes.items()))
+    changes, chapter = rerun_chapter(study, args.chapter, [tuple(p) for p in args.parameter], Path(args.results),
+                                     Path(args.book))
+    print(f"reran {args.chapter} with " + ", ".join(f"{k} = {new!r} (was {old!r})" for k, (old, new) in changes.items())
+          + f": a variant beside the study's cell, {chapter}")
     if args.no_build:
         return 0
     return _book(argparse.Namespace(study=args.study, results=args.results, book=args.book, root=args.root,
@@ -139,6 +149,36 @@ def _compare(args) -> int:
     return 1 if differing else 0
 
 
+def _export(args) -> int:
+    """The study's per-item results as one long table: csv or parquet, written whole or not at all."""
+    # the command's work, loaded when it runs (the module docstring says why)
+    from e2u.study.export import export_table
+    from e2u.study.grid import load_study
+
+    name = load_study(args.study).name if Path(args.study).is_file() else args.study  # a study file or its name
+    out = Path(args.out or f"{name}.{args.format}")
+    rows = export_table(Path(args.results), name, out, args.format, args.variants)
+    print(f"{rows} rows of study {name} written to {out}")
+    return 0
+
+
+def _verbose_after_subcommands(parser: argparse.ArgumentParser) -> None:
+    """`-v` accepted after any subcommand too (`e2u study run x.yaml -v`), not only before it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                     help="log what happens (INFO)")
+                _verbose_after_subcommands(command)
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("e2u")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return __version__
+
+
 def _study_command(sub, name: str, help: str, run) -> argparse.ArgumentParser:
     """A subcommand that reads a study file and its results and chapter folders."""
     command = sub.add_parser(name, help=help)
@@ -151,7 +191,8 @@ def _study_command(sub, name: str, help: str, run) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="e2u", description="Editing as unlearning: the study runner")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (INFO)")
+    parser.add_argument("--version", action="version", version=f"e2u {_package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     prepare = sub.add_parser("prepare", help="convert the embedded model once")
     prepare.add_argument("study", nargs="?", help="a study file: also prepare what its settings need")
@@ -169,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--workers", type=int, default=0, help="local cluster on CPU: this many workers (default: cores)")
     run.add_argument("--sequential", action="store_true", help="no Dask: the cells one after another, in this process")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--dashboard", nargs="?", type=int, const=8787, default=None, metavar="PORT",
+                     help="start the local cluster's Dask dashboard (default port 8787; 0: any free port) and print "
+                     "its address; with --scheduler, print that scheduler's")
     plan = _study_command(study_sub, "plan", "list the tasks `study run` would submit, with their resources",
                           _study_plan)
     plan.add_argument("--gpus", type=int, default=0, help="plan for a cluster with GPU workers")
@@ -191,6 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("b", help="another one, with the same <setting>/<cell>.json files")
     compare.add_argument("--tolerance", type=float, default=1e-6, help="largest absolute difference allowed")
     compare.set_defaults(run=_compare)
+    export = sub.add_parser("export", help="a study's per-item results as one long table (csv or parquet)")
+    export.add_argument("study", help="a study file, or a study's name (its folder under --results)")
+    export.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    export.add_argument("--out", default="", help="the file to write (default: <study>.<format> here)")
+    export.add_argument("--results", default="results")
+    export.add_argument("--variants", action="store_true", help="add the reruns beside the study (`e2u rerun`)")
+    export.set_defaults(run=_export)
+    _verbose_after_subcommands(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

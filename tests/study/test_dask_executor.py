@@ -184,7 +184,7 @@ def test_a_step_starts_after_every_step_it_needs_and_their_failure_fails_its_cel
 
     def fake_cell(cell_json, result, notebook, key):
         record("cell", key)
-        return 0.0, ""
+        return 0.0, "", ""
 
     monkeypatch.setattr(executor, "run_shared_step", fake_step)
     monkeypatch.setattr(executor, "_run_cell_task", fake_cell)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import make_tiny_llama
 
+from e2u.book.build import stale_outputs
 from e2u.study.grid import load_study
 from e2u.study.runner import run_study
 
@@ -91,14 +92,28 @@ def _glued_title(notebook: Path) -> str:
     raise AssertionError(f"{notebook} glues no title")
 
 
-def test_a_failing_cell_leaves_no_result_and_no_notebook(tiny_study):
+def test_a_failing_cell_keeps_its_executed_notebook_until_it_runs_again(tiny_study):
     study, root = tiny_study
     broken = type(study)(study.name, (study.cells[0],), study.source)
     object.__setattr__(broken.cells[0], "hparams", {"layer": 99})
     outcome = run_study(broken, root / "results", root / "book")
     assert outcome[0].status == "failed" and "0..3" in outcome[0].error
     assert not list((root / "results").rglob("*.json"))
-    assert not list((root / "book").rglob("*.ipynb"))
+    failed = root / "book" / "runs" / "tiny" / "pretrained" / "rome-seed0.failed.ipynb"
+    assert sorted((root / "book").rglob("*.ipynb")) == [failed]  # no chapter: only the executed notebook, kept
+    assert "0..3" in failed.read_text() and "hparams" in failed.read_text()
+    assert not stale_outputs(broken, root / "results", root / "book")  # `e2u book` keeps it (and leaves it out)
+    # the report names the kept notebook and the error's last frames, not only its last line
+    details = outcome[0].details
+    assert f"executed notebook kept: {failed}" in details and "\x1b[" not in details
+    frames = details.splitlines()
+    assert len(frames) > 3 and "0..3" in frames[-1] and any("File " in line or "Cell In" in line for line in frames)
+
+    fixed = type(study)(study.name, (study.cells[1],), study.source)  # gradient ascent: runs fast
+    ga_failed = failed.with_name("ga-seed0.failed.ipynb")
+    ga_failed.write_text(failed.read_text())  # as if ga had failed before
+    assert [o.status for o in run_study(fixed, root / "results", root / "book")] == ["ran"]
+    assert not ga_failed.exists() and failed.exists()  # a successful run removes its own stale failed notebook
 
 
 def test_the_notebook_stops_on_a_bad_cell_naming_the_field(tmp_path):

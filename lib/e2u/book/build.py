@@ -18,6 +18,7 @@ from e2u.study.grid import load_study, notebook_path, result_path
 from e2u.study.run_lock import study_run_lock
 from e2u.study.runner import hide_injected_parameters
 from e2u.study.scaling import scaling_dir
+from e2u.study.variants import split_variant
 
 # notebooks/<name>.ipynb executed into book/<name>.ipynb from the results
 GENERATED_CHAPTERS = ("summary", "claims", "cost", "reproducibility")
@@ -129,10 +130,16 @@ def clear_another_studys_site(site: Path, study: str) -> None:
 
 def stale_outputs(study, results_dir: Path, book_dir: Path) -> list[Path]:
     """Result files, scaling files and chapter notebooks of cells the study no longer has (generated, git-ignored):
-    left in place they would appear in the book beside the current cells."""
+    left in place they would appear in the book beside the current cells. A current cell's reruns
+    (`study.variants`) and its kept failed notebook (`<cell>.failed.ipynb`, which the book leaves out) stay."""
     keep = {result_path(results_dir, study, c).resolve() for c in study.cells}
     keep |= {notebook_path(book_dir, study, c).resolve() for c in study.cells}
     keep |= {(scaling_dir(results_dir, study.name) / p.file_name).resolve() for p in study.scaling}
     found = list((results_dir / study.name).glob("*/*.json")) + list((book_dir / "runs" / study.name).glob("*/*.ipynb"))
     # Hidden files are a running cell's temporary notebook: never touched here.
-    return sorted(p for p in found if p.resolve() not in keep and not p.name.startswith("."))
+    return sorted(p for p in found if _cell_file(p).resolve() not in keep and not p.name.startswith("."))
+
+
+def _cell_file(path: Path) -> Path:
+    """The study cell's own file that `path` belongs to: itself, or the cell a rerun or failed notebook is of."""
+    return path.with_name(split_variant(path.stem.removesuffix(".failed"))[0] + path.suffix)

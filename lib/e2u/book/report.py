@@ -7,7 +7,6 @@ figures are `cost.py`'s.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import MappingProxyType
 
@@ -19,7 +18,7 @@ from e2u.book.cost import peak_memory_of
 from e2u.data.sources import PROTOCOL
 from e2u.errors import E2UError
 from e2u.model.load import resolve_model
-from e2u.study.scaling import SCALING_FOLDER
+from e2u.study.result_files import read_results
 
 HEADLINE = (
     ("forget", "refusal_rate", "forget refusal rate"),
@@ -31,10 +30,8 @@ HEADLINE = (
 
 def load_results(directory: str | Path) -> list[dict]:
     """Every cell's result file (`<setting>/<cell>.json`) under `directory`, sorted by setting then cell id
-    (the scaling measurements in `scaling/` are the cost chapter's, not cells)."""
-    results = [json.loads(p.read_text()) for p in sorted(Path(directory).glob("*/*.json"))
-               if p.parent.name != SCALING_FOLDER]
-    return sorted(results, key=lambda r: (r["params"]["setting"], r["cell_id"]))
+    (the scaling measurements in `scaling/` are the cost chapter's, the reruns beside a cell the summary's)."""
+    return read_results(directory)
 
 
 SUITE_METRICS = (

@@ -9,10 +9,14 @@ example by dask-jobqueue on Slurm: see the README).
 A worker that dies in the middle of a task is not retried by the local scheduler
 (`allowed-failures: 0`): the executor retries the cell once itself, so the rule is the same on any
 cluster (a remote scheduler may add its own retries, by its configuration).
+
+Dask's dashboard is off by default; `e2u study run --dashboard [PORT]` starts the local scheduler's (a
+port of 0: any free one) and the run prints its address (`dashboard_address`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from contextlib import contextmanager
@@ -56,9 +60,9 @@ def worker_specs(cores: int, gpus: int, memory_bytes: int | None = None) -> dict
 
 
 @contextmanager
-def study_client(scheduler: str = "", workers: int = 0) -> Iterator:
+def study_client(scheduler: str = "", workers: int = 0, dashboard: int | None = None) -> Iterator:
     """A connected `distributed.Client`: to `scheduler` if given, else to a new local cluster
-    (`workers` > 0 overrides its size on CPU)."""
+    (`workers` > 0 overrides its size on CPU; `dashboard`, a port, starts its dashboard)."""
     if scheduler:
         try:
             client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
@@ -68,21 +72,35 @@ def study_client(scheduler: str = "", workers: int = 0) -> Iterator:
         with client:
             yield client
         return
-    with local_cluster(workers) as cluster, Client(cluster) as client:
+    with local_cluster(workers, dashboard) as cluster, Client(cluster) as client:
         yield client
 
 
+def dashboard_address(client) -> str:
+    """Where the cluster's dashboard answers (`/status`), with a note when its graphical pages cannot be drawn
+    here. (Dask's scheduler always serves its health and info routes over HTTP; the dashboard's pages only when
+    asked for.)"""
+    note = "" if importlib.util.find_spec("bokeh") else \
+        " (bokeh is not installed: its pages say so, the /info pages work; `pip install bokeh` draws the dashboard)"
+    return client.dashboard_link + note
+
+
 @contextmanager
-def local_cluster(workers: int = 0) -> Iterator:
-    """A cluster on this machine: one worker per GPU, else `workers` (default: one per core) single-threaded ones."""
+def local_cluster(workers: int = 0, dashboard: int | None = None) -> Iterator:
+    """A cluster on this machine: one worker per GPU, else `workers` (default: one per core) single-threaded ones;
+    with `dashboard` (a port, 0: any free one), the scheduler serves Dask's dashboard there."""
     gpus = local_gpus()
     cores = workers if workers and not gpus else machine_cores()
     quiet = logging.getLogger("distributed")  # the scheduler runs in this process: its start-up lines are noise
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-            scheduler = {"cls": Scheduler, "options": {"dashboard": False}}
+        # a fresh route list: without bokeh, a scheduler serving the dashboard appends its "install bokeh" page to
+        # the list in Dask's configuration, and every later scheduler of this process would serve it too
+        routes = [r for r in dask.config.get("distributed.scheduler.http.routes") if not r.endswith("missing_bokeh")]
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0, "distributed.scheduler.http.routes": routes}):
+            served = {"dashboard": True, "dashboard_address": f":{dashboard}"} if dashboard is not None else {}
+            scheduler = {"cls": Scheduler, "options": {"dashboard": False, **served}}
             with SpecCluster(workers=worker_specs(cores, gpus), scheduler=scheduler,
                              silence_logs=logging.ERROR) as cluster:
                 yield cluster

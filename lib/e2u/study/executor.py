@@ -26,10 +26,10 @@ from tqdm import tqdm
 
 from e2u.cell.params import CellParams
 from e2u.errors import E2UError
-from e2u.study.cluster import has_gpu_workers, study_client
+from e2u.study.cluster import dashboard_address, has_gpu_workers, study_client
 from e2u.study.grid import Study, cell_key, is_done, notebook_path, result_path
 from e2u.study.run_lock import study_run_lock
-from e2u.study.runner import CellOutcome, error_line, run_cell_notebook
+from e2u.study.runner import CellOutcome, error_frames, error_line, failure_details, run_cell_notebook
 from e2u.study.scaling import is_measured, measure_in_subprocess, scaling_dir
 from e2u.study.shared_work import SharedStep, plan_shared_steps, run_shared_step, step_for_cell
 
@@ -131,17 +131,18 @@ def cost_rank(cell: CellParams) -> int:
     return SLOW_METHODS.get(cell.method, 0) + (cell.chunks > 1) + (n_forget > 10) * 2
 
 
-def _run_cell_task(cell_json: str, result: str, notebook: str, key: str) -> tuple[float, str]:
-    """On a worker: one cell's notebook. Returns (seconds, error); an error is the notebook's, not the worker's."""
+def _run_cell_task(cell_json: str, result: str, notebook: str, key: str) -> tuple[float, str, str]:
+    """On a worker: one cell's notebook. Returns (seconds, error, its details: `runner.failure_details`); an error
+    is the notebook's, not the worker's."""
     started = time.perf_counter()
     cell = CellParams.from_json(cell_json)
     Path(result).unlink(missing_ok=True)
     try:
         run_cell_notebook(cell, Path(result), Path(notebook), key)
-        return time.perf_counter() - started, ""
+        return time.perf_counter() - started, "", ""
     except Exception as exc:  # the cell failed; the worker is fine: no retry, report it
         Path(result).unlink(missing_ok=True)
-        return time.perf_counter() - started, error_line(exc)
+        return time.perf_counter() - started, error_line(exc), failure_details(exc, Path(notebook))
 
 
 @dataclass
@@ -233,9 +234,9 @@ def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcom
             elif job.step is not None:
                 new = fail_all(job, f"shared step {job.step.name!r} failed: {error}")
             else:
-                seconds, cell_error = value if not error else (0.0, error)
+                seconds, cell_error, details = value if not error else (0.0, error, "")
                 new = [CellOutcome(_job_id(job), "failed" if cell_error else "ran", seconds, cell_error,
-                                   attempts=job.attempts)]
+                                   attempts=job.attempts, details=details)]
             for outcome in new:
                 counts["done" if outcome.status == "ran" else "failed"] += 1
             outcomes += new
@@ -249,14 +250,15 @@ def _job_id(job: _Job) -> str:
     return job.cell.cell.cell_id if job.cell is not None else job.point.name
 
 
-def _measure_point_task(point, path: str) -> tuple[float, str]:
-    """On a worker: one scaling point, in fresh processes of its own (its peak memory is its own)."""
+def _measure_point_task(point, path: str) -> tuple[float, str, str]:
+    """On a worker: one scaling point, in fresh processes of its own (its peak memory is its own); returns
+    (seconds, error, the error's last frames)."""
     started = time.perf_counter()
     try:
         measure_in_subprocess(point, Path(path))
-        return time.perf_counter() - started, ""
+        return time.perf_counter() - started, "", ""
     except Exception as exc:  # the point failed; the worker is fine
-        return time.perf_counter() - started, error_line(exc)
+        return time.perf_counter() - started, error_line(exc), error_frames(exc)
 
 
 def _collect(future) -> tuple[object, str, bool]:
@@ -287,11 +289,14 @@ def _has_gpu(client) -> bool:
 
 
 def run_study_on_dask(study: Study, results_dir: Path, book_dir: Path, scheduler: str = "", workers: int = 0,
-                      progress: bool = True) -> tuple[list[CellOutcome], list[dict]]:
-    """`e2u study run`: hold the run lock, plan, and run the plan on a local cluster or on `scheduler`."""
+                      progress: bool = True, dashboard: int | None = None) -> tuple[list[CellOutcome], list[dict]]:
+    """`e2u study run`: hold the run lock, plan, and run the plan on a local cluster or on `scheduler` (with
+    `dashboard`, a port: the local cluster's dashboard, its address printed; a remote one's is printed too)."""
     results_dir, book_dir = Path(results_dir).resolve(), Path(book_dir).resolve()  # workers run elsewhere
     with study_run_lock(book_dir, results_dir / study.name):
-        with study_client(scheduler, workers) as client:
+        with study_client(scheduler, workers, dashboard) as client:
+            if dashboard is not None:
+                print(f"Dask dashboard: {dashboard_address(client)}", flush=True)
             plan = plan_study(study, results_dir, book_dir, has_gpu_workers(client))
             if not plan.cells and not plan.points:
                 return [CellOutcome(c.cell_id, "cached", 0.0) for c in plan.cached] + \

@@ -5,8 +5,10 @@ is a cell parameter (`e2u.cell.run.CellParams`: `max_new_tokens`, `refusal`, `ch
 the cell's method (`layer`, `v_lr`, ...; `hparams.<name>` says so explicitly); a value is read as YAML (`7`,
 `0.5`, `[4, 5]`, `fixed`). Everything is checked before any computation: the chapter, each key (an unknown one
 is named with the allowed ones), each value's type and range, and the layers against the model's config
-(`cell_check`). The chapter's notebook then says at its top which parameters differ from the study's; its result
-file (same name, the new parameters inside) is what the summary and claims chapters then read.
+(`cell_check`). The rerun is a variant beside the study's cell (`variants.py`): its own result file and chapter,
+named by what changed (`rome-seed0.rerun-layer-2.json`), the study's own files left byte for byte as they were.
+Its chapter says at its top which parameters differ from the study's; the summary lists it apart, and the claims
+read only the study's own cells. A failed rerun keeps its executed notebook (`runner.failed_notebook_path`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from e2u.errors import E2UError
 from e2u.methods import get_method, method_hparams
 from e2u.study.grid import Study, cell_key, notebook_path, result_path
 from e2u.study.run_lock import study_run_lock
-from e2u.study.runner import run_cell_notebook
+from e2u.study.runner import error_line, failure_details, run_cell_notebook
+from e2u.study.variants import variant_name, variant_path
 
 FIXED = ("setting", "label")  # what names the chapter: not a parameter a rerun may change
 
@@ -75,19 +78,24 @@ def changed_cell(cell: CellParams, pairs: Sequence[tuple[str, str]]) -> tuple[Ce
 
 
 def rerun_chapter(study: Study, chapter: str, pairs: Sequence[tuple[str, str]], results_dir: Path,
-                  book_dir: Path) -> dict:
-    """Run `chapter`'s notebook again with the changed parameters into the book; return the changes."""
+                  book_dir: Path) -> tuple[dict, str]:
+    """Run `chapter`'s notebook again with the changed parameters, as a variant beside the study's cell; return
+    the changes and the variant's chapter (`<setting>/<cell id>.<variant name>`)."""
     cell = find_chapter(study, chapter)
     if not pairs:
         raise E2UError("e2u rerun: give at least one parameter to change, as -p key value")
     new, changes = changed_cell(cell, pairs)
-    result = result_path(results_dir.resolve(), study, cell)
-    notebook = notebook_path(book_dir.resolve(), study, cell)
-    # the cell keeps its chapter and file names; its key is the new cell's, so `study run` reruns the study's own.
-    # The run lock: never beside a running study, which writes the same files.
+    name = variant_name(changes)
+    result = variant_path(result_path(results_dir.resolve(), study, cell), name)
+    notebook = variant_path(notebook_path(book_dir.resolve(), study, cell), name)
+    # The run lock: never beside a running study, which reads and writes the same folders.
     with study_run_lock(book_dir.resolve(), results_dir.resolve() / study.name):
-        run_cell_notebook(new, result, notebook, cell_key(new), rerun=json.dumps(changes, sort_keys=True))
-    return changes
+        try:
+            run_cell_notebook(new, result, notebook, cell_key(new), rerun=json.dumps(changes, sort_keys=True))
+        except Exception as exc:
+            result.unlink(missing_ok=True)
+            raise E2UError(f"rerun of {chapter} failed: {error_line(exc)}\n{failure_details(exc, notebook)}") from None
+    return changes, f"{cell.setting}/{notebook.stem}"
 
 
 def rerun_note(rerun: str) -> str:
@@ -96,5 +104,5 @@ def rerun_note(rerun: str) -> str:
         return ""
     changes = json.loads(rerun)
     listed = "; ".join(f"`{key}` {json.dumps(new)} (the study's: {json.dumps(old)})" for key, (old, new) in changes.items())
-    return (f"**Rerun with parameters that differ from the study's:** {listed}. `e2u study run` puts the study's "
-            "own cell back.")
+    return (f"**Rerun with parameters that differ from the study's:** {listed}. A variant beside the study's own "
+            "cell, which is unchanged: the summary lists it apart, and the claims do not read it.")

@@ -3,14 +3,19 @@ process (`e2u study run --sequential`; the Dask executor in executor.py is the d
 
 The executed notebook is written to a temporary file and renamed into `book/runs/` only after
 the cell succeeded and wrote its result, so neither a killed run nor a failed cell leaves a file
-that a later run would trust. The chapter's title is written by the notebook itself (it glues
+that a later run would trust. A failed cell keeps its executed notebook as `<cell>.failed.ipynb` beside
+where its chapter would have been (papermill's convention; the book leaves it out), and its error's last
+frames are reported with that path; the cell's next successful run removes it. The chapter's title is written by the notebook itself (it glues
 `CellParams.title` into its first heading); nothing is patched in after execution.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +38,7 @@ class CellOutcome:
     seconds: float
     error: str = ""
     attempts: int = 1  # more than one: its worker died and the cell ran again
+    details: str = ""  # a failed cell: where its executed notebook was kept, and the error's last frames
 
 
 def notebook_parameters(cell: CellParams, result: Path, key: str, rerun: str = "") -> dict:
@@ -42,18 +48,31 @@ def notebook_parameters(cell: CellParams, result: Path, key: str, rerun: str = "
             **({"rerun": rerun} if rerun else {})}
 
 
+def failed_notebook_path(notebook: Path) -> Path:
+    """Where a failed cell's executed notebook is kept: `<cell>.failed.ipynb` beside its chapter's place."""
+    return notebook.with_name(f"{notebook.stem}.failed.ipynb")
+
+
 def run_cell_notebook(cell: CellParams, result: Path, notebook: Path, key: str, kernel: str = "python3",
                       rerun: str = "") -> None:
-
+    """Execute the cell's notebook into `notebook` (whole, once its result is written); on failure keep what
+    was executed as `failed_notebook_path(notebook)` and raise."""
     notebook.parent.mkdir(parents=True, exist_ok=True)
+    failed = failed_notebook_path(notebook)
     with atomic_path(notebook, ".ipynb") as tmp:
-        papermill.execute_notebook(
-            str(TEMPLATE), str(tmp), parameters=notebook_parameters(cell, result, key, rerun), kernel_name=kernel,
-            progress_bar=False, cwd=str(TEMPLATE.parent),
-        )
-        if not result.is_file():
-            raise E2UError(f"cell {cell.cell_id}: the notebook finished without writing {result}")
+        try:
+            papermill.execute_notebook(
+                str(TEMPLATE), str(tmp), parameters=notebook_parameters(cell, result, key, rerun),
+                kernel_name=kernel, progress_bar=False, cwd=str(TEMPLATE.parent),
+            )
+            if not result.is_file():
+                raise E2UError(f"cell {cell.cell_id}: the notebook finished without writing {result}")
+        except Exception:
+            if tmp.is_file() and tmp.stat().st_size:  # papermill wrote the notebook up to the failing cell
+                os.replace(tmp, failed)
+            raise
         hide_injected_parameters(tmp)
+    failed.unlink(missing_ok=True)  # stale: this run succeeded
 
 
 def hide_injected_parameters(notebook: Path) -> None:
@@ -91,10 +110,30 @@ def _run_one(study: Study, cell: CellParams, results_dir: Path, book_dir: Path, 
         result.unlink(missing_ok=True)
         message = error_line(exc)
         log.error("cell %s failed: %s", cell.cell_id, message)
-        return CellOutcome(cell.cell_id, "failed", time.perf_counter() - started, message)
+        return CellOutcome(cell.cell_id, "failed", time.perf_counter() - started, message,
+                           details=failure_details(exc, notebook))
 
 
 def error_line(exc: BaseException) -> str:
     """The last line of an exception's message (papermill's is the notebook's traceback), or its type."""
     text = str(exc).strip()
     return text.splitlines()[-1] if text else type(exc).__name__
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def error_frames(exc: BaseException, frames: int = 3) -> str:
+    """The last `frames` frames of the error's traceback and its message, without terminal colours: the
+    notebook's (papermill keeps the kernel's traceback) or, for an error outside it, this process's."""
+    entries = getattr(exc, "traceback", None)  # papermill.PapermillExecutionError: the kernel's, one frame each
+    if not isinstance(entries, list) or not entries:
+        entries = traceback.format_exception(exc)
+    return "\n".join(_ANSI.sub("", entry).rstrip() for entry in entries[-frames - 1:])
+
+
+def failure_details(exc: BaseException, notebook: Path) -> str:
+    """What a reader needs to debug a failed cell: where its executed notebook was kept, and the last frames."""
+    failed = failed_notebook_path(notebook)
+    where = f"executed notebook kept: {failed}" if failed.is_file() else "no notebook was executed"
+    return f"{where}\n{error_frames(exc)}"
