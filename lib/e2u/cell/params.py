@@ -35,6 +35,7 @@ class CellParams:
     device: str = ""
     dtype: str = ""
     nli_model: str = ""  # a local NLI model directory (or cached hub id): entailment is computed with it
+    save_changes: bool = False  # write the change beside the result file (`change_path`): deltas or the adaptor
 
     def __post_init__(self) -> None:
         get_method(self.method)
@@ -53,6 +54,8 @@ class CellParams:
                                              or not all(isinstance(n, str) and n for n in self.paraphrased)):
             raise E2UError(f"parameter paraphrased: expected a list of split names such as ['forget'], or null for "
                            f"every split, got {self.paraphrased!r}")
+        if not isinstance(self.save_changes, bool):
+            raise E2UError(f"parameter save_changes: expected true or false, got {self.save_changes!r}")
         if self.refusal not in ("fixed", "sampled", "self"):
             raise E2UError(f"parameter refusal: expected 'fixed', 'sampled' or 'self', got {self.refusal!r}")
         if self.chunks < 1:
@@ -81,6 +84,14 @@ class CellParams:
     @property
     def cell_id(self) -> str:
         return f"{self.label}-seed{self.seed}"
+
+    def keyed(self) -> dict:
+        """The parameters a cell's key hashes: all of them, `save_changes` only when on (a study that does not save
+        its changes keeps the keys it had before the option existed)."""
+        values = asdict(self)
+        if not self.save_changes:
+            del values["save_changes"]
+        return values
 
 
 def _mapping(value, name: str) -> dict:

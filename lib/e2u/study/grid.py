@@ -7,6 +7,7 @@
     evaluation: {max_new_tokens: 32, batch_size: 16}   # nli_model: <dir> adds entailment
     refusal: fixed
     seeds: [0]
+    save_changes: false     # true: each cell also writes its change, <cell>.change.safetensors (e2u eval reads it)
     methods:
       - rome
       - {name: gradient_ascent, label: ga, hparams: {lr: 2.0e-5}}
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 TEMPLATE = TEMPLATES / "unlearn.ipynb"
 _STUDY_KEYS = frozenset({"name", "model", "setting", "settings", "data", "evaluation", "refusal", "seeds", "methods",
-                         "device", "dtype", "scaling"})
+                         "device", "dtype", "scaling", "save_changes"})
 
 
 # A method entry: the method, its cell label, hyper-parameters, the settings it runs in, and the recipes
@@ -122,7 +123,7 @@ def load_study(path: str | os.PathLike) -> Study:
                         refusal=entry.get("refusal", spec.get("refusal", "fixed")),
                         merge_group=entry.get("merge_group", 0), chunks=entry.get("chunks", 1), seed=seed,
                         device=spec.get("device", "") or "",
-                        dtype=spec.get("dtype", "") or "", **evaluation,
+                        dtype=spec.get("dtype", "") or "", save_changes=spec.get("save_changes", False), **evaluation,
                     ))
                 except E2UError as exc:
                     raise E2UError(f"study file {path}: methods[{position}] in setting {setting['name']!r}: {exc}") from None
@@ -190,7 +191,7 @@ def cell_key(cell: CellParams) -> str:
     """Hash of the cell's parameters, the e2u version, the code it depends on, the template and the data files."""
     files = {str(p.name): sha256_of_file(p)
              for p in source_files(cell.data_source, cell.data_path or None, cell.data_options)}
-    return sha256_of_json({"params": asdict(cell), "e2u": __version__, "lib": code_digest(method_code_files(cell.method)),
+    return sha256_of_json({"params": cell.keyed(), "e2u": __version__, "lib": code_digest(method_code_files(cell.method)),
                            "template": sha256_of_file(TEMPLATE), "data": files})[:24]
 
 
