@@ -10,6 +10,7 @@ import pytest
 from conftest import make_tiny_llama, saved_tiny_model
 from test_loaders import tofu_dir
 
+from e2u.book.evals import evals_table
 from e2u.cell.run import run_cell
 from e2u.cli import main
 from e2u.study.grid import cell_key, load_study, result_path
@@ -55,6 +56,9 @@ def test_e2u_eval_of_a_saved_change_gives_the_cells_after_values(tmp_path, label
                 if isinstance(value, float):
                     assert abs(mine[metric] - value) <= 1e-6, (split, metric)
     assert json.loads(result_path(results, study, cell).read_text()) == stored  # the cell's result untouched
+    shown = evals_table(results / "tiny", "tofu")  # the setting chapter's table of evaluations
+    assert list(shown.index) == [cell.cell_id] and shown.loc[cell.cell_id, "evaluated"] == change.name
+    assert shown.loc[cell.cell_id, "forget Rouge1"] == round(result["summary"]["after"]["forget"]["rouge1_recall"], 3)
 
 
 def test_e2u_eval_of_a_change_for_another_setting_model_is_a_clear_error(tmp_path, capsys):
