@@ -119,4 +119,4 @@ bench: $(STAMP)
 	$(PYTHON) bench/lora_bench.py
 
 clean:
-	rm -rf _build book/runs book/results book/summary.ipynb book/claims.ipynb book/cost.ipynb book/reproducibility.ipynb results
+	rm -rf _build book/runs book/results book/summary.ipynb book/claims.ipynb book/cost.ipynb book/reproducibility.ipynb book/api.ipynb results

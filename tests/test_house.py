@@ -14,7 +14,7 @@ LIB = Path(__file__).resolve().parents[1] / "lib" / "e2u"
 # bottom to top: the ground floor's modules, then the subsystems in the order the study flows through them
 FLOORS = ("e2u", "errors", "files", "hparams", "cache", "provenance",
           "model", "data", "training", "evaluation", "result", "editing", "unlearning", "recipes",
-          "problem", "methods", "cell", "study", "book", "cli", "__main__")
+          "problem", "methods", "cell", "study", "book", "api", "cli", "__main__")
 
 
 def module_files() -> dict[str, Path]:

@@ -8,6 +8,8 @@
     e2u compare A B [--tolerance 1e-6] do two result directories hold the same per-item numbers?
     e2u export STUDY --format csv      the study's per-item results as one long table (csv or parquet)
     e2u --version; -v/--verbose before or after the subcommand
+    e2u eval STUDY SETTING --change F   a saved change (or --model DIR|HUB_ID) on a setting's splits, written to
+                                      <results>/<study>/<setting>/evals/<name>.json
 
 Each command imports its work when it runs (the one place in the library with imports inside functions):
 torch, transformers, Dask and papermill take seconds to load, and `e2u --help` or a mistyped command should
@@ -179,6 +181,20 @@ def _package_version() -> str:
         return __version__
 
 
+def _eval(args) -> int:
+    """A saved change or a model evaluated on a study's setting, written beside the setting's cells."""
+    # the command's work, loaded when it runs (the module docstring says why)
+    from e2u.study.evals import evaluate_on_setting
+    from e2u.study.grid import load_study
+
+    path, result = evaluate_on_setting(load_study(args.study), args.setting, args.results, change=args.change,
+                                       model=args.model, seed=args.seed, name=args.name)
+    for split, values in result["summary"]["after"].items():
+        print(f"{split:<24} n={values['n']:<4} rouge1 {values['rouge1_recall']:.3f}  refusal {values['refusal_rate']:.3f}")
+    print(f"evaluation written to {path}")
+    return 0
+
+
 def _study_command(sub, name: str, help: str, run) -> argparse.ArgumentParser:
     """A subcommand that reads a study file and its results and chapter folders."""
     command = sub.add_parser(name, help=help)
@@ -243,6 +259,17 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--variants", action="store_true", help="add the reruns beside the study (`e2u rerun`)")
     export.set_defaults(run=_export)
     _verbose_after_subcommands(parser)
+    evaluate = sub.add_parser("eval", help="evaluate a saved change, a model directory or a hub id on a setting")
+    evaluate.add_argument("study", help="the study file whose setting gives the data and the evaluation")
+    evaluate.add_argument("setting", help="one of the study's settings")
+    evaluated = evaluate.add_mutually_exclusive_group(required=True)
+    evaluated.add_argument("--change", help="a saved change (<cell>.change.safetensors or <cell>.adaptor.safetensors), "
+                           "applied to the setting's model")
+    evaluated.add_argument("--model", help="a local model directory or a hub id")
+    evaluate.add_argument("--seed", type=int, default=None, help="the seed whose data to use (default: the first)")
+    evaluate.add_argument("--name", default="", help="the result's name (default: the change's or model's)")
+    evaluate.add_argument("--results", default="results")
+    evaluate.set_defaults(run=_eval)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

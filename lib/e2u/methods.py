@@ -22,12 +22,16 @@ from e2u.editing import alphaedit, memit, rome
 from e2u.editing.easyedit import read_easyedit
 from e2u.editing.locate import LocateHParams
 from e2u.editing.memory import grace, wise
+from e2u.editing.memory.adaptor import FORMAT as ADAPTOR_FORMAT
 from e2u.editing.memory.adaptor import MemoryAdaptor, attach_saved
 from e2u.editing.memory.site import memory_layer
 from e2u.errors import E2UError
 from e2u.hparams import build_hparams, family_defaults
 from e2u.model.identity import tuned_identity
+from e2u.model.fingerprinted import read_header
+from e2u.model.load import model_fingerprint
 from e2u.provenance import cell_code_files
+from e2u.result import WeightDeltas
 from e2u.training.trainable import trained_blocks
 from e2u.unlearning import dpo, gradient_ascent, gradient_difference, idk, kl, npo, rmu, simnpo
 
@@ -149,9 +153,22 @@ def run_method(name: str, model, tokenizer, problem, hp, previous=None):
     method = get_method(name)
     if method.memory is not None and previous is not None:
         return method.apply(model, tokenizer, problem, hp, memory=previous)
-    return method.apply(model, tokenizer, problem, hp)
+    base = model_fingerprint(model)
+    outcome = method.apply(model, tokenizer, problem, hp)
+    if isinstance(outcome, WeightDeltas) and not outcome.base:  # what a saved change is checked against
+        outcome.base = base
+    return outcome
 
 
 def load_adaptor(model: torch.nn.Module, path: str | Path) -> MemoryAdaptor:
     """Attach the adaptor saved at `path` (any registered memory's kind) to `model`, the model it was made for."""
     return attach_saved(model, path, {m.memory.kind: m.memory for m in METHODS.values() if m.memory is not None})
+
+
+def load_change(model: torch.nn.Module, path: str | Path) -> WeightDeltas | MemoryAdaptor:
+    """Apply the change saved at `path` (`save` of weight deltas or of a memory adaptor) to `model`, the model it
+    was made on: the deltas added to its weights, or the memory attached. Another model is an error naming the
+    file and both fingerprints, and leaves `model` as it was."""
+    if read_header(path, "change file").get("format") == ADAPTOR_FORMAT:
+        return load_adaptor(model, path)
+    return WeightDeltas.load(model, path)

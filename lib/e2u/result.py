@@ -1,7 +1,9 @@
 """What a method returns (DESIGN section 2): the weight changes it made, or the adaptor it attached.
 
 * `WeightDeltas`: editors and full-weight training change the model's own matrices; `deltas` maps
-  each changed parameter's path to its total change, (d_out, d_in) for the editors' matrices.
+  each changed parameter's path to its total change, (d_out, d_in) for the editors' matrices (a LoRA baseline's:
+  the merged adapter's change of each dense weight). `save` writes only those tensors, in float32, with the
+  fingerprint of the model they were made on; `load` adds them to that model as the editors add theirs.
 * `Adaptor`: memory-based editors (GRACE, WISE) leave the weights alone and attach a module that
   can be saved with the model's fingerprint, loaded again, and removed.
 
@@ -18,13 +20,18 @@ from typing import Iterator, Protocol, runtime_checkable
 
 import torch
 
+from e2u.errors import E2UError
 from e2u.model.arch import is_conv1d
+from e2u.model.fingerprinted import read_for_model, require_model, save_for_model
+
+DELTAS_FORMAT = "e2u-weight-deltas/1"
 
 
 @dataclass
 class WeightDeltas:
     deltas: dict[str, torch.Tensor] = field(default_factory=dict)
     log: dict = field(default_factory=dict)
+    base: str = ""  # the fingerprint of the model the change was made on (`methods.run_method` notes it)
 
     def norms_by_layer(self, layers_path: str) -> dict[str, float]:
         """Frobenius norm of the change inside each decoder block (`layers_path.<i>`), by block index;
@@ -63,7 +70,43 @@ class WeightDeltas:
         for path, delta in later.deltas.items():
             deltas[path] = deltas[path] + delta.to(deltas[path]) if path in deltas else delta
         logs = self.log.get("chunk_logs", [self.log]) + [later.log]
-        return WeightDeltas(deltas, {**later.log, "chunk_logs": logs})
+        return WeightDeltas(deltas, {**later.log, "chunk_logs": logs}, self.base or later.base)
+
+    def apply(self, model) -> None:
+        """Add every delta to its weight as the editors do (`editing.weights.add_to_weight`): the sum formed in
+        float32, rounded once to the weight's dtype."""
+        with torch.no_grad():
+            for path, delta in self.deltas.items():
+                parameter, update = stored_layout(model, path, delta)
+                parameter.copy_(parameter.float() + update.to(parameter.device, torch.float32))
+
+    def save(self, path: str | Path, base: str = "") -> None:
+        """The changed tensors (float32) in one safetensors file with the base model's fingerprint (`base`, else
+        the one noted when the change was made), written whole or not at all."""
+        fingerprint = base or self.base
+        if not fingerprint:
+            raise E2UError(f"change file {path}: this change does not know the model it was made on; pass the base "
+                           "model's fingerprint (model.load.model_fingerprint of the model before the change)")
+        save_for_model(path, {name: d.float() for name, d in self.deltas.items()},
+                       {"format": DELTAS_FORMAT, "fingerprint": fingerprint, "log": self.log})
+
+    @classmethod
+    def load(cls, model, path: str | Path) -> "WeightDeltas":
+        """The change saved at `path`, added to `model`, which must be the model it was made on; every tensor is
+        checked against the model before any weight changes."""
+        header, deltas = read_for_model(path, "change file", (DELTAS_FORMAT,))
+        require_model(header, model, path, "change file")
+        for name, delta in deltas.items():
+            try:
+                parameter, update = stored_layout(model, name, delta)
+            except AttributeError:
+                raise E2UError(f"change file {path}: the model has no weight {name!r}") from None
+            if parameter.shape != update.shape:
+                raise E2UError(f"change file {path}: {name} has shape {tuple(update.shape)}, the model's weight "
+                               f"{tuple(parameter.shape)}")
+        change = cls(deltas, header.get("log", {}), header["fingerprint"])
+        change.apply(model)
+        return change
 
     def record(self, layers_path: str) -> dict:
         return {"kind": "weight_deltas", "norm_by_layer": self.norms_by_layer(layers_path),

@@ -75,6 +75,8 @@ def test_book_builds_the_summary_and_chapters_from_the_result_files(tmp_path):
                      r"does not hold)</strong>", claims)
     cost = (pages / "cost.html").read_text()
     assert "What it cost" in cost and "No GPU run has been made" in cost
+    api = (pages / "api.html").read_text()  # the Python API chapter, executed by `e2u book` on the embedded model
+    assert "The Python API" in api and "largest |difference|" in api and "rome.change.safetensors" in api
     assert _repository_outputs() == before, "e2u book --root wrote into the repository's own book"
 
 

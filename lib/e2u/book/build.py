@@ -3,6 +3,7 @@ all), the table of contents pointed at this study's chapters, then `jupyter-book
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import papermill
 import yaml
 
 from e2u.errors import E2UError
-from e2u.files import TEMPLATES, atomic_path, book_root
+from e2u.files import TEMPLATES, atomic_path, book_root, sha256_of_file, sha256_of_json
+from e2u.provenance import PACKAGE, closure, code_digest
 from e2u.study.grid import load_study, notebook_path, result_path
 from e2u.study.run_lock import study_run_lock
 from e2u.study.runner import hide_injected_parameters
@@ -22,12 +24,14 @@ from e2u.study.variants import split_variant
 
 # notebooks/<name>.ipynb executed into book/<name>.ipynb from the results
 GENERATED_CHAPTERS = ("summary", "claims", "cost", "reproducibility")
+API_CHAPTER = "api"  # notebooks/api.ipynb: the Python API on the embedded model, executed on its own (no results)
+API_MODULE = PACKAGE / "api.py"
 
 
 def build_book(study_file: str | Path, results_dir: str | Path, book: str | Path, root: str | Path | None = None,
                no_build: bool = False) -> Path | None:
-    """Execute the generated chapters (summary, claims, cost, reproducibility, one per setting) into `book`, then
-    build the Jupyter Book project at `root` (by default `files.book_root()`: its `_config.yml` and `_toc.yml`,
+    """Execute the generated chapters (summary, claims, cost, reproducibility, one per setting, the Python API's)
+    into `book`, then build the Jupyter Book project at `root` (by default `files.book_root()`: its `_config.yml` and `_toc.yml`,
     which read the chapters from `<root>/book`); return the built site's index page (None with `no_build`)."""
     study = load_study(study_file)
     book = Path(book)
@@ -54,6 +58,9 @@ def build_book(study_file: str | Path, results_dir: str | Path, book: str | Path
         execute_chapter(chapter, book / f"{chapter}.ipynb", {"results_dir": str(results), "study_name": study.name})
         print(f"{chapter} notebook executed in {time.perf_counter() - started:.1f} s")
     setting_chapters(study, results, book)
+    started = time.perf_counter()
+    if api_chapter(book):
+        print(f"{API_CHAPTER} notebook executed in {time.perf_counter() - started:.1f} s")
     if no_build:
         return None
     started = time.perf_counter()
@@ -83,6 +90,22 @@ def execute_chapter(template: str, out: Path, parameters: dict) -> None:
         papermill.execute_notebook(str(TEMPLATES / f"{template}.ipynb"), str(tmp), kernel_name="python3",
                                    progress_bar=False, parameters=parameters, cwd=str(TEMPLATES))
         hide_injected_parameters(tmp)
+
+
+def api_chapter(book: Path) -> bool:
+    """Execute notebooks/api.ipynb into `book/api.ipynb` unless it is there for the same template and library code
+    (it reads no study's results: one execution serves every study); whether it ran."""
+    out = book / f"{API_CHAPTER}.ipynb"
+    template = TEMPLATES / f"{API_CHAPTER}.ipynb"
+    key = sha256_of_json({"template": sha256_of_file(template), "code": code_digest(sorted(closure({API_MODULE})))})
+    if out.is_file() and json.loads(out.read_text()).get("metadata", {}).get("e2u_key") == key:
+        return False
+    execute_chapter(API_CHAPTER, out, {})
+    executed = json.loads(out.read_text())
+    executed["metadata"]["e2u_key"] = key
+    with atomic_path(out, ".ipynb") as tmp:
+        tmp.write_text(json.dumps(executed, indent=1, ensure_ascii=False) + "\n")
+    return True
 
 
 def setting_chapters(study, results: Path, book: Path) -> None:

@@ -37,6 +37,7 @@ class CellParams:
     dtype: str = ""
     nli_model: str = ""  # a local NLI model directory (or cached hub id): entailment is computed with it
     prompt: dict = field(default_factory=dict)  # {template, system} (model.prompts): how every question is rendered
+    save_changes: bool = False  # write the change beside the result file (`change_path`): deltas or the adaptor
 
     def __post_init__(self) -> None:
         get_method(self.method)
@@ -57,6 +58,8 @@ class CellParams:
                                              or not all(isinstance(n, str) and n for n in self.paraphrased)):
             raise E2UError(f"parameter paraphrased: expected a list of split names such as ['forget'], or null for "
                            f"every split, got {self.paraphrased!r}")
+        if not isinstance(self.save_changes, bool):
+            raise E2UError(f"parameter save_changes: expected true or false, got {self.save_changes!r}")
         if self.refusal not in ("fixed", "sampled", "self"):
             raise E2UError(f"parameter refusal: expected 'fixed', 'sampled' or 'self', got {self.refusal!r}")
         if self.chunks < 1:
@@ -90,6 +93,16 @@ class CellParams:
     @property
     def cell_id(self) -> str:
         return f"{self.label}-seed{self.seed}"
+
+    def keyed(self) -> dict:
+        """The parameters a cell's key hashes: all of them, `save_changes` only when on and `prompt` only when given
+        (a study that uses neither keeps the keys it had before the options existed)."""
+        values = asdict(self)
+        if not self.save_changes:
+            del values["save_changes"]
+        if not self.prompt:
+            del values["prompt"]
+        return values
 
 
 def _mapping(value, name: str) -> dict:

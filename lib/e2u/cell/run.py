@@ -148,6 +148,8 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
         if method.memory is not None:  # beside the result, so that a reader can load it and generate
             result["adaptor_file"] = adaptor_path(result_path).name
             outcome.save(adaptor_path(result_path))
+        if params.save_changes:
+            result["change_file"] = save_change_beside(outcome, result_path, method.memory is not None)
         write_json_atomic(result_path, result)
     return result
 
@@ -155,6 +157,21 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
 def data_file_hashes(source: str, path: str | None, options: dict) -> dict[str, str]:
     """{file name: SHA-256} of every data file `source` reads (the embedded generators' code included)."""
     return {Path(p).name: sha256_of_file(p) for p in source_files(source, path, options)}
+
+
+def save_change_beside(outcome, result_path: str | Path, saved_adaptor: bool) -> dict:
+    """The cell's change saved beside its result (a memory's is its adaptor file, saved already): its name and size,
+    as the result file records them."""
+    path = adaptor_path(result_path) if saved_adaptor else change_path(result_path)
+    if not saved_adaptor:
+        outcome.save(path)
+    return {"name": path.name, "bytes": path.stat().st_size}
+
+
+def change_path(result_path: str | Path) -> Path:
+    """Where a cell with `save_changes` saves its weight deltas: beside its result file."""
+    result_path = Path(result_path)
+    return result_path.with_name(result_path.stem + ".change.safetensors")
 
 
 def adaptor_path(result_path: str | Path) -> Path:

@@ -8,6 +8,7 @@
     refusal: fixed
     prompt: {template: "[INST] {question} [/INST]"}   # or {system: ...}: how questions are rendered (a setting's own wins)
     seeds: [0]
+    save_changes: false     # true: each cell also writes its change, <cell>.change.safetensors (e2u eval reads it)
     methods:
       - rome
       - {name: gradient_ascent, label: ga, hparams: {lr: 2.0e-5}}
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 TEMPLATE = TEMPLATES / "unlearn.ipynb"
 _STUDY_KEYS = frozenset({"name", "model", "setting", "settings", "data", "evaluation", "refusal", "seeds", "methods",
-                         "device", "dtype", "scaling", "prompt"})
+                         "device", "dtype", "scaling", "prompt", "save_changes"})
 
 
 # A method entry: the method, its cell label, hyper-parameters, the settings it runs in, and the recipes
@@ -132,7 +133,7 @@ def load_study(path: str | os.PathLike) -> Study:
                         refusal=entry.get("refusal", spec.get("refusal", "fixed")),
                         merge_group=entry.get("merge_group", 0), chunks=entry.get("chunks", 1), seed=seed,
                         device=spec.get("device", "") or "",
-                        dtype=spec.get("dtype", "") or "", **evaluation,
+                        dtype=spec.get("dtype", "") or "", save_changes=spec.get("save_changes", False), **evaluation,
                     ))
                 except E2UError as exc:
                     raise E2UError(f"study file {path}: methods[{position}] in setting {setting['name']!r}: {exc}") from None
@@ -218,10 +219,7 @@ def cell_key(cell: CellParams) -> str:
     """Hash of the cell's parameters, the e2u version, the code it depends on, the template and the data files."""
     files = {str(p.name): sha256_of_file(p)
              for p in source_files(cell.data_source, cell.data_path or None, cell.data_options)}
-    params = asdict(cell)
-    if not params["prompt"]:  # absent: the keys of studies written before `prompt:` existed stay the same
-        del params["prompt"]
-    return sha256_of_json({"params": params, "e2u": __version__, "lib": code_digest(method_code_files(cell.method)),
+    return sha256_of_json({"params": cell.keyed(), "e2u": __version__, "lib": code_digest(method_code_files(cell.method)),
                            "template": sha256_of_file(TEMPLATE), "data": files})[:24]
 
 

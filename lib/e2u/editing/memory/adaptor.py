@@ -19,18 +19,15 @@ memory answers instead. So what is evaluated is what a user gets when the edited
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from e2u.errors import E2UError
-from e2u.files import atomic_path
 from e2u.model.cache_keywords import layer_call_cache
+from e2u.model.fingerprinted import read_for_model, require_model, save_for_model
 from e2u.model.load import model_fingerprint
 
 FORMAT = "e2u-memory-adaptor/1"
@@ -147,9 +144,7 @@ class MemoryAdaptor:
         """One safetensors file (written to a temporary name, then renamed)."""
         header = {"format": FORMAT, "kind": self.kind, "site": self.site, "fingerprint": self.fingerprint,
                   "meta": self.meta(), "log": self.log}
-        tensors = {name: t.detach().cpu().contiguous() for name, t in self.tensors().items()}
-        with atomic_path(path, ".safetensors") as tmp:
-            save_file(tensors, str(tmp), metadata={"e2u": json.dumps(header, default=str)})
+        save_for_model(path, self.tensors(), header)
 
     @classmethod
     def load(cls, model, path: str | Path) -> "MemoryAdaptor":
@@ -164,22 +159,7 @@ class MemoryAdaptor:
 
 def read_adaptor_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """(header, tensors) of a saved adaptor; a clear error for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise E2UError(f"adaptor file {path}: not found")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    except Exception as exc:  # safetensors raises its own error types for a damaged header
-        raise E2UError(f"adaptor file {path}: not a safetensors file ({exc})") from None
-    try:
-        header = json.loads(metadata.get("e2u", ""))
-    except json.JSONDecodeError:
-        header = {}
-    if header.get("format") != FORMAT:
-        raise E2UError(f"adaptor file {path}: no e2u adaptor header (expected format {FORMAT!r})")
-    return header, tensors
+    return read_for_model(path, "adaptor file", (FORMAT,))
 
 
 def attach_saved(model: torch.nn.Module, path: str | Path, kinds: dict[str, type]) -> MemoryAdaptor:
@@ -190,10 +170,7 @@ def attach_saved(model: torch.nn.Module, path: str | Path, kinds: dict[str, type
     if kind not in kinds:
         expected = f"a {next(iter(kinds))} one" if len(kinds) == 1 else f"one of {sorted(kinds)}"
         raise E2UError(f"adaptor file {path}: holds a {kind} adaptor, not {expected}")
-    fingerprint = model_fingerprint(model)
-    if header.get("fingerprint") != fingerprint:
-        raise E2UError(f"adaptor file {path}: this {kind} adaptor was made for the model with fingerprint "
-                       f"{header.get('fingerprint')}, not for this one ({fingerprint}); load it into that model")
+    require_model(header, model, path, f"{kind} adaptor file")
     try:
         model.get_submodule(header["site"])
     except AttributeError:
