@@ -27,8 +27,8 @@ from e2u.editing.memory.adaptor import MemoryAdaptor, attach_saved
 from e2u.editing.memory.site import memory_layer
 from e2u.errors import E2UError
 from e2u.hparams import build_hparams, family_defaults
-from e2u.model.identity import tuned_identity
 from e2u.model.fingerprinted import read_header
+from e2u.model.identity import tuned_identity
 from e2u.model.load import model_fingerprint
 from e2u.provenance import cell_code_files
 from e2u.result import WeightDeltas

@@ -62,7 +62,7 @@ def test_without_a_prompt_the_cell_keys_hash_the_parameters_as_before(tmp_path, 
     hashed.clear()
     assert cell_key(plain) == cell_key(empty) != cell_key(given)
     assert "prompt" not in hashed[0]["params"] and hashed[2]["params"]["prompt"] == {"template": TEMPLATE}
-    assert set(hashed[0]["params"]) == set(CellParams.__dataclass_fields__) - {"prompt"}
+    assert set(hashed[0]["params"]) == set(CellParams.__dataclass_fields__) - {"prompt", "save_changes"}
 
 
 @pytest.mark.parametrize("head, settings, field", [
