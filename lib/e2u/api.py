@@ -62,9 +62,10 @@ def unlearn(model, tokenizer, forget: Iterable, retain: Iterable = (), method: s
 
 def save_change(change, path: str | Path, model=None) -> Path:
     """Write `change` as one safetensors file with the fingerprint of the model it was made on, all or nothing.
-    `model`, the model before the change, is needed only for weight deltas that did not come from `unlearn`."""
+    For weight changes, `model` is the model holding the change (as `unlearn` left it): its changed matrices are
+    saved, and loading reproduces it bit for bit; without it, the deltas are saved (loading adds them once)."""
     if isinstance(change, WeightDeltas):
-        change.save(path, "" if change.base or model is None else model_fingerprint(model))
+        change.save(path, edited=model)
     else:
         change.save(path)
     return Path(path)

@@ -25,6 +25,7 @@ from e2u.model.arch import is_conv1d
 from e2u.model.fingerprinted import read_for_model, require_model, save_for_model
 
 DELTAS_FORMAT = "e2u-weight-deltas/1"
+EDITED_FORMAT = "e2u-edited-weights/1"  # the changed matrices as the change left them
 
 
 @dataclass
@@ -80,33 +81,50 @@ class WeightDeltas:
                 parameter, update = stored_layout(model, path, delta)
                 parameter.copy_(parameter.float() + update.to(parameter.device, torch.float32))
 
-    def save(self, path: str | Path, base: str = "") -> None:
-        """The changed tensors (float32) in one safetensors file with the base model's fingerprint (`base`, else
-        the one noted when the change was made), written whole or not at all."""
+    def save(self, path: str | Path, base: str = "", edited=None) -> None:
+        """One safetensors file with the base model's fingerprint (`base`, else the one noted when the change was
+        made), written whole or not at all. Given `edited`, the model holding the change, the file holds its
+        changed matrices as they are (loading reproduces that model bit for bit); else the deltas in float32
+        (loading adds them once: within a float32 rounding of a model that received them in several steps)."""
         fingerprint = base or self.base
         if not fingerprint:
             raise E2UError(f"change file {path}: this change does not know the model it was made on; pass the base "
                            "model's fingerprint (model.load.model_fingerprint of the model before the change)")
-        save_for_model(path, {name: d.float() for name, d in self.deltas.items()},
-                       {"format": DELTAS_FORMAT, "fingerprint": fingerprint, "log": self.log})
+        if edited is None:
+            tensors, kind = {name: d.float() for name, d in self.deltas.items()}, DELTAS_FORMAT
+        else:
+            tensors, kind = {name: stored_layout(edited, name, d)[0].detach() for name, d in self.deltas.items()}, \
+                EDITED_FORMAT
+        save_for_model(path, tensors, {"format": kind, "fingerprint": fingerprint, "log": self.log})
 
     @classmethod
     def load(cls, model, path: str | Path) -> "WeightDeltas":
-        """The change saved at `path`, added to `model`, which must be the model it was made on; every tensor is
-        checked against the model before any weight changes."""
-        header, deltas = read_for_model(path, "change file", (DELTAS_FORMAT,))
+        """The change saved at `path`, applied to `model`, which must be the model it was made on; every tensor is
+        checked against the model before any weight changes. Edited matrices are copied in, deltas added."""
+        header, tensors = read_for_model(path, "change file", (DELTAS_FORMAT, EDITED_FORMAT))
         require_model(header, model, path, "change file")
-        for name, delta in deltas.items():
+        edited = header["format"] == EDITED_FORMAT
+        targets = {}
+        for name, tensor in tensors.items():
             try:
-                parameter, update = stored_layout(model, name, delta)
+                parameter, update = stored_layout(model, name, tensor)
             except AttributeError:
                 raise E2UError(f"change file {path}: the model has no weight {name!r}") from None
-            if parameter.shape != update.shape:
-                raise E2UError(f"change file {path}: {name} has shape {tuple(update.shape)}, the model's weight "
-                               f"{tuple(parameter.shape)}")
-        change = cls(deltas, header.get("log", {}), header["fingerprint"])
-        change.apply(model)
-        return change
+            if parameter.shape != update.shape or (edited and parameter.dtype != tensor.dtype):
+                raise E2UError(f"change file {path}: {name} is {tensor.dtype} {tuple(update.shape)}, the model's "
+                               f"weight {parameter.dtype} {tuple(parameter.shape)}")
+            targets[name] = parameter, update
+        if not edited:
+            change = cls(tensors, header.get("log", {}), header["fingerprint"])
+            change.apply(model)
+            return change
+        deltas = {}
+        with torch.no_grad():
+            for name, (parameter, weight) in targets.items():
+                difference = weight.to(parameter.device, torch.float32) - parameter.float()
+                deltas[name] = stored_layout(model, name, difference)[1]  # back in the change's own layout
+                parameter.copy_(weight.to(parameter.device))
+        return cls(deltas, header.get("log", {}), header["fingerprint"])
 
     def record(self, layers_path: str) -> dict:
         return {"kind": "weight_deltas", "norm_by_layer": self.norms_by_layer(layers_path),

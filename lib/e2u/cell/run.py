@@ -149,7 +149,7 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
             result["adaptor_file"] = adaptor_path(result_path).name
             outcome.save(adaptor_path(result_path))
         if params.save_changes:
-            result["change_file"] = save_change_beside(outcome, result_path, method.memory is not None)
+            result["change_file"] = save_change_beside(outcome, model, result_path, method.memory is not None)
         write_json_atomic(result_path, result)
     return result
 
@@ -159,12 +159,12 @@ def data_file_hashes(source: str, path: str | None, options: dict) -> dict[str, 
     return {Path(p).name: sha256_of_file(p) for p in source_files(source, path, options)}
 
 
-def save_change_beside(outcome, result_path: str | Path, saved_adaptor: bool) -> dict:
-    """The cell's change saved beside its result (a memory's is its adaptor file, saved already): its name and size,
-    as the result file records them."""
+def save_change_beside(outcome, model, result_path: str | Path, saved_adaptor: bool) -> dict:
+    """The cell's change saved beside its result (a memory's is its adaptor file, saved already; weight changes as
+    the edited matrices of `model`, which loading reproduces exactly): its name and size, as the result records."""
     path = adaptor_path(result_path) if saved_adaptor else change_path(result_path)
     if not saved_adaptor:
-        outcome.save(path)
+        outcome.save(path, edited=model)
     return {"name": path.name, "bytes": path.stat().st_size}
 
 
