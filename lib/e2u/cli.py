@@ -117,8 +117,9 @@ def _rerun(args) -> int:
           + f": a variant beside the study's cell, {chapter}")
     if args.no_build:
         return 0
+    # the book as it was: its Python API chapter is brought up to date only if it has one (minutes of its own)
     return _book(argparse.Namespace(study=args.study, results=args.results, book=args.book, root=args.root,
-                                    no_build=False))
+                                    no_build=False, no_api_chapter=not (Path(args.book) / "api.ipynb").is_file()))
 
 
 def _book(args) -> int:
@@ -126,7 +127,7 @@ def _book(args) -> int:
     # the command's work, loaded when it runs (the module docstring says why)
     from e2u.book.build import build_book
 
-    build_book(args.study, args.results, args.book, args.root or None, args.no_build)
+    build_book(args.study, args.results, args.book, args.root or None, args.no_build, not args.no_api_chapter)
     return 0
 
 
@@ -236,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     book.add_argument("--root", default="", help="the Jupyter Book project to build (holds _config.yml, _toc.yml "
                       "and book/; default: the repository)")
     book.add_argument("--no-build", action="store_true", help="only execute the generated chapters")
+    book.add_argument("--no-api-chapter", action="store_true", help="leave out the Python API chapter (it runs "
+                      "ROME and a baseline on the embedded model: minutes, once per library version)")
     rerun = sub.add_parser("rerun", help="run one chapter again with other parameters, then rebuild the book")
     rerun.add_argument("chapter", help="a cell's chapter, <setting>/<label>-seed<n> (e2u study plan lists them)")
     rerun.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),

@@ -7,17 +7,20 @@ import re
 import shutil
 
 import pytest
+import yaml
 from test_study_end_to_end import write_tiny_study
 
+from e2u.book.build import study_toc
 from e2u.cli import main
 from e2u.files import SOURCE_ROOT as ROOT
 from e2u.study.grid import load_study
 from e2u.study.runner import run_study
 
 
-def build_tiny_book(tmp_path):
+def build_tiny_book(tmp_path, api: bool = False):
     """The tiny study run and its book built in a copy of the book project under `tmp_path` (the repository's
-    book/ and _build/ stay untouched); returns (study, results folder, site root)."""
+    book/ and _build/ stay untouched), with the Python API chapter (minutes on the embedded model) when `api`;
+    returns (study, results folder, site root)."""
     study_file = write_tiny_study(tmp_path)
     study = load_study(study_file)
     site = tmp_path / "site"
@@ -35,14 +38,14 @@ def build_tiny_book(tmp_path):
     outcomes = run_study(study, results, site / "book")
     assert [o.status for o in outcomes] == ["ran", "ran"], [o.error for o in outcomes]
     assert main(["book", str(study_file), "--results", str(results), "--book", str(site / "book"),
-                 "--root", str(site)]) == 0
+                 "--root", str(site)] + ([] if api else ["--no-api-chapter"])) == 0
     return study, results, site
 
 
 @pytest.mark.slow
 def test_book_builds_the_summary_and_chapters_from_the_result_files(tmp_path):
     before = _repository_outputs()
-    study, results, site = build_tiny_book(tmp_path)
+    study, results, site = build_tiny_book(tmp_path, api=True)
 
     pages = site / "_build" / "html" / "book"
     summary = (pages / "summary.html").read_text()
@@ -97,3 +100,11 @@ def test_book_refuses_a_root_without_a_toc_or_chapters_outside_it(tmp_path, caps
         shutil.copy(ROOT / name, tmp_path / "site" / name)
     assert main(common + ["--root", str(tmp_path / "site"), "--book", str(tmp_path / "elsewhere")]) == 2
     assert "reads the chapters" in capsys.readouterr().err and not (tmp_path / "elsewhere").exists()
+
+
+def test_a_book_built_without_the_api_chapter_leaves_it_out_of_its_table_of_contents(tmp_path):
+    toc = yaml.safe_load(study_toc(ROOT, tmp_path, "tiny").read_text())
+    assert "book/api" not in [entry.get("file") for entry in toc["chapters"]]
+    (tmp_path / "api.ipynb").write_text("{}")
+    toc = yaml.safe_load(study_toc(ROOT, tmp_path, "tiny").read_text())
+    assert "book/api" in [entry.get("file") for entry in toc["chapters"]]

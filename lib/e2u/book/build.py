@@ -29,9 +29,9 @@ API_MODULE = PACKAGE / "api.py"
 
 
 def build_book(study_file: str | Path, results_dir: str | Path, book: str | Path, root: str | Path | None = None,
-               no_build: bool = False) -> Path | None:
-    """Execute the generated chapters (summary, claims, cost, reproducibility, one per setting, the Python API's)
-    into `book`, then build the Jupyter Book project at `root` (by default `files.book_root()`: its `_config.yml` and `_toc.yml`,
+               no_build: bool = False, api: bool = True) -> Path | None:
+    """Execute the generated chapters (summary, claims, cost, reproducibility, one per setting, and with `api` the
+    Python API's, minutes on the embedded model) into `book`, then build the Jupyter Book project at `root` (by default `files.book_root()`: its `_config.yml` and `_toc.yml`,
     which read the chapters from `<root>/book`); return the built site's index page (None with `no_build`)."""
     study = load_study(study_file)
     book = Path(book)
@@ -59,7 +59,7 @@ def build_book(study_file: str | Path, results_dir: str | Path, book: str | Path
         print(f"{chapter} notebook executed in {time.perf_counter() - started:.1f} s")
     setting_chapters(study, results, book)
     started = time.perf_counter()
-    if api_chapter(book):
+    if api and api_chapter(book):
         print(f"{API_CHAPTER} notebook executed in {time.perf_counter() - started:.1f} s")
     if no_build:
         return None
@@ -137,6 +137,8 @@ def study_toc(root: Path, book: Path, study: str) -> Path:
             point(entry.get("sections"))
 
     point(toc.get("chapters"))
+    if not (book / f"{API_CHAPTER}.ipynb").is_file():  # built without the Python API chapter (`--no-api-chapter`)
+        toc["chapters"] = [entry for entry in toc["chapters"] if entry.get("file") != f"book/{API_CHAPTER}"]
     path = book / "runs" / study / "_toc.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(toc, sort_keys=False))
