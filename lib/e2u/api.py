@@ -10,6 +10,7 @@ and load it again — the functions a study's cells run, without a notebook.
     fresh, tokenizer = api.load_model("smollm2-135m-instruct")
     api.load_change("alphaedit.safetensors", fresh)                        # the same model as `model`
     table = api.evaluate(fresh, tokenizer, {"forget": forget, "retain": retain})   # one row per item
+    results = api.read_results("results", "default")     # a study's per-item numbers: one long table
 
 Records are `data.schema.QARecord`s or mappings with their fields (`question`, `answer`, optional `subject`,
 `paraphrased_question`, `perturbed_answer`, ...). Hyper-parameters start from the defaults for the model's family
@@ -34,9 +35,11 @@ from e2u.model.source import EMBEDDED_MODEL
 from e2u.problem import UnlearningProblem
 from e2u.result import WeightDeltas
 from e2u.study.evals import setting_cell, setting_data
+from e2u.study.export import long_table
 from e2u.study.grid import load_study
 
-__all__ = ["load_model", "unlearn", "evaluate", "save_change", "load_change", "records", "items_table"]
+__all__ = ["load_model", "unlearn", "evaluate", "save_change", "load_change", "read_results", "records",
+           "items_table"]
 
 
 def records(items: Iterable, what: str = "records") -> list[QARecord]:
@@ -98,3 +101,9 @@ def items_table(results: Mapping[str, list[dict]]) -> pd.DataFrame:
     file's `after` (or `before`) or from `evaluate`."""
     rows = [{"split": split, "item": i, **item} for split, items in results.items() for i, item in enumerate(items)]
     return pd.DataFrame(rows)
+
+
+def read_results(results_dir: str | Path, study: str, variants: bool = False) -> pd.DataFrame:
+    """A study's per-item numbers (`<results_dir>/<study>/`) as one long table: study, setting, method, label, seed,
+    split, item, question, truth, answer, metric, before, after (`e2u export`'s); with `variants`, its reruns too."""
+    return long_table(results_dir, study, variants)

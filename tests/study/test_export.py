@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from conftest import tiny_tofu_cells
 
+from e2u import api
 from e2u.cli import main
 from e2u.errors import E2UError
 from e2u.study.export import COLUMNS, export_table, long_table
@@ -51,6 +52,11 @@ def test_the_table_has_a_row_per_item_and_metric_with_the_result_files_values(re
         assert (row.study, row.setting, row.method, row.label, row.seed) == ("tiny", "tofu", "gradient_ascent", "ga", 0)
         assert (row.question, row.truth, row.answer) == (after["question"], after["reference"], after["generated"])
         assert row.after == float(after[row.metric]) and row.before == float(before[row.metric])
+
+
+def test_the_python_api_reads_the_same_table(results):
+    folder, _ = results
+    pd.testing.assert_frame_equal(api.read_results(folder, "tiny"), long_table(folder, "tiny"))
 
 
 def test_csv_and_parquet_read_back_equal_to_the_table(results, tmp_path, capsys):
