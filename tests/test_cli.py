@@ -30,6 +30,8 @@ def test_version_prints_the_installed_package_version(capsys):
     (["-v", "study", "run", "missing.yaml"], logging.INFO),
     (["study", "run", "missing.yaml"], logging.WARNING),
     (["compare", "a", "b", "--verbose"], logging.INFO),
+    (["eval", "missing.yaml", "pretrained", "--model", "m", "-v"], logging.INFO),  # every subcommand, the last too
+    (["export", "missing-study", "-v"], logging.INFO),
 ])
 def test_verbose_is_accepted_before_and_after_the_subcommand(monkeypatch, capsys, argv, level):
     configured = {}

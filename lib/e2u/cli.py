@@ -261,7 +261,6 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--results", default="results")
     export.add_argument("--variants", action="store_true", help="add the reruns beside the study (`e2u rerun`)")
     export.set_defaults(run=_export)
-    _verbose_after_subcommands(parser)
     evaluate = sub.add_parser("eval", help="evaluate a saved change, a model directory or a hub id on a setting")
     evaluate.add_argument("study", help="the study file whose setting gives the data and the evaluation")
     evaluate.add_argument("setting", help="one of the study's settings")
@@ -273,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--name", default="", help="the result's name (default: the change's or model's)")
     evaluate.add_argument("--results", default="results")
     evaluate.set_defaults(run=_eval)
+    _verbose_after_subcommands(parser)  # after every subcommand exists
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
