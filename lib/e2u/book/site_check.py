@@ -16,6 +16,7 @@ import functools
 import http.server
 import shutil
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "-
          "--disable-dev-shm-usage", "--window-size=1280,1000")
 
 _PAGE_FACTS = """
-const main = document.querySelector('main') || document.querySelector('article') || document.body;
+const main = document.querySelector('main') || document.querySelector('article') || document.body || document.documentElement;
 const width = main.getBoundingClientRect().width;
 const wide = [];
 for (const table of document.querySelectorAll('table')) {
@@ -113,6 +114,11 @@ def site_pages(site: Path) -> list[str]:
 def page_problems(driver, base: str, site: Path, page: str, forbidden: Sequence[str]) -> list[Problem]:
     """Open `page` and report what a reader would see go wrong (the module's list)."""
     driver.get(base + page)
+    loaded = "return document.readyState === 'complete' && document.body !== null"
+    for _ in range(300):  # up to 30 s: on a loaded machine `get` can return before the page has a body
+        if driver.execute_script(loaded):
+            break
+        time.sleep(0.1)
     facts = driver.execute_script(_PAGE_FACTS)
     problems = [Problem(page, f"console: {entry['message']}") for entry in driver.get_log("browser")
                 if entry.get("level") == "SEVERE" and not _offline_fetch(entry["message"], base)]
