@@ -92,7 +92,7 @@ test-install: $(STAMP)
 # `make test-latest STACK_PYTEST_ARGS=tests/model` runs a part.
 STACK_PYTEST_ARGS ?= -m 'not install'
 LATEST_PACKAGES := torch transformers peft datasets accelerate
-FLOOR_PACKAGES := torch==2.6.0 transformers==4.56.0 peft==0.13.0 accelerate==1.0.0 datasets==2.20.0
+FLOOR_PACKAGES := torch==2.9.1 transformers==4.56.0 peft==0.13.0 accelerate==1.0.0 datasets==2.20.0
 STACK_VERSIONS := import importlib.metadata as m; print("stack:", ", ".join(f"{p} {m.version(p)}" for p in \
 	("torch", "transformers", "peft", "datasets", "accelerate", "tokenizers", "huggingface_hub")))
 define STACK_TESTS

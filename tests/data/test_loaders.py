@@ -254,8 +254,11 @@ def test_tofu_hub_offline_fails_fast_pointing_to_a_local_directory(tmp_path, mon
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    # both libraries read the variables at import time, which may precede this test
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    # both libraries read the variables at import time, which may precede this test (datasets 2.x names its own
+    # switch HF_DATASETS_OFFLINE; 3.x and later also keep HF_HUB_OFFLINE)
+    for switch in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if hasattr(datasets.config, switch):
+            monkeypatch.setattr(datasets.config, switch, True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     # an empty cache, so a TOFU copy cached on this machine cannot satisfy the request
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")
