@@ -13,6 +13,9 @@ from test_loaders import tofu_dir
 from e2u.book.evals import evals_table
 from e2u.cell.run import run_cell
 from e2u.cli import main
+from e2u.errors import E2UError
+from e2u.model.prompts import format_key
+from e2u.study.evals import evaluate_on_setting, setting_cell, setting_data
 from e2u.study.grid import cell_key, load_study, result_path
 
 ROME = "{name: rome, hparams: {layer: 1, n_context_templates: 0, v_num_grad_steps: 3, mom2_n_tokens: 300, " \
@@ -85,3 +88,25 @@ def test_save_changes_off_keeps_the_cells_keys_and_on_changes_them(tmp_path):
     on = load_study(path).cells[0]
     assert "save_changes" not in off.keyed() and on.keyed()["save_changes"] is True
     assert cell_key(off) == cell_key(replace(on, save_changes=False)) != cell_key(on)
+
+
+def test_the_setting_data_renders_with_the_settings_prompt_format(tmp_path):
+    """`e2u eval` and `api.evaluate(study=...)` ask the questions as the setting's cells do."""
+    path = study_file(tmp_path, save_changes=False)
+    path.write_text(path.read_text().replace("save_changes: false\n",
+                                             "save_changes: false\nprompt: {template: 'Question : {question} Answer :'}\n"))
+    cell = setting_cell(load_study(path), "tofu")
+    _, _, tokenizer, splits, _ = setting_data(cell)
+    assert format_key(tokenizer) == {"prompt": {"template": "Question : {question} Answer :", "system": ""}}
+
+
+def test_an_eval_of_something_else_under_a_taken_name_is_refused_and_overwrites_nothing(tmp_path):
+    path = study_file(tmp_path, save_changes=False)
+    results = tmp_path / "results"
+    taken = results / "tiny" / "tofu" / "evals" / "model.json"
+    taken.parent.mkdir(parents=True)
+    taken.write_text(json.dumps({"kind": "eval", "evaluated": {"model": "someone/else"}}))
+    before = taken.read_text()
+    with pytest.raises(E2UError, match="holds the evaluation of something else.*another --name"):
+        evaluate_on_setting(load_study(path), "tofu", results, model=str(tmp_path / "model"), name="model")
+    assert taken.read_text() == before

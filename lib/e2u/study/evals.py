@@ -8,6 +8,7 @@ cell's own result file (those are `<setting>/<cell>.json`); the setting chapter 
 
 from __future__ import annotations
 
+import json
 import platform
 import re
 from dataclasses import asdict
@@ -26,6 +27,7 @@ from e2u.evaluation.evaluate import summarise
 from e2u.files import write_json_atomic
 from e2u.methods import load_change
 from e2u.model.load import load_model, model_fingerprint
+from e2u.model.prompts import with_prompt_format
 from e2u.study.grid import Study
 
 EVALS = "evals"  # the folder of a setting's evaluations, beside its cells' result files
@@ -45,11 +47,13 @@ def setting_cell(study: Study, setting: str, seed: int | None = None) -> CellPar
 
 
 def setting_data(cell: CellParams) -> tuple[str, torch.nn.Module, object, dict, dict]:
-    """(base model name, base model, tokenizer, splits, data report): what the cell starts from, loaded as it does."""
+    """(base model name, base model, tokenizer, splits, data report): what the cell starts from, loaded as it does
+    (its questions rendered with the setting's prompt format)."""
     device, dtype = cell.device or None, cell.dtype or None
     target = setting_models(cell.model, cell.data_source, cell.data_options, cell.retain_model, device, cell.finetune,
-                            cell.data_path).target
+                            cell.data_path, cell.prompt).target
     model, tokenizer = load_model(target, device, dtype)
+    with_prompt_format(tokenizer, cell.prompt_format)
     splits, report = load_splits_with_report(model, tokenizer, cell.data_source, cell.data_path or None,
                                              cell.data_options, cell.batch_size)
     return target, model, tokenizer, splits, report
@@ -70,6 +74,14 @@ def eval_path(results_dir: str | Path, study: str, setting: str, name: str) -> P
     return Path(results_dir) / study / setting / EVALS / f"{name}.json"
 
 
+def _evaluated(path: Path) -> dict:
+    """What an earlier evaluation file says it evaluated ({} when it cannot be read)."""
+    try:
+        return json.loads(path.read_text()).get("evaluated", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
 def evaluate_on_setting(study: Study, setting: str, results_dir: str | Path, change: str | Path | None = None,
                         model: str | None = None, seed: int | None = None, name: str = "") -> tuple[Path, dict]:
     """Evaluate `change` (applied to the setting's model) or `model` on the setting's splits; write and return the
@@ -79,16 +91,22 @@ def evaluate_on_setting(study: Study, setting: str, results_dir: str | Path, cha
     if name and not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise E2UError(f"eval: --name must be letters, digits, '.', '-' or '_', got {name!r}")
     cell = setting_cell(study, setting, seed)
+    name = name or eval_name(change, model)
+    path = eval_path(results_dir, study.name, setting, name)
+    source = {"change": str(Path(change).resolve())} if change is not None else {"model": model}
+    if path.is_file() and {k: v for k, v in _evaluated(path).items() if k in source} != source:
+        raise E2UError(f"eval: {path} holds the evaluation of something else ({_evaluated(path)}); give this one "
+                       "another --name")
     target, base, tokenizer, splits, report = setting_data(cell)
     if change is not None:
-        evaluated, what = base, {"change": str(Path(change).resolve()), "base_model": target}
+        evaluated, what = base, {**source, "base_model": target}
         load_change(base, change)  # refuses a change made for another model, naming both fingerprints
     else:
         evaluated, tokenizer = load_model(model, cell.device or None, cell.dtype or None)
-        what = {"model": model}
+        with_prompt_format(tokenizer, cell.prompt_format)
+        what = source
     settings = cell.evaluation
     after = settings.evaluate(evaluated, tokenizer, splits, load_entailment(cell.nli_model, cell.device or None))
-    name = name or eval_name(change, model)
     result = {"kind": "eval", "name": name, "study": study.name, "setting": setting, "evaluated": what,
               "model_fingerprint": model_fingerprint(evaluated), "data_cell": cell.cell_id,
               "data": {"source": cell.data_source, "path": cell.data_path, "options": cell.data_options},
@@ -96,6 +114,5 @@ def evaluate_on_setting(study: Study, setting: str, results_dir: str | Path, cha
               "versions": {"e2u": __version__, "torch": torch.__version__, "python": platform.python_version()},
               "summary": {"after": summarise(after)}, "aggregates": {"after": aggregates(summarise(after), after)},
               "after": after}
-    path = eval_path(results_dir, study.name, setting, name)
     write_json_atomic(path, result)
     return path, result
