@@ -84,7 +84,9 @@ def evaluate(model, tokenizer, splits: Mapping[str, Iterable] | None = None, *, 
              setting: str = "", seed: int | None = None, max_new_tokens: int = 32, batch_size: int = 16,
              paraphrased: list | None = None) -> pd.DataFrame:
     """Per-item results of `model` (greedy answers, the paper's metrics and the suite beside them), one row per
-    item: on `splits` ({split name: records}), or on a study's `setting` (its splits and evaluation settings)."""
+    item: on `splits` ({split name: records}), or on a study's `setting` (its splits and evaluation settings).
+    Questions are rendered by `tokenizer` as it is: for a setting with a `prompt:` format, give it first with
+    `model.prompts.with_prompt_format(tokenizer, cell.prompt_format)` (`e2u eval` does)."""
     if (splits is None) == (study is None):
         raise E2UError("evaluate: give either splits ({name: records}) or a study file and its setting")
     if study is not None:
