@@ -45,6 +45,13 @@ class UnlearningData:
     def n_forget(self) -> int:
         return len(self.forget_prompts)
 
+    def rows(self) -> list[list[int]]:
+        """Every token row a batch of this run can hold: each forget question with its answer and with its
+        refusal, each retain question with its answer."""
+        pairs = [*zip(self.forget_prompts, self.forget_answers), *zip(self.forget_prompts, self.refusals),
+                 *zip(self.retain_prompts, self.retain_answers)]
+        return [list(p) + list(a) for p, a in pairs]
+
     def batches_per_epoch(self) -> int:
         return -(-self.n_forget // self.batch_size)
 

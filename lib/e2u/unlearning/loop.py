@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import nullcontext
 from typing import Callable
 
 import torch
@@ -27,8 +28,9 @@ from tqdm import tqdm  # plain tqdm: silent when stderr is not a terminal (paper
 from e2u.errors import E2UError
 from e2u.model.load import input_device
 from e2u.result import WeightDeltas
+from e2u.training.frozen_blocks import frozen_lower_blocks
 from e2u.training.master_weights import MasterWeights
-from e2u.training.trainable import adamw_with_schedule, merge_adapter, only_trainable, seeded
+from e2u.training.trainable import adamw_with_schedule, first_trained_block, merge_adapter, only_trainable, seeded
 from e2u.unlearning.batches import UnlearningData
 from e2u.unlearning.curve import Curve
 from e2u.unlearning.hparams import UnlearnHParams
@@ -75,8 +77,10 @@ def combined(terms: dict[str, torch.Tensor], hp: UnlearnHParams) -> torch.Tensor
     return total
 
 
-def unlearn(model, tokenizer, problem, hp: UnlearnHParams, loss: Loss, name: str) -> WeightDeltas:
-    """Train `model` in place on `loss` over the problem's forget (and retain) items; return the weight changes."""
+def unlearn(model, tokenizer, problem, hp: UnlearnHParams, loss: Loss, name: str,
+            reuse_frozen: bool = True) -> WeightDeltas:
+    """Train `model` in place on `loss` over the problem's forget (and retain) items; return the weight changes.
+    With `reuse_frozen`, the blocks below the lowest trained one run once per row (`frozen_blocks.py`)."""
     try:
         hp.check()
     except E2UError as error:
@@ -86,8 +90,11 @@ def unlearn(model, tokenizer, problem, hp: UnlearnHParams, loss: Loss, name: str
     micro_steps = data.batches_per_epoch() * hp.epochs
     total = math.ceil(micro_steps / hp.grad_accumulation)
     started = time.perf_counter()
+    store, not_reused = (frozen_lower_blocks(model, first_trained_block(model, hp), data.pad_id, data.rows(),
+                                             data.forget_batch(range(min(hp.batch_size, data.n_forget))).answer)
+                         if reuse_frozen else (None, "switched off"))
     step_log, losses, stopped = [], [], None
-    with seeded(hp.seed, device), only_trainable(model, hp) as params:
+    with seeded(hp.seed, device), only_trainable(model, hp) as params, (store.used() if store else nullcontext()):
         before = changeable(model)
         masters = MasterWeights(params)
         optimiser, schedule = adamw_with_schedule(masters.parameters, hp, total)
@@ -136,7 +143,8 @@ def unlearn(model, tokenizer, problem, hp: UnlearnHParams, loss: Loss, name: str
         "method": name, "loss": losses, "steps": len(step_log), "step_log": step_log, "curve": curve.points,
         "seconds": round(time.perf_counter() - started, 2), "trained_parameters": trained, **merged,
         "reference": ("the model with its adapter off" if hp.adapter == "lora" else "a frozen copy")
-        if reference.used else None, "forget_items": data.n_forget, "retain_items": len(data.retain_prompts),
+        if reference.used else None, "forget_items": data.n_forget,
+        "frozen_lower_blocks": store.describe() if store else {"not reused": not_reused}, "retain_items": len(data.retain_prompts),
         **({"stopped": stopped} if stopped else {})})
 
 
