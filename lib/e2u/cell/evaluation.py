@@ -22,10 +22,11 @@ class EvaluationSettings:
     paraphrased: list | None = None
     nli_model: str = ""
 
-    def evaluate(self, model, tokenizer, splits: dict, entailment=None) -> dict:
-        """Per-item results of `model` on every split (`evaluate.evaluate_dataset`)."""
-        return evaluate_dataset(model, tokenizer, splits, self.max_new_tokens, self.batch_size, entailment=entailment,
-                                paraphrased=self.paraphrased)
+    def evaluate(self, model, tokenizer, splits: dict, entailment=None, embedder="auto") -> dict:
+        """Per-item results of `model` on every split (`evaluate.evaluate_dataset`; `embedder`: a loaded
+        `SentenceEmbedder`, None for no cosine similarity, "auto" to load one)."""
+        return evaluate_dataset(model, tokenizer, splits, self.max_new_tokens, self.batch_size, embedder=embedder,
+                                entailment=entailment, paraphrased=self.paraphrased)
 
 
 def splits_digest(splits: dict) -> str:
@@ -33,23 +34,24 @@ def splits_digest(splits: dict) -> str:
     return sha256_of_json({s: [asdict(r) for r in rs] for s, rs in splits.items()})
 
 
-def evaluate_cached(model, tokenizer, splits, settings: EvaluationSettings, entailment=None) -> dict:
+def evaluate_cached(model, tokenizer, splits, settings: EvaluationSettings, entailment=None, embedder="auto") -> dict:
     """Evaluation of the unedited model, computed once per (model, data, evaluation settings, prompt format, code)."""
     key = {"model": model_fingerprint(model), "data": splits_digest(splits), "max_new_tokens": settings.max_new_tokens,
            "batch_size": settings.batch_size, "nli_model": settings.nli_model, "version": __version__,
            **({"paraphrased": settings.paraphrased} if settings.paraphrased is not None else {}),
            "code": code_digest(evaluation_code_files()), **format_key(tokenizer)}
     return cache.cached_json(cache.entry_path("evals", key), key,
-                             lambda: settings.evaluate(model, tokenizer, splits, entailment))
+                             lambda: settings.evaluate(model, tokenizer, splits, entailment, embedder))
 
 
 def evaluate_retain_model(path: str, device: str | None, dtype: str | None, splits: dict,
-                          settings: EvaluationSettings, entailment=None, prompt: PromptFormat | None = None) -> dict:
+                          settings: EvaluationSettings, entailment=None, prompt: PromptFormat | None = None,
+                          embedder="auto") -> dict:
     """Per-item results of the retain model at `path` on the cell's data, its questions rendered with `prompt`
     (cached like any unedited model's)."""
     model, tokenizer = load_model(path, device, dtype)
     with_prompt_format(tokenizer, prompt)
-    return evaluate_cached(model, tokenizer, splits, settings, entailment)
+    return evaluate_cached(model, tokenizer, splits, settings, entailment, embedder)
 
 
 def model_cache(fingerprint: str, tokenizer=None):

@@ -28,7 +28,7 @@ from e2u.editing.memory.routing import routing_report
 from e2u.errors import E2UError
 from e2u.evaluation.aggregates import aggregates
 from e2u.evaluation.entailment import load_entailment
-from e2u.evaluation.evaluate import evaluation_parts, summarise
+from e2u.evaluation.evaluate import evaluation_parts, load_embedder, summarise
 from e2u.evaluation.human_aligned import measure_items
 from e2u.files import sha256_of_file, write_json_atomic
 from e2u.methods import get_method, method_hparams
@@ -71,9 +71,10 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
 
     clock = time.perf_counter()
     scorer = load_entailment(params.nli_model, device)
-    before = evaluate_cached(model, tokenizer, splits, settings, scorer)
-    retain = evaluate_retain_model(models.retain, device, dtype, splits, settings, scorer, params.prompt_format) \
-        if models.retain else None
+    embedder = load_embedder()  # one sentence encoder for every evaluation of the cell and its human-aligned check
+    before = evaluate_cached(model, tokenizer, splits, settings, scorer, embedder)
+    retain = evaluate_retain_model(models.retain, device, dtype, splits, settings, scorer, params.prompt_format,
+                                   embedder) if models.retain else None
     timings["evaluate_before"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -89,19 +90,19 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
                                  merge_group=params.merge_group, cache=shared)
 
     unlearned = unlearn_in_chunks(model, tokenizer, params.method, hp, parts, fingerprint, problem_of,
-                                  lambda: settings.evaluate(model, tokenizer, splits, scorer))
+                                  lambda: settings.evaluate(model, tokenizer, splits, scorer, embedder))
     outcome, chunk_seconds = unlearned.outcome, unlearned.chunk_seconds
     timings["unlearn"] = time.perf_counter() - clock - chunk_seconds
     if len(parts) > 1:
         timings["evaluate_chunks"] = chunk_seconds
 
     clock = time.perf_counter()
-    after = settings.evaluate(model, tokenizer, splits, scorer)
+    after = settings.evaluate(model, tokenizer, splits, scorer, embedder)
     timings["evaluate_after"] = time.perf_counter() - clock
     mark_unchanged(before, after)
     clock = time.perf_counter()
     with outcome.unedited(model):  # the fluency check scores the answers under the model before unlearning
-        aligned = measure_items(model, tokenizer, after.get("forget", []))
+        aligned = measure_items(model, tokenizer, after.get("forget", []), embedder=embedder)
     timings["human_aligned"] = time.perf_counter() - clock
     routing = routing_report(model, tokenizer, outcome, evaluation_parts(splits, params.paraphrased), after) \
         if method.memory is not None else None

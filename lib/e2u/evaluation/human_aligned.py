@@ -76,11 +76,13 @@ def perplexities(model, tokenizer, questions: Sequence[str], answers: Sequence[s
     return [math.exp(min(value, 700.0)) if token_ids else math.inf for value, token_ids in zip(nll, ids)]
 
 
-def measure_items(model, tokenizer, items: Sequence[dict], bounds: AlignmentBounds = AlignmentBounds()) -> dict:
-    """`measure` of evaluated items (question, generated, reference) with the default MiniLM embedder, or
-    {"not_computed": why} where it is not installed. `model` must compute as the unedited model does."""
+def measure_items(model, tokenizer, items: Sequence[dict], bounds: AlignmentBounds = AlignmentBounds(),
+                  embedder: SentenceEmbedder | None = None) -> dict:
+    """`measure` of evaluated items (question, generated, reference) with `embedder` (default: the MiniLM
+    embedder, loaded here), or {"not_computed": why} where it is not installed. `model` must compute as the
+    unedited model does."""
     try:
-        embedder = SentenceEmbedder()
+        embedder = embedder if embedder is not None else SentenceEmbedder()
     except ModelUnavailable as error:
         return {"not_computed": str(error)}
     return measure(model, tokenizer, embedder, [i["question"] for i in items], [i["generated"] for i in items],
