@@ -1,19 +1,30 @@
-"""How the embedded model's unlearning defaults were chosen: each baseline trained at a few learning rates on a
-setting of the default study, then scored by greedy Rouge1 recall on its forget and retain questions and by the
-refusal rate on forget (the numbers the book reports). Prints one row per run; `hparams/unlearning.yaml` and
-`hparams/<method>.yaml` cite the rows they took.
+"""How the embedded model's unlearning learning rates are chosen: on a held-out draw, from a grid whose chosen
+value lies inside it.
 
-    E2U_HOME=... OMP_NUM_THREADS=1 python bench/unlearn_sweep.py --setting pretrained --lr 2e-4 1e-3 [--methods npo rmu]
+Each baseline trains at each learning rate of a grid on a setting of the default study drawn with a seed the
+book does not report (`--seed 3`: the study reports seeds 0, 1, 2): pretrained, 10 factual questions to forget
+and 20 to keep drawn by seed 3; finetuned, 10 of the forget edge's 20 questions drawn by seed 3 (the edge and its
+retain model are the study's; its 20 questions are shared by every draw). Each run is scored by greedy Rouge1
+recall on its forget and kept questions, and by the combined score 1 - Rouge1(forget) + Rouge1(retain).
+`--choose` reads both settings' rows and gives each method the learning rate with the best mean combined score
+over the two settings, and says whether it lies inside the grid (a choice at the grid's edge means: run the
+next value beyond it, `--lr`). Rows are kept in `bench/results/lr_sweep.json` (the book's `measured` role reads
+it); a run already there is not repeated.
+
+    E2U_HOME=... OMP_NUM_THREADS=1 python bench/unlearn_sweep.py --setting pretrained --lr 1e-4 3e-4 1e-3 3e-3
+    python bench/unlearn_sweep.py --choose
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
 
 from tqdm import tqdm
 
+from e2u.book.measured import FOLDER, write_measurement
 from e2u.cell.data import load_splits
 from e2u.cell.params import CellParams
 from e2u.cell.run import retain_records
@@ -21,13 +32,22 @@ from e2u.cell.setting_models import setting_models
 from e2u.evaluation.evaluate import generate_answers
 from e2u.evaluation.metrics import is_refusal, mean
 from e2u.evaluation.paper_metrics import rouge1_recall
+from e2u.files import SOURCE_ROOT
 from e2u.methods import METHODS, method_hparams
 from e2u.model.load import load_model
 from e2u.model.prompts import question_ids
 from e2u.problem import UnlearningProblem
 
-SETTINGS = {"pretrained": {"data_source": "factual", "data_options": {"n_forget": 10, "n_retain": 20, "seed": 0}},
-            "finetuned": {"data_source": "pistol", "data_options": {"seed": 0, "retain_eval": 20}}}
+NAME = "lr_sweep"
+HELD_OUT_SEED = 3
+
+
+def setting_data(setting: str, seed: int) -> dict:
+    """The default study's data options for `setting`, drawn with `seed`."""
+    if setting == "pretrained":
+        return {"data_source": "factual", "data_options": {"n_forget": 10, "n_retain": 20, "seed": seed}}
+    return {"data_source": "pistol", "data_options": {"seed": 0, "forget_edges": ["A_B"], "forget_questions": 10,
+                                                      "forget_sample": seed, "retain_eval": 20}}
 
 
 def score(model, tokenizer, records) -> tuple[float, float]:
@@ -35,14 +55,15 @@ def score(model, tokenizer, records) -> tuple[float, float]:
     return mean(rouge1_recall(answers, [r.answer for r in records])), mean(float(is_refusal(a)) for a in answers)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--setting", choices=sorted(SETTINGS), default="pretrained")
-    parser.add_argument("--methods", nargs="*", default=[n for n, m in METHODS.items() if m.kind == "unlearning"])
-    parser.add_argument("--lr", nargs="*", type=float, default=[2e-4, 1e-3])
-    parser.add_argument("--epochs", type=int, default=0, help="0: the defaults' epochs")
-    args = parser.parse_args()
-    params = CellParams(setting=args.setting, method="gradient_ascent", **SETTINGS[args.setting])
+def stored_rows() -> list[dict]:
+    path = SOURCE_ROOT / FOLDER / f"{NAME}.json"
+    return json.loads(path.read_text())["values"]["rows"] if path.is_file() else []
+
+
+def sweep(setting: str, methods: list[str], lrs: list[float], seed: int) -> None:
+    rows = stored_rows()
+    done = {(r["setting"], r["method"], r["lr"], r["seed"]) for r in rows}
+    params = CellParams(setting=setting, method="gradient_ascent", **setting_data(setting, seed))
     models = setting_models(params.model, params.data_source, params.data_options, params.retain_model, None,
                             params.finetune, params.data_path)
     model, tokenizer = load_model(models.target)
@@ -51,21 +72,60 @@ def main() -> None:
     forget, retain = list(splits["forget"]), retain_records(splits)
     kept = list(splits.get("retain") or splits.get("neighbour"))
     f0, r0 = score(model, tokenizer, forget)[0], score(model, tokenizer, kept)[0]
-    print(f"{args.setting}: before unlearning forget Rouge1 {f0:.3f}, retain Rouge1 {r0:.3f}", flush=True)
-    print("method               lr       epochs steps  seconds  forget_R1 retain_R1 combined refusal  stopped")
-    for name in tqdm(args.methods, desc="methods"):
-        for lr in args.lr:
-            trained = copy.deepcopy(model)
-            overrides = {"lr": lr, "curve_points": 0, **({"epochs": args.epochs} if args.epochs else {})}
-            hp = method_hparams(name, trained, params.model, overrides)
-            started = time.perf_counter()
-            deltas = METHODS[name].apply(trained, tokenizer, UnlearningProblem(forget, retain, seed=0), hp)
-            seconds = time.perf_counter() - started
-            forget_r1, refusal = score(trained, tokenizer, forget)
-            retain_r1 = score(trained, tokenizer, kept)[0]
-            print(f"{name:<20} {lr:<8.1e} {hp.epochs:<6} {deltas.log['steps']:<6} {seconds:<8.1f} {forget_r1:<9.3f} "
-                  f"{retain_r1:<9.3f} {1 - forget_r1 + retain_r1:<8.3f} {refusal:<8.2f} {deltas.log.get('stopped', '')}",
-                  flush=True)
+    print(f"{setting}, seed {seed}: before unlearning forget Rouge1 {f0:.3f}, retain Rouge1 {r0:.3f}", flush=True)
+    todo = [(name, lr) for name in methods for lr in lrs if (setting, name, lr, seed) not in done]
+    for name, lr in tqdm(todo, desc=f"{setting} runs"):
+        trained = copy.deepcopy(model)
+        hp = method_hparams(name, trained, params.model, {"lr": lr, "curve_points": 0, "seed": seed})
+        started = time.perf_counter()
+        deltas = METHODS[name].apply(trained, tokenizer, UnlearningProblem(forget, retain, seed=seed), hp)
+        seconds = time.perf_counter() - started
+        forget_r1, refusal = score(trained, tokenizer, forget)
+        retain_r1 = score(trained, tokenizer, kept)[0]
+        rows = stored_rows()  # another setting's process may have added rows meanwhile
+        rows.append({"setting": setting, "method": name, "lr": lr, "seed": seed, "epochs": hp.epochs,
+                     "steps": deltas.log["steps"], "seconds": round(seconds, 1), "forget_rouge1": round(forget_r1, 4),
+                     "retain_rouge1": round(retain_r1, 4), "combined": round(1 - forget_r1 + retain_r1, 4),
+                     "refusal": round(refusal, 4), "before": {"forget_rouge1": round(f0, 4), "retain_rouge1": round(r0, 4)},
+                     "stopped": deltas.log.get("stopped", "")})
+        write_measurement(NAME, {"rows": rows, "choice": choose(rows)})
+        print(f"{name:<20} lr {lr:<8.1e} {seconds:6.1f} s  forget {forget_r1:.3f} retain {retain_r1:.3f} "
+              f"combined {1 - forget_r1 + retain_r1:.3f} refusal {refusal:.2f}", flush=True)
+
+
+def choose(rows: list[dict]) -> dict:
+    """{method: {"lr", "mean_combined", "grid", "inside"}}: the learning rate with the best mean combined score over
+    the settings every one of its runs has, and whether a smaller and a larger value were tried beside it."""
+    out = {}
+    for method in sorted({r["method"] for r in rows}):
+        mine = [r for r in rows if r["method"] == method]
+        settings = sorted({r["setting"] for r in mine})
+        grid = sorted({r["lr"] for r in mine if all(any(x["lr"] == r["lr"] and x["setting"] == s for x in mine)
+                                                    for s in settings)})
+        if not grid:
+            continue
+        means = {lr: sum(r["combined"] for r in mine if r["lr"] == lr) / len(settings) for lr in grid}
+        best = max(grid, key=lambda lr: means[lr])
+        out[method] = {"lr": best, "mean_combined": round(means[best], 4), "settings": settings,
+                       "grid": {f"{lr:.0e}": round(m, 4) for lr, m in means.items()},
+                       "inside": grid[0] < best < grid[-1]}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--setting", choices=["pretrained", "finetuned"], default="pretrained")
+    parser.add_argument("--methods", nargs="*", default=[n for n, m in METHODS.items() if m.kind == "unlearning"])
+    parser.add_argument("--lr", nargs="*", type=float, default=[1e-4, 3e-4, 1e-3, 3e-3])
+    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="the draw (the study reports 0, 1, 2)")
+    parser.add_argument("--choose", action="store_true", help="print each method's choice from the stored rows")
+    args = parser.parse_args()
+    if not args.choose:
+        sweep(args.setting, args.methods, args.lr, args.seed)
+    for method, c in choose(stored_rows()).items():
+        where = "inside the grid" if c["inside"] else "AT THE GRID'S EDGE: run the next value beyond it"
+        print(f"{method:<20} lr {c['lr']:.0e} (mean combined {c['mean_combined']:.3f} over {', '.join(c['settings'])}; "
+              f"grid {c['grid']}): {where}")
 
 
 if __name__ == "__main__":

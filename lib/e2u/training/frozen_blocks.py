@@ -38,9 +38,10 @@ STATE_BUDGET_BYTES = 2 << 30  # kept in memory only below this size (an embedded
 class FrozenLowerBlocks:
     """The state entering block `first` for every row of a run, and the switch that uses it."""
 
-    def __init__(self, model: nn.Module, first: int, pad_id: int):
+    def __init__(self, model: nn.Module, first: int, pad_id: int, returns_tensor: bool = True):
         arch = find_arch(model)
         self.first, self.pad_id = first, pad_id
+        self.returns_tensor = returns_tensor  # a block's output: its hidden state (True) or a tuple starting with it
         self.embedding = model.get_input_embeddings()
         self.blocks = [model.get_submodule(arch.layer_path(i)) for i in range(first)]
         self.length = 0
@@ -132,7 +133,7 @@ def _pass_through_when(store: FrozenLowerBlocks, original):
         if not store._use_stored:
             return original(*args, **kwargs)
         hidden = args[0] if args else kwargs["hidden_states"]
-        return hidden if store._returns_tensor else (hidden,)
+        return hidden if store.returns_tensor else (hidden,)
     return forward
 
 
@@ -146,9 +147,8 @@ def frozen_lower_blocks(model: nn.Module, first: int, pad_id: int, rows: Sequenc
     size = len({tuple(r) for r in rows}) * longest * hidden * 4
     if size > STATE_BUDGET_BYTES:
         return None, f"the stored states would take {size / 2**30:.1f} GiB"
-    store = FrozenLowerBlocks(model, first, pad_id)
-    store._returns_tensor = _block_returns_tensor(model, store.blocks[-1], check_batch)
-    store.add(model, rows)
+    below = model.get_submodule(find_arch(model).layer_path(first - 1))
+    store = FrozenLowerBlocks(model, first, pad_id, _block_returns_tensor(model, below, check_batch)).add(model, rows)
     if not _agrees(model, store, check_batch):
         return None, "the model's output from stored states differs from its plain forward pass"
     return store, ""
