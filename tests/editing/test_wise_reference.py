@@ -229,7 +229,8 @@ def trained_entries(seed: int, weight_decay: float = 0.0):
 
 def test_edits_train_only_their_shards_random_subspace():
     """Without weight decay, a shard's weight differs from W only on about mask_ratio (0.2) of the entries; the
-    shards' subspaces are independent draws (overlap ~0.04); the same seed trains the same entries, another seed others."""
+    shards' subspaces are independent draws (overlap ~0.04); the same seed trains the same entries, another seed
+    others."""
     main, shards, _ = trained_entries(seed=0)
     changed = [w != main for w in shards]
     n = main.numel()

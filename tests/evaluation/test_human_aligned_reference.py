@@ -43,9 +43,9 @@ def tokenizer_with(chat: bool):
 def hand_perplexity(model, tokenizer, question: str, answer: str, chat: bool, eos: bool = False,
                     with_question: bool = True) -> float:
     """exp(-mean_t log p(a_t | prompt, a_<t)) over the answer tokens, from one full pass and an explicit log-softmax."""
-    prompt = tokenizer(rendered(question, chat), add_special_tokens=False)["input_ids"] if with_question else []
-    if not with_question:
-        prompt = [tokenizer.bos_token_id]  # something to condition the first answer token on
+    # without the question, the answer still needs a position to predict its first token from: a BOS
+    prompt = (tokenizer(rendered(question, chat), add_special_tokens=False)["input_ids"] if with_question
+              else [tokenizer.bos_token_id])
     words = tokenizer(answer, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if eos else [])
     ids = torch.tensor([prompt + words])
     log_probs = torch.log_softmax(model(input_ids=ids).logits[0].double(), dim=-1)
@@ -62,9 +62,10 @@ def test_fluency_is_the_answer_perplexity_after_the_rendered_question_without_eo
     expected = [hand_perplexity(model, tokenizer, q, a, chat) for q, a in zip(QUESTIONS, ANSWERS)]
     assert ours == pytest.approx(expected, rel=1e-5)
     # the alternatives a wrong implementation would compute are far from it, so the comparison above can fail
-    with_eos = [hand_perplexity(model, tokenizer, q, a, chat, eos=True) for q, a in zip(QUESTIONS, ANSWERS)]
-    no_question = [hand_perplexity(model, tokenizer, q, a, chat, with_question=False) for q, a in zip(QUESTIONS, ANSWERS)]
-    other_rendering = [hand_perplexity(model, tokenizer, q, a, not chat) for q, a in zip(QUESTIONS, ANSWERS)]
+    pairs = list(zip(QUESTIONS, ANSWERS))
+    with_eos = [hand_perplexity(model, tokenizer, q, a, chat, eos=True) for q, a in pairs]
+    no_question = [hand_perplexity(model, tokenizer, q, a, chat, with_question=False) for q, a in pairs]
+    other_rendering = [hand_perplexity(model, tokenizer, q, a, not chat) for q, a in pairs]
     for wrong in (with_eos, no_question, other_rendering):
         assert all(abs(w / e - 1) > 1e-3 for w, e in zip(wrong, expected))
 
