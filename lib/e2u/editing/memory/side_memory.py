@@ -47,7 +47,8 @@ class SideMemory(MemoryAdaptor):
         return self.shards + ([self.current] if self.current.edits else [])
 
     def score(self, weight, x, y) -> tuple[torch.Tensor, torch.Tensor]:
-        """(W' x, ||act(W' x) - act(W x)||) per position (WISE eq. 4)."""
+        """(W' x, ||act(W' x) - act(W x)||) per position (WISE eq. 4 in the reference implementation's form, with
+        the activation; the paper's is ||x (W' - W)||)."""
         side = project(self.module, weight, x)
         return side, torch.linalg.vector_norm(self.act(side.float()) - self.act(y.float()), dim=-1)
 

@@ -1,7 +1,8 @@
 """WISE: a side memory beside one MLP output projection, with a router (Wang et al., 2024), as an unlearner.
 
 The side memory W' starts as a copy of the projection's weight W. At every position t, with x_t the
-projection's input and act the model's activation function (WISE eq. 4):
+projection's input and act the model's activation function (WISE eq. 4 as the reference implementation
+computes it, EasyEdit's `euc`; the paper writes it without the activation, || x_t (W' - W) ||_2):
 
     score_t = || act(W' x_t) - act(W x_t) ||_2,   output_t = W' x_t if score_t > threshold, else W x_t.
 
@@ -11,8 +12,10 @@ Editing a request (WISE section 3, `memory_rows` give the positions):
      with s_in the scores at the edit rows' answer positions and s_out those at every position of
      locality rows (kept questions with their answers, never forget ones; their projection inputs do not
      change while W' trains, so s_out is computed from inputs stored once per edit: `KeptInputs`);
-  2. SGD on W' with the gradient masked to a random `mask_ratio` of its elements (the knowledge shard),
-     then W' clamped to W +- norm_constraint, for n_iter steps or until the loss stops falling;
+  2. SGD on W' with the gradient masked to a random `mask_ratio` of its elements (the knowledge shard; SGD's
+     weight decay acts after the mask, as in the reference, so the other elements only shrink by
+     (1 - edit_lr weight_decay) a step), then W' clamped to W +- norm_constraint, for n_iter steps or until
+     the loss stops falling;
   3. threshold = act_ratio x the smallest in-scope score any edit of the shard reached.
 Every `save_freq` edits the shard is closed and a new one starts from W with a new mask; every
 `merge_freq` edits the shards closed since the last merge are merged by TIES (trim to `density`,
@@ -22,7 +25,9 @@ score above its own threshold; with `retrieve: false` every merge folds all shar
 
 Ours, where the reference differs: the routing score of a prefill row is its last token's (the reference
 averages the score over the sequence of the pass; during KV-cached decoding both are the score of the one
-new token), the margin loss per position, the threshold from the smallest per-position in-scope score,
+new token), the margin loss per position (each hinge averaged over all its positions or pairs, as
+reference/editing.md writes it; EasyEdit's code averages a hinge over its active entries only), the
+threshold from the smallest per-position in-scope score,
 and the merged memory's threshold measured on the merged weight (the task vectors of disjoint shards add
 up, so every score of the merged memory is larger than either shard's). That a routed prefill row is
 answered by the memory at every position matters: trained so, a memory that answered only at the
