@@ -4,7 +4,7 @@ A page fails on: an error in the browser console; a link to a page or file of th
 an image that did not load (a figure that did not render); the text a figure leaves when it is not drawn
 (`<Figure size ...>`); an absolute path of the machine that built it; a table wider than the page that no
 scroll container holds; a request to another host (the book is read offline: its scripts, styles, fonts and
-MathJax are the site's own); an equation the browser did not typeset, or TeX left as text (`\frac`, `\(`).
+MathJax are the site's own); an equation the browser did not typeset, or TeX left as text (`\\frac`, `\\(`).
 `check_site` serves the site on localhost (pages read over http, as a reader's browser reads them) and returns
 every problem of every page; `screenshot` saves a page as PNG. The browser has no network whatever the machine
 has: every request to another host goes to a proxy that is not there (loopback, the site, bypasses proxies).
