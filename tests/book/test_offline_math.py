@@ -82,3 +82,10 @@ def test_no_page_names_a_script_stylesheet_or_math_library_of_another_host(math_
         assert not remote, f"{path.relative_to(math_site)} names another host: {remote}"
     fonts = list((math_site / "_static" / "mathjax" / "output" / "chtml" / "fonts").rglob("*.woff"))
     assert fonts, "MathJax's fonts are not in the site (CHTML output would ask for them)"
+
+
+def test_the_site_that_redistributes_mathjax_carries_its_licence(math_site):
+    """MathJax is Apache 2.0, which asks a redistributor to pass the licence on; sphinx-mathjax-offline's wheel
+    copies MathJax's files without it, so the book's _static/mathjax/LICENSE goes beside them."""
+    licence = math_site / "_static" / "mathjax" / "LICENSE"
+    assert licence.is_file() and "Apache License" in licence.read_text() and "Version 2.0" in licence.read_text()
