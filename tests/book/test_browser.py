@@ -108,3 +108,16 @@ def test_the_check_fails_on_equations_left_to_a_cdn(math_site, tmp_path, monkeyp
         assert {(page, "a request to another host (a reader offline does not get it)"),
                 (page, "an equation was not typeset"), (page, "TeX shown as text")} <= problems, problems
     assert not any(page == "plain.html" for page, _ in problems)
+
+
+def test_the_checks_browser_reaches_no_host_but_loopback(math_site):
+    """Whatever the machine's network: another host, by name or by address, is refused at the check's dead proxy
+    (on this offline machine the request would fail anyway, but with another error), and the site still opens."""
+    from selenium.common.exceptions import WebDriverException
+
+    with site_check.served(math_site) as base, site_check.browser() as driver:
+        for url in ("https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js", "http://93.184.215.14/"):
+            with pytest.raises(WebDriverException, match="ERR_PROXY_CONNECTION_FAILED"):
+                driver.get(url)
+        driver.get(base + "plain.html")
+        assert "Prose alone." in driver.execute_script("return document.body.innerText")
