@@ -144,17 +144,7 @@ def site_pages(site: Path) -> list[str]:
 def page_problems(driver, base: str, site: Path, page: str, forbidden: Sequence[str]) -> list[Problem]:
     """Open `page` and report what a reader would see go wrong (the module's list)."""
     driver.get_log("performance")  # the previous page's requests, read and dropped
-    driver.get(base + page)
-    loaded = "return document.readyState === 'complete' && document.body !== null"
-    for _ in range(300):  # up to 30 s: on a loaded machine `get` can return before the page has a body
-        if driver.execute_script(loaded):
-            break
-        time.sleep(0.1)
-    untypeset = driver.execute_script(_UNTYPESET)
-    deadline = time.monotonic() + MATH_SECONDS
-    while untypeset and time.monotonic() < deadline:
-        time.sleep(0.1)
-        untypeset = driver.execute_script(_UNTYPESET)
+    untypeset = _open(driver, base + page)
     facts = driver.execute_script(_PAGE_FACTS)
     problems = [Problem(page, f"console: {entry['message']}") for entry in driver.get_log("browser")
                 if entry.get("level") == "SEVERE" and not _offline_fetch(entry["message"], base)]
@@ -175,6 +165,22 @@ def page_problems(driver, base: str, site: Path, page: str, forbidden: Sequence[
     problems += [Problem(page, f"an equation was not typeset: {tex}") for tex in untypeset]
     problems += [Problem(page, f"TeX shown as text: {text}") for text in driver.execute_script(_RAW_TEX)]
     return problems
+
+
+def _open(driver, url: str) -> list[str]:
+    """Open `url` and wait for its body, then for its equations to be typeset; the TeX of those that were not."""
+    driver.get(url)
+    loaded = "return document.readyState === 'complete' && document.body !== null"
+    for _ in range(300):  # up to 30 s: on a loaded machine `get` can return before the page has a body
+        if driver.execute_script(loaded):
+            break
+        time.sleep(0.1)
+    untypeset = driver.execute_script(_UNTYPESET)
+    deadline = time.monotonic() + MATH_SECONDS
+    while untypeset and time.monotonic() < deadline:
+        time.sleep(0.1)
+        untypeset = driver.execute_script(_UNTYPESET)
+    return untypeset
 
 
 def requested(driver) -> list[str]:
@@ -222,7 +228,7 @@ def screenshot(site: Path, page: str, out: Path) -> Path:
     """`page` of the built site as a PNG at `out`, the whole page's height."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with served(Path(site)) as base, browser() as driver:
-        driver.get(base + page)
+        _open(driver, base + page)  # its equations typeset, as a reader sees them
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(1280, min(max(height, 800), 12000))
         driver.save_screenshot(str(out))
