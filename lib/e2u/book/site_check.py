@@ -3,8 +3,11 @@
 A page fails on: an error in the browser console; a link to a page or file of the site that does not exist;
 an image that did not load (a figure that did not render); the text a figure leaves when it is not drawn
 (`<Figure size ...>`); an absolute path of the machine that built it; a table wider than the page that no
-scroll container holds. `check_site` serves the site on localhost (pages read over http, as a reader's
-browser reads them) and returns every problem of every page; `screenshot` saves a page as PNG.
+scroll container holds; a request to another host (the book is read offline: its scripts, styles, fonts and
+MathJax are the site's own); an equation the browser did not typeset, or TeX left as text (`\\frac`, `\\(`).
+`check_site` serves the site on localhost (pages read over http, as a reader's browser reads them) and returns
+every problem of every page; `screenshot` saves a page as PNG. The browser has no network whatever the machine
+has: every request to another host goes to a proxy that is not there (loopback, the site, bypasses proxies).
 
 Needs Debian's `chromium` and `chromium-driver` (`/usr/bin/chromium`, `/usr/bin/chromedriver`) and selenium;
 `browser_missing` says what is absent, so that a test can skip with that message.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import shutil
 import threading
 import time
@@ -26,9 +30,13 @@ from urllib.parse import unquote, urldefrag, urlparse
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 # As this machine's notes start Chromium: no sandbox (root), no GPU, no background connections (closed network).
+# The proxy on the discard port takes every request to another host and answers none: a page reads as it does
+# offline, on a machine with a network too (Chromium never sends loopback, where the site is served, to a proxy).
+NO_NETWORK = "--proxy-server=http://127.0.0.1:9"
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1280,1000")
+         "--disable-dev-shm-usage", "--window-size=1280,1000", NO_NETWORK)
+MATH_SECONDS = 20  # how long a page's equations may take to be typeset (MathJax works after the page has loaded)
 
 _PAGE_FACTS = """
 const main = document.querySelector('main') || document.querySelector('article') || document.body || document.documentElement;
@@ -50,6 +58,28 @@ return {
   links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
   wide: wide, width: width, text: document.body.innerText, html: document.documentElement.outerHTML,
 };
+"""
+
+# Sphinx writes each equation as an element of class `math` holding its TeX; MathJax puts an `mjx-container` in it
+# (KaTeX a `.katex`), and an error box (`mjx-merror`, `.katex-error`) where the TeX does not parse.
+_UNTYPESET = """
+return Array.from(document.querySelectorAll('.math'))
+  .filter(m => !m.querySelector('mjx-container, .katex') || m.querySelector('mjx-merror, .katex-error'))
+  .map(m => m.textContent.trim().slice(0, 80));
+"""
+
+# TeX a reader would see as text: a control word or a math delimiter in a visible text node outside code.
+_RAW_TEX = r"""
+const tex = /\\[A-Za-z]{2,}|\\[()\[\]]|\$\$/;
+const skip = 'pre, code, script, style, textarea, mjx-container, .katex, .highlight';
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+const found = [];
+for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+  const parent = node.parentElement;
+  if (!parent || parent.closest(skip) || !tex.test(node.textContent) || !parent.checkVisibility()) continue;
+  found.push(node.textContent.trim().slice(0, 80));
+}
+return found;
 """
 
 
@@ -98,7 +128,7 @@ def browser() -> Iterator[object]:
     options.binary_location = shutil.which("chromium") or CHROMIUM
     for flag in FLAGS:
         options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})  # console, requests
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or CHROMEDRIVER), options=options)
     try:
         yield driver
@@ -113,12 +143,8 @@ def site_pages(site: Path) -> list[str]:
 
 def page_problems(driver, base: str, site: Path, page: str, forbidden: Sequence[str]) -> list[Problem]:
     """Open `page` and report what a reader would see go wrong (the module's list)."""
-    driver.get(base + page)
-    loaded = "return document.readyState === 'complete' && document.body !== null"
-    for _ in range(300):  # up to 30 s: on a loaded machine `get` can return before the page has a body
-        if driver.execute_script(loaded):
-            break
-        time.sleep(0.1)
+    driver.get_log("performance")  # the previous page's requests, read and dropped
+    untypeset = _open(driver, base + page)
     facts = driver.execute_script(_PAGE_FACTS)
     problems = [Problem(page, f"console: {entry['message']}") for entry in driver.get_log("browser")
                 if entry.get("level") == "SEVERE" and not _offline_fetch(entry["message"], base)]
@@ -134,12 +160,47 @@ def page_problems(driver, base: str, site: Path, page: str, forbidden: Sequence[
             problems.append(Problem(page, f"an absolute path of the build machine appears: {path}"))
     problems += [Problem(page, f"a table {w} px wide overflows the {facts['width']:.0f} px page with no scroll container")
                  for w in facts["wide"]]
+    problems += [Problem(page, f"a request to another host (a reader offline does not get it): {url}")
+                 for url in requested(driver) if not _own(url, base)]
+    problems += [Problem(page, f"an equation was not typeset: {tex}") for tex in untypeset]
+    problems += [Problem(page, f"TeX shown as text: {text}") for text in driver.execute_script(_RAW_TEX)]
     return problems
 
 
+def _open(driver, url: str) -> list[str]:
+    """Open `url` and wait for its body, then for its equations to be typeset; the TeX of those that were not."""
+    driver.get(url)
+    loaded = "return document.readyState === 'complete' && document.body !== null"
+    for _ in range(300):  # up to 30 s: on a loaded machine `get` can return before the page has a body
+        if driver.execute_script(loaded):
+            break
+        time.sleep(0.1)
+    untypeset = driver.execute_script(_UNTYPESET)
+    deadline = time.monotonic() + MATH_SECONDS
+    while untypeset and time.monotonic() < deadline:
+        time.sleep(0.1)
+        untypeset = driver.execute_script(_UNTYPESET)
+    return untypeset
+
+
+def requested(driver) -> list[str]:
+    """The URLs the browser requested since the performance log was last read (Chrome's DevTools events)."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return list(dict.fromkeys(urls))
+
+
+def _own(url: str, base: str) -> bool:
+    """A request the site answers itself, or one that needs no host (inline data, a blob the page made)."""
+    return url.startswith(base) or url.split(":", 1)[0] in ("data", "blob", "about")
+
+
 def _offline_fetch(message: str, base: str) -> bool:
-    """A resource of another host that could not be fetched for want of a network (MathJax's CDN on this
-    offline machine): the reader's browser, online, loads it; every other console error counts."""
+    """A console error for a resource of another host that could not be fetched: the request itself is the
+    problem reported (`a request to another host`), once."""
     return not message.startswith(base) and "net::ERR_" in message
 
 
@@ -167,7 +228,7 @@ def screenshot(site: Path, page: str, out: Path) -> Path:
     """`page` of the built site as a PNG at `out`, the whole page's height."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with served(Path(site)) as base, browser() as driver:
-        driver.get(base + page)
+        _open(driver, base + page)  # its equations typeset, as a reader sees them
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(1280, min(max(height, 800), 12000))
         driver.save_screenshot(str(out))
