@@ -7,8 +7,18 @@ from claim_results import cell
 
 from e2u.book.bootstrap import Interval
 from e2u.book.claim_tests import CLAIMS, judge_claims
-from e2u.book.claims import (CONTRADICTS, DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_MEASURED, PARTLY, STRADDLES,
-                             SUPPORTS, Comparison, verdict)
+from e2u.book.claims import (
+    CONTRADICTS,
+    DOES_NOT_HOLD,
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_MEASURED,
+    PARTLY,
+    STRADDLES,
+    SUPPORTS,
+    Comparison,
+    verdict,
+)
 from e2u.errors import E2UError
 
 N = 400  # resamples: enough for these tests' clear-cut intervals, and fast
@@ -174,7 +184,8 @@ def test_self_written_targets_that_all_fell_back_are_not_measured_and_partial_fa
                         crafted=["template"] * 4, label="wise-self"))
     results.append(cell("pretrained", "wise", 0, [0.1] * 4, [0.9] * 5, aligned=[1, 1, 1, 1], refusal="self",
                         crafted=["model", "template", "model", "model"], label="wise-self"))
-    comparisons = {c.name.split(":")[0] + (" self" if "self" in c.name else ""): c for c in by_number(results)[2].comparisons}
+    comparisons = {c.name.split(":")[0] + (" self" if "self" in c.name else ""): c
+                   for c in by_number(results)[2].comparisons}
     fell = comparisons["finetuned self"]
     assert fell.state == NOT_MEASURED and fell.note == ("the self-improvement recipe produced no self-written targets "
                                                         "here: 4 of 4 fell back to the template")
@@ -208,6 +219,7 @@ def test_cells_that_asked_other_questions_cannot_be_paired():
 
 
 def test_the_rephrase_table_has_one_row_per_method_and_recipe_and_a_ratio_only_where_forgetting_is_large():
+    from e2u.book import rephrase_table as rephrase_table_module
     from e2u.book.rephrase_table import KEPT, rephrase_table
 
     results = [cell("pretrained", "rome", s, [0.1] * 4, [0.5] * 5, rephrased=[0.3] * 4, before=0.9) for s in (0, 1)]
@@ -221,6 +233,8 @@ def test_the_rephrase_table_has_one_row_per_method_and_recipe_and_a_ratio_only_w
     assert table.loc[("pretrained", "ROME", "merged queries"), KEPT] == pytest.approx(0.7 / 0.7)
     assert table.loc[("pretrained", "GRADIENT_ASCENT", "plain"), KEPT].startswith("not meaningful (forgot 0.10")
     assert table.loc[("pretrained", "KL", "plain"), "same answers as"] == "GRADIENT_ASCENT (seeds 0)"
+    assert rephrase_table_module.coinciding_sentence(results).endswith(
+        ": GRADIENT_ASCENT and KL (pretrained, plain, seed 0).")
 
 
 def test_the_merging_table_counts_edit_requests():

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import replace
 from typing import Sequence
 
@@ -22,6 +23,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from e2u.book.claim_cells import fallbacks
 from e2u.book.claim_tests import ClaimVerdict, best_baseline, editor_comparisons
 from e2u.book.claims import CONTRADICTS, SUPPORTS, Comparison
 from e2u.book.readings import ALL_BASELINES, CHOSEN, EDITORS
@@ -59,6 +61,13 @@ def verdict_table(verdicts: Sequence[ClaimVerdict]) -> pd.DataFrame:
     return pd.concat(parts)
 
 
+def claim_markdown(verdict: ClaimVerdict) -> str:
+    """The claim as the paper states it (in our words), how it is tested, its margin and its verdict."""
+    c = verdict.claim
+    return (f"*The paper:* {c.statement} *Tested by* {c.test}; margin {c.margin}. Verdict under the "
+            f"{verdict.reading.label} reading: **{verdict.verdict}**.")
+
+
 STATE_COLOURS = {SUPPORTS: "tab:green", CONTRADICTS: "tab:red"}  # straddles: grey
 
 
@@ -68,10 +77,12 @@ def forest_figure(verdict: ClaimVerdict):
     comparisons = list(verdict.comparisons)
     if not comparisons:
         return None
-    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.42 * len(comparisons)), layout="constrained")
+    labels = [textwrap.fill(c.name, 46) for c in reversed(comparisons)]
+    fig, ax = plt.subplots(figsize=(8, 0.8 + 0.24 * sum(label.count("\n") + 2 for label in labels)),
+                           layout="constrained")
     for y, c in enumerate(reversed(comparisons)):
-        if c.interval is None:
-            ax.text(0, y, "not measured", va="center", ha="left", fontsize=8, color="0.4")
+        if c.interval is None:  # written at the left edge of the axes, whatever the numbers' range
+            ax.text(0.01, y, "not measured", transform=ax.get_yaxis_transform(), va="center", fontsize=8, color="0.4")
             continue
         colour = STATE_COLOURS.get(c.state, "0.45")
         ax.plot([c.interval.low, c.interval.high], [y, y], color=colour, lw=2.2)
@@ -79,7 +90,7 @@ def forest_figure(verdict: ClaimVerdict):
     ax.axvline(0, color="black", lw=0.9)
     margin = comparisons[0].margin
     ax.axvline(margin, color="black", lw=0.9, ls="--")
-    ax.set_yticks(range(len(comparisons)), [c.name for c in reversed(comparisons)], fontsize=8)
+    ax.set_yticks(range(len(comparisons)), labels, fontsize=8)
     ax.set_ylim(-0.6, len(comparisons) - 0.4)
     ax.set_xlabel(f"difference (favours the claim when > 0); dashed: margin {margin}")
     ax.set_title(f"Claim {verdict.claim.number}: {verdict.verdict}", fontsize=10)
@@ -234,6 +245,18 @@ def alignment_examples(results: Sequence[dict], n: int = 2) -> pd.DataFrame:
             rows.append({"setting": r["params"]["setting"], "question": answer["question"], "method": _name(r),
                          "answer": answer["generated"], "aligned": check["aligned"],
                          "fails": ", ".join(failed) or "-"})
+    return pd.DataFrame(rows)
+
+
+def fallback_counts(results: Sequence[dict]) -> pd.DataFrame:
+    """Per self-improvement cell: the targets it crafted and how many fell back to the template
+    (`claim_cells.fallbacks`)."""
+    rows = []
+    for r in results:
+        counts = fallbacks(r) if r["params"].get("refusal") == "self" else None
+        if counts:
+            rows.append({"setting": r["params"]["setting"], "method": r["method_title"], "seed": r["params"]["seed"],
+                         "targets": counts[1], "fell back to the template": counts[0]})
     return pd.DataFrame(rows)
 
 

@@ -78,18 +78,36 @@ def rephrase_table(results: Sequence[dict]) -> pd.DataFrame:
     return table
 
 
-def coinciding_methods(results: Sequence[dict]) -> dict[tuple[str, str, str], str]:
-    """{(setting, method title, recipe kind): the other methods that gave identical greedy answers to every
-    question in the same seed, and the seeds where they did}."""
+def coinciding_groups(results: Sequence[dict]) -> list[tuple[str, str, int, tuple[str, ...]]]:
+    """(setting, recipe kind, seed, method titles) of every group of cells that gave identical greedy answers to
+    every question (`claim_cells.coinciding`)."""
     by_cell: dict = {}
     for r in results:
         p = r["params"]
-        by_cell.setdefault((p["setting"], p["seed"], recipe_kind(p)), {}).setdefault(r["method_title"], []).append(r)
+        by_cell.setdefault((p["setting"], recipe_kind(p), p["seed"]), {}).setdefault(r["method_title"], []).append(r)
+    return [(setting, kind, seed, group) for (setting, kind, seed), by_method in sorted(by_cell.items())
+            for group in coinciding(by_method)]
+
+
+def coinciding_methods(results: Sequence[dict]) -> dict[tuple[str, str, str], str]:
+    """{(setting, method title, recipe kind): the other methods that gave identical greedy answers to every
+    question in the same seed, and the seeds where they did}."""
     found: dict[tuple[str, str, str], dict[str, list]] = {}
-    for (setting, seed, kind), by_method in sorted(by_cell.items()):
-        for group in coinciding(by_method):
-            for method in group:
-                for other in (o for o in group if o != method):
-                    found.setdefault((setting, method, kind), {}).setdefault(other, []).append(seed)
+    for setting, kind, seed, group in coinciding_groups(results):
+        for method in group:
+            for other in (o for o in group if o != method):
+                found.setdefault((setting, method, kind), {}).setdefault(other, []).append(seed)
     return {key: "; ".join(f"{o} (seeds {', '.join(map(str, s))})" for o, s in others.items())
             for key, others in found.items()}
+
+
+def coinciding_sentence(results: Sequence[dict]) -> str:
+    """Which methods answered identically, where: one sentence for the chapter."""
+    seeds: dict[tuple, list[int]] = {}
+    for setting, kind, seed, group in coinciding_groups(results):
+        seeds.setdefault((" and ".join(group), setting, kind), []).append(seed)
+    if not seeds:
+        return "No two methods gave identical answers to every question in a setting and seed."
+    return "Identical greedy answers to every question, counted once in a group's mean: " + "; ".join(
+        f"{methods} ({setting}, {kind}, seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))})"
+        for (methods, setting, kind), s in seeds.items()) + "."
