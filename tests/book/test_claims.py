@@ -210,6 +210,19 @@ def test_leaving_failed_edits_out_is_an_alternative_reading():
     assert table.loc[3, "margin 0.05"] == table.loc[3, "chosen"]  # claim 3's own margin is 0.05
 
 
+def test_a_bad_reading_or_margin_is_named():
+    from dataclasses import replace
+
+    from e2u.book.readings import CHOSEN, Reading
+
+    with pytest.raises(E2UError, match=r"reading 'x': rouge must be one of \['rouge1_recall', 'rouge_l_recall'\]"):
+        Reading(label="x", rouge="rouge2")
+    with pytest.raises(E2UError, match=r"reading 'y': baselines must be some of"):
+        Reading(label="y", baselines=("sgd",))
+    with pytest.raises(E2UError, match=r"claim 1: margin must be a number at least 0, got -0.1"):
+        judge_claims(plain_study(seeds=(0,)), ["pretrained"], replace(CHOSEN, margin=-0.1), n_resamples=N)
+
+
 def test_cells_that_asked_other_questions_cannot_be_paired():
     results = plain_study(seeds=(0,))
     for item in next(r for r in results if r["params"]["method"] == "wise")["after"]["forget"]:

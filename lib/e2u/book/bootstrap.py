@@ -63,6 +63,8 @@ class Block:
 
 @dataclass(frozen=True)
 class Interval:
+    """A comparison's point estimate, its interval at `level`, and what it was computed from."""
+
     point: float  # mean over seeds of the seed's difference
     low: float
     high: float

@@ -68,6 +68,7 @@ def combined(reading: Reading, kept: str) -> list[Part]:
 
 
 def kept_rouge(reading: Reading, kept: str) -> list[Part]:
+    """Rouge on the kept questions after unlearning: whether the model still answers what it should."""
     return [Part(kept, reading.rouge)]
 
 
@@ -77,6 +78,7 @@ def rephrased_forgetting(reading: Reading, kept: str) -> list[Part]:
 
 
 def aligned(reading: Reading, kept: str) -> list[Part]:
+    """The human-aligned rate on the forget questions (`human_aligned`)."""
     return [Part("forget", ALIGNED)]
 
 
@@ -98,6 +100,7 @@ def _missing(side: dict, part: Part) -> str:
 
 
 def _kept(side: dict, reading: Reading) -> str:
+    """The kept questions' split of a side's cells (`claim_cells.kept_split`)."""
     first = next(iter(next(iter(side.values())).values()))[0]
     return claim_cells.kept_split(first.get("after", {}), reading) or "retain"
 

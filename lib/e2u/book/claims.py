@@ -36,6 +36,8 @@ def state(interval: Interval, margin: float) -> str:
 
 @dataclass(frozen=True)
 class Comparison:
+    """One comparison of a claim: its interval (None: not measured, the note says why) and the claim's margin."""
+
     name: str
     interval: Interval | None  # None: not measured
     margin: float

@@ -49,15 +49,15 @@ def comparison_table(comparisons: Sequence[Comparison]) -> pd.DataFrame:
 
 
 def verdict_table(verdicts: Sequence[ClaimVerdict]) -> pd.DataFrame:
-    """`comparison_table` of every claim, indexed by claim, statement and verdict."""
+    """`comparison_table` of every claim, indexed by claim, verdict and comparison (the statements are listed
+    above it in the chapter)."""
     parts = []
     for v in verdicts:
         table = comparison_table(v.comparisons)
         if table.empty:
             table = pd.DataFrame([{"comparison": "(no cells measure it yet)"}]).set_index("comparison")
-        parts.append(table.assign(claim=v.claim.number, statement=v.claim.statement, verdict=v.verdict)
-                     .set_index(["claim", "statement", "verdict"], append=True)
-                     .reorder_levels(["claim", "statement", "verdict", "comparison"]))
+        parts.append(table.assign(claim=v.claim.number, verdict=v.verdict).set_index(["claim", "verdict"], append=True)
+                     .reorder_levels(["claim", "verdict", "comparison"]))
     return pd.concat(parts)
 
 
