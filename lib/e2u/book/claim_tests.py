@@ -28,7 +28,8 @@ from e2u.book.claim_cells import ALIGNED, MERGED, PLAIN, SELF_WRITTEN, Part
 from e2u.book.claims import NOT_MEASURED, Comparison, check_margin, verdict
 from e2u.book.readings import CHOSEN, EDITORS, PAPER_BASELINES, Reading
 
-__all__ = ["CLAIMS", "EDITORS", "PAPER_BASELINES", "ClaimVerdict", "judge_claims", "editor_comparisons"]
+__all__ = ["CLAIMS", "EDITORS", "PAPER_BASELINES", "Claim", "ClaimVerdict", "best_baseline", "claim_comparisons",
+           "editor_comparisons", "judge_claims", "paired_settings"]  # EDITORS, PAPER_BASELINES: `readings`' names
 BOOTSTRAP_SEED = 0  # each comparison's generator: numpy.random.default_rng([BOOTSTRAP_SEED, crc32(its name)])
 ROBUST, FRAGILE = ("alphaedit", "wise"), ("gradient_ascent", "kl", "rome", "memit")
 MEANINGFUL_DROP = 0.25  # claim 3's table: the forgetting kept under rephrasing is a ratio to the forget Rouge1
