@@ -1,51 +1,69 @@
-"""Verdicts on the paper's claims, computed from numbers (never typed by hand).
+"""Verdicts on the paper's claims, from intervals computed from numbers (never typed by hand).
 
-A claim is tested by comparisons, one per setting (and, where a claim names several methods, per method):
-each comparison is a list of per-seed differences d_s = (the claimed side's score) - (the other side's),
-oriented so that larger favours the claim. A comparison *supports* the claim when the mean difference is
-above `margin` and every seed's difference is above zero (the spread does not cross zero); a claim
-*holds* when every comparison supports it, *holds partly* when some do, and *does not hold* when none do.
+A claim is tested by comparisons, one per setting (and, where a claim names several methods, per method). Each
+comparison is a difference (the claimed side's score minus the other's), oriented so that larger favours the
+claim, with its 95% interval from the paired, hierarchical bootstrap (`bootstrap.paired_interval`). The rule:
+
+* a comparison **supports** the claim when its interval's lower bound is above the claim's margin, it
+  **contradicts** the claim when its upper bound is below zero, and it **straddles** otherwise;
+* a claim **holds** when every comparison supports it, **does not hold** when every comparison contradicts it,
+  **holds partly** when they split (at least one supports, not all do), and is **inconclusive** otherwise (none
+  supports, not all contradict);
+* a comparison without data is **not measured** (with the reason) and takes no part; a claim none of whose
+  comparisons is measured is **not measured**.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
+from e2u.book.bootstrap import Interval
 from e2u.errors import E2UError
 
-HOLDS, PARTLY, DOES_NOT_HOLD = "holds", "holds partly", "does not hold"
+SUPPORTS, CONTRADICTS, STRADDLES = "supports", "contradicts", "straddles"
+HOLDS, PARTLY, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "holds partly", "does not hold", "inconclusive"
+NOT_MEASURED = "not measured"
+VERDICTS = (HOLDS, PARTLY, INCONCLUSIVE, DOES_NOT_HOLD, NOT_MEASURED)
+
+
+def state(interval: Interval, margin: float) -> str:
+    """supports (lower bound > margin), contradicts (upper bound < 0), or straddles."""
+    if interval.low > margin:
+        return SUPPORTS
+    return CONTRADICTS if interval.high < 0 else STRADDLES
 
 
 @dataclass(frozen=True)
 class Comparison:
+    """One comparison of a claim: its interval (None: not measured, the note says why) and the claim's margin."""
+
     name: str
-    differences: tuple[float, ...]
-    mean: float
-    spread: float  # standard deviation over seeds (0 with one seed)
-    supports: bool
+    interval: Interval | None  # None: not measured
+    margin: float
+    note: str = ""  # what the reader needs beside the numbers: the baseline taken as best, targets that fell back
 
-
-def compare(name: str, differences: Sequence[float], margin: float) -> Comparison:
-    """One comparison's per-seed differences, their mean and spread, and whether they support the claim."""
-    values = tuple(float(d) for d in differences)
-    if not values or not all(math.isfinite(v) for v in values):
-        raise E2UError(f"claim comparison {name!r}: expected one finite difference per seed, got {list(differences)}")
-    mean = sum(values) / len(values)
-    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return Comparison(name, values, mean, spread, mean > margin and min(values) > 0)
+    @property
+    def state(self) -> str:
+        return NOT_MEASURED if self.interval is None else state(self.interval, self.margin)
 
 
 def verdict(comparisons: Sequence[Comparison]) -> str:
-    """holds / holds partly / does not hold, from how many comparisons support the claim."""
-    if not comparisons:
-        raise E2UError("a claim needs at least one comparison to be judged")
-    supporting = sum(c.supports for c in comparisons)
-    return HOLDS if supporting == len(comparisons) else PARTLY if supporting else DOES_NOT_HOLD
+    """holds / does not hold / holds partly / inconclusive from the measured comparisons' states (module
+    docstring); not measured when none is measured."""
+    states = [c.state for c in comparisons if c.state != NOT_MEASURED]
+    if not states:
+        return NOT_MEASURED
+    supporting, contradicting = states.count(SUPPORTS), states.count(CONTRADICTS)
+    if supporting == len(states):
+        return HOLDS
+    if contradicting == len(states):
+        return DOES_NOT_HOLD
+    return PARTLY if supporting else INCONCLUSIVE
 
 
-def judge(differences: Mapping[str, Sequence[float]], margin: float) -> tuple[str, list[Comparison]]:
-    """The verdict and its comparisons, from {comparison name: per-seed differences}."""
-    comparisons = [compare(name, values, margin) for name, values in differences.items()]
-    return verdict(comparisons), comparisons
+def check_margin(margin: float, where: str) -> float:
+    """A margin is a finite number at least zero."""
+    if not isinstance(margin, (int, float)) or not 0 <= margin < float("inf"):
+        raise E2UError(f"{where}: margin must be a number at least 0, got {margin!r}")
+    return float(margin)

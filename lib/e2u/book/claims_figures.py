@@ -1,45 +1,123 @@
-"""The claims chapter's tables and figures, from result files only (`claims_report` computes the verdicts).
+"""The claims chapter's tables and figures, from result files only (`claim_tests` computes the verdicts).
 
-* `verdict_table`: each claim, how it is tested, its margin, the verdict, and each comparison's mean,
-  spread over seeds and number of seeds;
+* `verdict_table` / `comparison_table`: each claim's comparisons with their point estimates, 95% intervals, the
+  seeds and what the bootstrap drew, and each comparison's state (`claims`);
+* `forest_figure`: one claim's comparisons as a forest plot, the lines at zero and at the margin;
+* `editors_table`: every editor against the best baseline (the paper's four, all eight, the rephrased score);
 * `sequence_figure`: forget Rouge1 (over the questions unlearned so far) and retain Rouge1 after each chunk
   of sequential unlearning, one line per method;
 * `merging_figure`: the combined score against the number of forget questions, merged queries against
   one edit per query, for ROME and MEMIT;
 * `alignment_table` / `alignment_figure`: the human-aligned refusal rates per method, template targets
   against self-improved ones; `alignment_examples`: the answers side by side;
-* `merging_table`: the edit requests and combined scores behind the merging figure;
-* `rephrase_table`: the rephrase robustness of every method over seeds (`rephrase_robustness`).
+* `merging_table`: the edit requests and combined scores behind the merging figure.
 """
 
 from __future__ import annotations
 
+import textwrap
+from dataclasses import replace
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from e2u.book.claim_tests import ClaimVerdict, combined, retain_rouge1
+from e2u.book.claim_cells import fallbacks
+from e2u.book.claim_tests import ClaimVerdict, best_baseline, editor_comparisons
+from e2u.book.claims import CONTRADICTS, SUPPORTS, Comparison
+from e2u.book.readings import ALL_BASELINES, CHOSEN, EDITORS
 from e2u.evaluation.human_aligned import CHECKS
-from e2u.evaluation.rephrase_robustness import robustness
+from e2u.evaluation.paper_metrics import retain_split
 
 
 def _name(result: dict) -> str:
     return f"{result['method_title']} ({result['params']['setting']})"
 
 
-def verdict_table(verdicts: Sequence[ClaimVerdict]) -> pd.DataFrame:
+def comparison_table(comparisons: Sequence[Comparison]) -> pd.DataFrame:
+    """One row per comparison: its state, point estimate, interval, seeds, what the bootstrap drew, and notes."""
     rows = []
+    for c in comparisons:
+        i = c.interval
+        numbers = {"difference": i.point, "95% low": i.low, "95% high": i.high} if i else {}
+        rows.append({"comparison": c.name, "state": c.state,
+                     **{k: round(numbers[k], 3) if i else None for k in ("difference", "95% low", "95% high")},
+                     "margin": c.margin, "seeds": ", ".join(map(str, i.seeds)) if i else "",
+                     "resampled": i.resampled if i else "", "note": c.note or "-"})
+    return pd.DataFrame(rows).set_index("comparison") if rows else pd.DataFrame()
+
+
+def verdict_table(verdicts: Sequence[ClaimVerdict]) -> pd.DataFrame:
+    """`comparison_table` of every claim, indexed by claim, verdict and comparison (the statements are listed
+    above it in the chapter)."""
+    parts = []
     for v in verdicts:
-        base = {"claim": v.claim.number, "statement": v.claim.statement, "verdict": v.verdict,
-                "margin": v.claim.margin}
-        if not v.comparisons:
-            rows.append({**base, "comparison": "(no cells measure it yet)"})
-        for c in v.comparisons:
-            rows.append({**base, "comparison": c.name, "mean difference": round(c.mean, 3),
-                         "spread (sd)": round(c.spread, 3), "seeds": len(c.differences), "supports": c.supports})
-    return pd.DataFrame(rows).set_index(["claim", "statement", "verdict", "margin"])
+        table = comparison_table(v.comparisons)
+        if table.empty:
+            table = pd.DataFrame([{"comparison": "(no cells measure it yet)"}]).set_index("comparison")
+        parts.append(table.assign(claim=v.claim.number, verdict=v.verdict).set_index(["claim", "verdict"], append=True)
+                     .reorder_levels(["claim", "verdict", "comparison"]))
+    return pd.concat(parts)
+
+
+def claim_markdown(verdict: ClaimVerdict) -> str:
+    """The claim as the paper states it (in our words), how it is tested, its margin and its verdict."""
+    c = verdict.claim
+    return (f"*The paper:* {c.statement} *Tested by* {c.test}; margin {c.margin}. Verdict under the "
+            f"{verdict.reading.label} reading: **{verdict.verdict}**.")
+
+
+STATE_COLOURS = {SUPPORTS: "tab:green", CONTRADICTS: "tab:red"}  # straddles: grey
+
+
+def forest_figure(verdict: ClaimVerdict):
+    """The claim's comparisons, one line each: the point estimate and its 95% interval, a solid line at zero and
+    a dashed one at the margin; None where no comparison was made."""
+    comparisons = list(verdict.comparisons)
+    if not comparisons:
+        return None
+    labels = [textwrap.fill(c.name, 46) for c in reversed(comparisons)]
+    fig, ax = plt.subplots(figsize=(8, 0.8 + 0.24 * sum(label.count("\n") + 2 for label in labels)),
+                           layout="constrained")
+    for y, c in enumerate(reversed(comparisons)):
+        if c.interval is None:  # written at the left edge of the axes, whatever the numbers' range
+            ax.text(0.01, y, "not measured", transform=ax.get_yaxis_transform(), va="center", fontsize=8, color="0.4")
+            continue
+        colour = STATE_COLOURS.get(c.state, "0.45")
+        ax.plot([c.interval.low, c.interval.high], [y, y], color=colour, lw=2.2)
+        ax.plot([c.interval.point], [y], "o", color=colour, ms=5)
+    ax.axvline(0, color="black", lw=0.9)
+    margin = comparisons[0].margin
+    ax.axvline(margin, color="black", lw=0.9, ls="--")
+    ax.set_yticks(range(len(comparisons)), labels, fontsize=8)
+    ax.set_ylim(-0.6, len(comparisons) - 0.4)
+    ax.set_xlabel(f"difference (favours the claim when > 0); dashed: margin {margin}")
+    ax.set_title(f"Claim {verdict.claim.number}: {verdict.verdict}", fontsize=10)
+    plt.close(fig)
+    return fig
+
+
+def editors_table(results: Sequence[dict], settings: Sequence[str], n_resamples: int) -> pd.DataFrame:
+    """Every editor's combined score minus the best baseline's, with its 95% interval and state: against the
+    paper's four, against all eight (on the seeds both have), and with the rephrased forget questions."""
+    readings = {"paper's four": CHOSEN, "all eight": replace(CHOSEN, label="all eight", baselines=ALL_BASELINES),
+                "paper's four, rephrased": replace(CHOSEN, label="rephrased", forget="forget_paraphrased")}
+    rows: dict = {}
+    for against, reading in readings.items():
+        for (setting, editor), c in editor_comparisons(results, settings, EDITORS, reading,
+                                                       n_resamples=n_resamples).items():
+            i = c.interval
+            rows.setdefault((setting, editor), {}).update({
+                (against, "best"): best_baseline(results, setting, reading),
+                (against, "difference [95%]"): "not measured" if i is None else
+                f"{i.point:+.3f} [{i.low:+.3f}, {i.high:+.3f}]",
+                (against, "seeds"): "" if i is None else len(i.seeds), (against, "state"): c.state})
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    if not table.empty:
+        table.index.names = ["setting", "editor"]
+        table.columns = pd.MultiIndex.from_tuples(table.columns)
+    return table
 
 
 def sequence_rows(results: Sequence[dict]) -> pd.DataFrame:
@@ -47,7 +125,8 @@ def sequence_rows(results: Sequence[dict]) -> pd.DataFrame:
     rows = []
     for r in results:
         for chunk in r.get("chunks", []):
-            retain = retain_rouge1({"summary": {"after": chunk["summary"]}})
+            kept = retain_split(chunk["summary"])
+            retain = chunk["summary"][kept]["rouge1_recall"] if kept else None
             rows.append({"method": r["method_title"], "setting": r["params"]["setting"], "seed": r["params"]["seed"],
                          "chunks done": chunk["chunk"] + 1, "questions unlearned": chunk["questions_unlearned"],
                          "forget Rouge1 (unlearned so far)": chunk["forget_rouge1_unlearned"],
@@ -86,7 +165,7 @@ def merging_rows(results: Sequence[dict]) -> pd.DataFrame:
                      "requests": "merged" if params.get("merge_group", 0) else "one per query",
                      "forget questions": len(r["after"]["forget"]),
                      "edit requests": len(r["log"].get("requests", [])),
-                     "combined": combined(r)})
+                     "combined": (r["aggregates"]["after"].get("combined_score") or {}).get("value")})
     return pd.DataFrame(rows)
 
 
@@ -169,30 +248,15 @@ def alignment_examples(results: Sequence[dict], n: int = 2) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def rephrase_table(results: Sequence[dict]) -> pd.DataFrame:
-    """Per setting and method: the rephrase gap and the forgetting kept, mean and sd over seeds, with the
-    seed count and the reasons a seed could not be measured (`rephrase_rows` has every cell)."""
-    rows = rephrase_rows(results)
-    if rows.empty:
-        return rows
-    grouped = rows.groupby(["setting", "method"], sort=False)
-    gap, held = "Rouge1 gap (rephrased - original)", "forgetting kept under rephrasing"
-    return grouped.agg(**{f"{gap} mean": (gap, "mean"), f"{gap} sd": (gap, "std"), f"{held} mean": (held, "mean"),
-                          f"{held} sd": (held, "std"), "seeds": ("seed", "nunique"),
-                          "note": ("note", lambda notes: "; ".join(sorted({n for n in notes if n})))}).round(3)
-
-
-def rephrase_rows(results: Sequence[dict]) -> pd.DataFrame:
+def fallback_counts(results: Sequence[dict]) -> pd.DataFrame:
+    """Per self-improvement cell: the targets it crafted and how many fell back to the template
+    (`claim_cells.fallbacks`)."""
     rows = []
     for r in results:
-        if r["params"].get("chunks", 1) > 1:
-            continue
-        out = robustness(r["summary"]["before"], r["summary"]["after"])
-        entry = out.get("rouge1_recall") or {}
-        rows.append({"setting": r["params"]["setting"], "method": r["method_title"], "seed": r["params"]["seed"],
-                     "Rouge1 gap (rephrased - original)": entry.get("gap"),
-                     "forgetting kept under rephrasing": entry.get("held"),
-                     "note": entry.get("reason") or out.get("reason", "")})
+        counts = fallbacks(r) if r["params"].get("refusal") == "self" else None
+        if counts:
+            rows.append({"setting": r["params"]["setting"], "method": r["method_title"], "seed": r["params"]["seed"],
+                         "targets": counts[1], "fell back to the template": counts[0]})
     return pd.DataFrame(rows)
 
 

@@ -1,0 +1,28 @@
+"""The claims chapter runs top to bottom on a small folder of result files shaped as the default study's."""
+
+import json
+
+import pytest
+from claim_results import default_like_study
+
+from e2u.files import SOURCE_ROOT as ROOT
+
+
+@pytest.mark.slow
+def test_the_claims_chapter_runs_on_result_files_and_shows_each_claims_interval_and_robustness(tmp_path):
+    import papermill
+
+    study = tmp_path / "results" / "s"
+    default_like_study(study)
+    out = tmp_path / "claims.ipynb"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "claims.ipynb"), str(out), kernel_name="python3",
+                               progress_bar=False, parameters={"results_dir": str(study), "study_name": "s"},
+                               cwd=str(ROOT / "notebooks"))
+    text = "\n".join(json.dumps(c.get("outputs", [])) for c in json.loads(out.read_text())["cells"])  # outputs only
+    assert text.count("Verdict: **") == 4 and text.count("Verdict under the chosen reading") == 4
+    assert "failed edits left out" in text and "(changed)" in text  # WISE's finetuned edits are flagged failed
+    assert "the self-improvement recipe produced no self-written targets here: 10 of 10 fell back" in text
+    assert "identical answers, counted once: gradient_ascent = kl" in text
+    assert "GRADIENT_ASCENT and KL (finetuned, plain, seeds 0, 1, 2)" in text
+    assert "not meaningful (forgot" in text and "questions of seed 0 only" in text
+    assert text.count('"image/png"') >= 4 + 3  # a forest plot per claim, the alignment, sequence and merging figures
