@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
 import json
 import time
+from contextlib import contextmanager
 
 from tqdm import tqdm
 
@@ -55,6 +57,16 @@ def score(model, tokenizer, records) -> tuple[float, float]:
     return mean(rouge1_recall(answers, [r.answer for r in records])), mean(float(is_refusal(a)) for a in answers)
 
 
+@contextmanager
+def sweep_lock():
+    """An exclusive lock on the rows file's folder (two settings' processes append to one file)."""
+    folder = SOURCE_ROOT / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".{NAME}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def stored_rows() -> list[dict]:
     path = SOURCE_ROOT / FOLDER / f"{NAME}.json"
     return json.loads(path.read_text())["values"]["rows"] if path.is_file() else []
@@ -82,13 +94,15 @@ def sweep(setting: str, methods: list[str], lrs: list[float], seed: int) -> None
         seconds = time.perf_counter() - started
         forget_r1, refusal = score(trained, tokenizer, forget)
         retain_r1 = score(trained, tokenizer, kept)[0]
-        rows = stored_rows()  # another setting's process may have added rows meanwhile
-        rows.append({"setting": setting, "method": name, "lr": lr, "seed": seed, "epochs": hp.epochs,
-                     "steps": deltas.log["steps"], "seconds": round(seconds, 1), "forget_rouge1": round(forget_r1, 4),
-                     "retain_rouge1": round(retain_r1, 4), "combined": round(1 - forget_r1 + retain_r1, 4),
-                     "refusal": round(refusal, 4), "before": {"forget_rouge1": round(f0, 4), "retain_rouge1": round(r0, 4)},
-                     "stopped": deltas.log.get("stopped", "")})
-        write_measurement(NAME, {"rows": rows, "choice": choose(rows)})
+        with sweep_lock():  # the other setting's process may add rows meanwhile
+            rows = stored_rows()
+            rows.append({"setting": setting, "method": name, "lr": lr, "seed": seed, "epochs": hp.epochs,
+                         "steps": deltas.log["steps"], "seconds": round(seconds, 1),
+                         "forget_rouge1": round(forget_r1, 4), "retain_rouge1": round(retain_r1, 4),
+                         "combined": round(1 - forget_r1 + retain_r1, 4), "refusal": round(refusal, 4),
+                         "before": {"forget_rouge1": round(f0, 4), "retain_rouge1": round(r0, 4)},
+                         "stopped": deltas.log.get("stopped", "")})
+            write_measurement(NAME, {"rows": rows, "choice": choose(rows)})
         print(f"{name:<20} lr {lr:<8.1e} {seconds:6.1f} s  forget {forget_r1:.3f} retain {retain_r1:.3f} "
               f"combined {1 - forget_r1 + retain_r1:.3f} refusal {refusal:.2f}", flush=True)
 
