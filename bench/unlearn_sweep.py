@@ -72,9 +72,38 @@ def stored_rows() -> list[dict]:
     return json.loads(path.read_text())["values"]["rows"] if path.is_file() else []
 
 
-def sweep(setting: str, methods: list[str], lrs: list[float], seed: int) -> None:
+HALF_DECADES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+
+
+def beyond_edge(rows: list[dict], setting: str, method: str, seed: int) -> float | None:
+    """The next half-decade past the grid's edge where `method`'s best run in `setting` lies, None if it is inside."""
+    mine = [r for r in rows if r["method"] == method and r["setting"] == setting and r["seed"] == seed]
+    chosen = choose(mine).get(method)
+    if not chosen or chosen["inside"]:
+        return None
+    grid = sorted({r["lr"] for r in mine})
+    if chosen["lr"] == grid[0]:
+        lower = [lr for lr in HALF_DECADES if lr < grid[0] * 0.99]
+        return lower[-1] if lower else None
+    higher = [lr for lr in HALF_DECADES if lr > grid[-1] * 1.01]
+    return higher[0] if higher else None
+
+
+def sweep(setting: str, methods: list[str], lrs: list[float], seed: int, extend: bool = False) -> None:
+    """Each method at each of `lrs`; with `extend`, then at the next half-decade past its grid's edge while its best
+    run in this setting lies there."""
+    for method in methods:
+        run_grid(setting, method, lrs, seed)
+        while extend and (beyond := beyond_edge(stored_rows(), setting, method, seed)) is not None:
+            run_grid(setting, method, [beyond], seed)
+
+
+def run_grid(setting: str, method: str, lrs: list[float], seed: int) -> None:
     rows = stored_rows()
     done = {(r["setting"], r["method"], r["lr"], r["seed"]) for r in rows}
+    if all((setting, method, lr, seed) in done for lr in lrs):
+        return
+    methods = [method]
     params = CellParams(setting=setting, method="gradient_ascent", **setting_data(setting, seed))
     models = setting_models(params.model, params.data_source, params.data_options, params.retain_model, None,
                             params.finetune, params.data_path)
@@ -132,10 +161,11 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", default=[n for n, m in METHODS.items() if m.kind == "unlearning"])
     parser.add_argument("--lr", nargs="*", type=float, default=[1e-4, 3e-4, 1e-3, 3e-3])
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="the draw (the study reports 0, 1, 2)")
+    parser.add_argument("--extend", action="store_true", help="go on past the grid's edge while the best lies there")
     parser.add_argument("--choose", action="store_true", help="print each method's choice from the stored rows")
     args = parser.parse_args()
     if not args.choose:
-        sweep(args.setting, args.methods, args.lr, args.seed)
+        sweep(args.setting, args.methods, args.lr, args.seed, args.extend)
     for method, c in choose(stored_rows()).items():
         where = "inside the grid" if c["inside"] else "AT THE GRID'S EDGE: run the next value beyond it"
         print(f"{method:<20} lr {c['lr']:.0e} (mean combined {c['mean_combined']:.3f} over {', '.join(c['settings'])}; "
