@@ -78,7 +78,12 @@ def data_report_markdown(result: dict) -> str:
         if written.get("written") or written.get("rejected"):
             text += (f", {written['written']} were rephrased by the model under study "
                      f"({written['rejected']} of its rephrasings rejected by the filter)")
-        if para.get("without_paraphrase"):
+        rules = para.get("written_by_rules") or {}
+        if rules.get("written"):
+            text += f", {rules['written']} were rephrased by rules"
+        if para.get("note"):
+            text += f"; **{para['note']}**"
+        elif para.get("without_paraphrase"):
             text += f"; {para['without_paraphrase']} have none and are not in the rephrased split"
         dropped = sum((para.get("dropped_identical") or {}).values())
         if dropped:

@@ -4,15 +4,17 @@
   precondition of unlearning pretrained knowledge: a fact never known cannot be forgotten);
 * the rephrase attack (paper section 4; reference/paper-protocol.md) asks every forget question again in other
   words: the data's own paraphrase where it has one (a paraphrase equal to its question is dropped and
-  counted), else one the model under study writes from a few-shot prompt (`data.rephrase.model_paraphrases`,
-  filtered and cached). The result file records how many came from where (`data_report`).
+  counted), else one the model under study writes from a few-shot prompt, else one written by rules
+  (`data.rephrase.rephrase_forget`, each checked, the model's cached). The result file records how many came
+  from where, names the questions left without one with the reasons, and carries a `note` (also a logged
+  warning) when any is left: with none, the rephrase attack is not measured (`data_report["paraphrases"]`).
 """
 
 from __future__ import annotations
 
 from e2u.data.factual import factual_splits
 from e2u.data.probe import probe_splits
-from e2u.data.rephrase import drop_identical_paraphrases, model_paraphrases
+from e2u.data.rephrase import drop_identical_paraphrases, rephrase_forget
 from e2u.data.sources import NEEDS_THE_MODEL, load_source
 from e2u.evaluation.evaluate import generate_answers
 
@@ -45,17 +47,11 @@ def _known_splits(model, tokenizer, source: str, path: str | None, options: dict
 
 
 def _rephrased(model, tokenizer, splits: dict, batch_size: int) -> tuple[dict, dict]:
-    """Identical paraphrases dropped in every split; the forget questions without one rephrased by the model."""
+    """Identical paraphrases dropped in every split; each forget question without one rephrased by the model,
+    else by rules (`rephrase.rephrase_forget`: a question left without one is named, with a `note`)."""
     dropped = {}
     for name in list(splits):
         splits[name], dropped[name] = drop_identical_paraphrases(list(splits[name]))
-    forget = list(splits["forget"])
-    from_data = sum(r.paraphrased_question is not None for r in forget)
-    written: dict = {"source": "model", "written": 0, "rejected": 0, "reasons": {}}
-    if from_data < len(forget):
-        forget, written = model_paraphrases(model, tokenizer, generate_answers, forget,
-                                            batch_size=max(1, batch_size))
-    splits["forget"] = forget
-    return splits, {"from_data": from_data, "written_by_model": written,
-                    "dropped_identical": {k: v for k, v in dropped.items() if v},
-                    "without_paraphrase": sum(r.paraphrased_question is None for r in forget)}
+    splits["forget"], report = rephrase_forget(model, tokenizer, generate_answers, list(splits["forget"]),
+                                               batch_size=max(1, batch_size))
+    return splits, {**report, "dropped_identical": {k: v for k, v in dropped.items() if v}}

@@ -155,6 +155,11 @@ _PREFIXED = re.compile(r"^(?:al|el|ad|ash|as|at|az|ibn|bin|abu|d|l|o)[-'’](.)"
 _INITIAL = re.compile(r"^[^\W\d_]\.$")
 
 
+def quoted_spans(text: str) -> list[str]:
+    """The quoted titles of `text` ('The Desert Mirage', "1984", “Emma”), without their quotes, in order."""
+    return [m.group()[1:-1] for m in _QUOTED.finditer(text)]
+
+
 def subject_from_question(question: str) -> str | None:
     """The author's name in a TOFU-style question, or None when there is none.
 

@@ -25,7 +25,8 @@ def robustness(before: Mapping[str, Mapping], after: Mapping[str, Mapping], spli
     """Per metric {gap, held, reason}; `before`/`after` are a result's `summary` entries (split -> metrics)."""
     rephrased = f"{split}_paraphrased"
     if rephrased not in after or split not in after:
-        return {"reason": f"no '{rephrased}' split: the data has no paraphrases of the {split} questions"}
+        return {"reason": f"no '{rephrased}' split: none of the {split} questions has a paraphrase (the result's "
+                          "data_report says why)"}
     out = {}
     for metric in METRICS:
         values = [source.get(part, {}).get(metric) for source in (before, after) for part in (split, rephrased)]

@@ -91,6 +91,20 @@ def render_question(tokenizer, question: str) -> str:
     return PLAIN_TEMPLATE.format(question=question)
 
 
+def render_conversation(tokenizer, turns, message: str) -> str | None:
+    """The prompt for `message` after earlier `(user, assistant)` exchanges, through the chat template (with the
+    format's system prompt), ending where the reply begins; None where questions are not rendered through a chat
+    template (a plain or own-template format has no turns: the caller writes them into one message)."""
+    if not has_chat_template(tokenizer):
+        return None
+    fmt = _format_of(tokenizer)
+    messages = [{"role": "system", "content": fmt.system}] if fmt and fmt.system else []
+    for user, assistant in turns:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    messages.append({"role": "user", "content": message})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
 def encode_prompt(tokenizer, text: str) -> list[int]:
     """Token ids of a rendered prompt. Chat templates already write their own BOS."""
     return tokenizer(text, add_special_tokens=not has_chat_template(tokenizer))["input_ids"]
