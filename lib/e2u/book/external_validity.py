@@ -1,0 +1,169 @@
+"""External validity: do the pretrained-knowledge findings on e2u's embedded factual set hold on TOFU's own?
+
+The default study unlearns pretrained knowledge from a factual set written for this project in the form of
+TOFU's real-author and world-fact questions; the paper unlearns TOFU's own 217 (reference/paper-protocol.md).
+`studies/external-factual.yaml` reruns the same cells (the pretrained setting, the paper's nine methods, the
+same labels, seeds and draw sizes) on TOFU's file, where a user has it. `external_validity` sets the two
+result folders side by side, from the result files only:
+
+* `methods`: per method, the combined score 1 - Rouge1(forget) + Rouge1(retain) and retain Rouge1 after
+  unlearning (means over seeds, with the seed counts) on the embedded set and on TOFU's file;
+* `claims`: the claims' comparisons that the pretrained setting has (`claim_tests.claim_differences`: claim 1,
+  WISE and AlphaEdit against the best paper baseline; claim 2, human-aligned refusals; claim 3, rephrasing
+  and retain Rouge1), each comparison's mean difference and whether it supports the claim, on each data set;
+* `sentence`: where the external numbers come from (questions known of those asked, how the rephrased
+  questions were made), or, with no external results, "not run here: ..." and the command that runs them.
+
+Cells with query merging, self-written targets or chunks are left out of `methods` (the claims' own
+filters apply in `claims`), so a method is its plain cell, as in the paper's main table.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from e2u.book.claim_tests import CLAIMS, EDITORS, PAPER_BASELINES, claim_differences, combined, retain_rouge1
+from e2u.book.claims import compare
+from e2u.errors import E2UError
+from e2u.methods import get_method
+from e2u.study.result_files import read_results
+
+STUDY_FILE = "studies/external-factual.yaml"
+SETTING = "pretrained"
+EMBEDDED, EXTERNAL = "embedded set", "TOFU's file"
+RUN_COMMAND = (f"put PISTOL's factual_data.json (or a directory of TOFU's real_authors_perturbed / "
+               f"world_facts_perturbed files) at data/factual_data.json, or set hub: true in {STUDY_FILE}, then "
+               f"`e2u study run {STUDY_FILE}`")
+NOT_RUN = ("not run here: no copy of TOFU's factual file on this machine (no results of {study} in {where}); "
+           "to run it: " + RUN_COMMAND)
+
+
+@dataclass(frozen=True)
+class ExternalValidity:
+    methods: pd.DataFrame  # per method: combined score and retain Rouge1 on both data sets
+    claims: pd.DataFrame  # per claim comparison: mean difference and whether it supports the claim, on both
+    sentence: str  # where the external numbers come from, or why there are none and how to get them
+    ran: bool  # whether external results were found
+
+
+def _plain(result: dict, setting: str) -> bool:
+    params = result["params"]
+    return (params["setting"] == setting and params.get("merge_group", 0) == 0 and params.get("chunks", 1) == 1
+            and params.get("refusal", "fixed") != "self")
+
+
+def _cells(directory: str | Path | None, setting: str) -> list[dict]:
+    if directory is None or not Path(directory).is_dir():
+        return []
+    return [r for r in read_results(directory) if r["params"]["setting"] == setting]
+
+
+def _title(method: str) -> str:
+    try:
+        return get_method(method).title
+    except E2UError:  # a result of a method this version no longer knows: its registry name
+        return method
+
+
+def _per_method(results: Sequence[dict], setting: str, label: str) -> pd.DataFrame:
+    rows = []
+    for r in (r for r in results if _plain(r, setting)):
+        rows.append({"method": r["params"]["method"], "seed": r["params"]["seed"], "combined": combined(r),
+                     "retain": retain_rouge1(r)})
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows).groupby("method").agg(combined=("combined", "mean"), retain=("retain", "mean"),
+                                                     seeds=("seed", "nunique"))
+    return frame.rename(columns={"combined": f"combined ({label})", "retain": f"retain Rouge1 ({label})",
+                                 "seeds": f"seeds ({label})"})
+
+
+def methods_table(embedded: Sequence[dict], external: Sequence[dict], setting: str = SETTING) -> pd.DataFrame:
+    """Per method (the paper's nine first, editors then baselines): combined score and retain Rouge1 after
+    unlearning, means over seeds, on the embedded set and on TOFU's file, with the difference of the combined
+    scores (TOFU's file minus embedded) and the seed counts."""
+    parts = [_per_method(embedded, setting, EMBEDDED), _per_method(external, setting, EXTERNAL)]
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return pd.DataFrame()
+    table = pd.concat(parts, axis=1)
+    for label in (EMBEDDED, EXTERNAL):
+        for column in (f"combined ({label})", f"retain Rouge1 ({label})", f"seeds ({label})"):
+            if column not in table:
+                table[column] = float("nan")
+    table["combined: TOFU's file - embedded"] = table[f"combined ({EXTERNAL})"] - table[f"combined ({EMBEDDED})"]
+    order = [m for m in (*EDITORS, *PAPER_BASELINES) if m in table.index] + sorted(
+        m for m in table.index if m not in EDITORS + PAPER_BASELINES)
+    columns = [f"combined ({EMBEDDED})", f"combined ({EXTERNAL})", "combined: TOFU's file - embedded",
+               f"retain Rouge1 ({EMBEDDED})", f"retain Rouge1 ({EXTERNAL})", f"seeds ({EMBEDDED})",
+               f"seeds ({EXTERNAL})"]
+    table = table.loc[order, columns]
+    table.index = [_title(m) for m in order]
+    table.index.name = "method"
+    return table.round(3)
+
+
+def claims_table(embedded: Sequence[dict], external: Sequence[dict], setting: str = SETTING) -> pd.DataFrame:
+    """Per comparison of the claims that the setting has: the mean difference (larger favours the claim) and
+    whether it supports the claim (`claims.compare`, the claim's own margin), on each data set."""
+    rows = []
+    for claim in CLAIMS:
+        found = {label: claim_differences(claim, results, [setting])
+                 for label, results in ((EMBEDDED, embedded), (EXTERNAL, external))}
+        for name in dict.fromkeys([*found[EMBEDDED], *found[EXTERNAL]]):
+            row = {"claim": claim.number, "comparison": name}
+            for label in (EMBEDDED, EXTERNAL):
+                differences = found[label].get(name)
+                judged = compare(name, differences, claim.margin) if differences else None
+                row[f"mean difference ({label})"] = round(judged.mean, 3) if judged else None
+                row[f"supports ({label})"] = judged.supports if judged else None
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["claim", "comparison"]) if rows else pd.DataFrame()
+
+
+def data_sentence(external: Sequence[dict]) -> str:
+    """Where the external numbers come from: the questions the model knew of those asked, the source, and how
+    the rephrased forget questions were made (summed over cells), with any cell's note about missing ones."""
+    reports = [r.get("data_report") or {} for r in external]
+    known = next((rep["known"] for rep in reports if (rep.get("known") or {}).get("asked")), None)
+    text = f"{len(external)} cells on TOFU's factual file"
+    if known:
+        text += (f" ({known.get('source', 'a local file')}: the model answers {known['known']} of "
+                 f"{known['asked']} questions correctly; only those are unlearned or kept)")
+    paraphrases = [rep["paraphrases"] for rep in reports if rep.get("paraphrases")]
+    if paraphrases:
+        sources: Counter = Counter()
+        for p in paraphrases:
+            sources.update(p.get("by_source") or {"data": p.get("from_data", 0),
+                                                   "model": (p.get("written_by_model") or {}).get("written", 0)})
+        asked = sum(p.get("forget", 0) for p in paraphrases)
+        left = sum(p.get("without_paraphrase", 0) for p in paraphrases)
+        text += (f"; rephrased forget questions: {sources['data']} from the data, {sources['model']} written by the "
+                 f"model, {sources['rules']} by rules, {left} of {asked} without one")
+        notes = sorted({p["note"] for p in paraphrases if p.get("note")})
+        if notes:
+            text += " (" + "; ".join(notes) + ")"
+    return text + "."
+
+
+def external_validity(external: str | Path | None = "results/external-factual",
+                      embedded: str | Path | None = "results/default", setting: str = SETTING) -> ExternalValidity:
+    """The embedded set's and TOFU's file's numbers side by side, from the result folders of the default study
+    (`embedded`) and of `studies/external-factual.yaml` (`external`; None or a folder without its cells: not
+    run, and the sentence says how to run it). Either table is empty where its side has no cells."""
+    outside = _cells(external, setting)
+    inside = _cells(embedded, setting)
+    if not outside:
+        return ExternalValidity(methods_table(inside, [], setting), claims_table(inside, [], setting),
+                                NOT_RUN.format(study=STUDY_FILE, where=external or "no folder given"), False)
+    sentence = data_sentence(outside)
+    if not inside:
+        sentence += (f" The embedded twin has no {setting} cells in {embedded}: run "
+                     "`e2u study run studies/default.yaml`.")
+    return ExternalValidity(methods_table(inside, outside, setting), claims_table(inside, outside, setting),
+                            sentence, True)
