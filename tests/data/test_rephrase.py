@@ -240,3 +240,20 @@ def test_questions_left_without_a_paraphrase_are_named_with_reasons_and_a_note_i
     assert report["note"].startswith("1 of 2 forget questions have no paraphrase") and report["note"] in caplog.text
     _, none = rephrase.rephrase_forget(None, None, None, records[:1])
     assert none["with_paraphrase"] == 0 and none["note"].startswith("the rephrase attack was not run")
+
+
+@pytest.mark.slow
+def test_on_the_embedded_model_every_tofu_style_question_gets_a_paraphrase_and_the_model_writes_many(tmp_path):
+    """The 40 TOFU-style questions (no paraphrases, no subjects): measured 17 from the model and 23 from the rules
+    (bench/rephrase_acceptance.py); with all demonstrations in one message the model's accepted 6, two of them
+    copies of a demonstration's frame with another meaning ('Which artist created the painting Harry Potter?')."""
+    from e2u.model.load import load_model
+
+    model, tokenizer = load_model("smollm2-135m-instruct")
+    records = [q.record for q in factual.read_factual(FIXTURE)[0]]
+    out, report = rephrase.rephrase_forget(model, tokenizer, generate_answers, records, cache_dir=tmp_path)
+    assert report["with_paraphrase"] == 40 and report["by_source"]["model"] >= 12, report["by_source"]
+    for before, after in zip(records, out):
+        assert check_paraphrase(before.question, before.subject, after.paraphrased_question)[1] is None
+        if after.paraphrased_question != rule_paraphrase(before.question)[0]:  # the model's
+            assert rephrase.answer_type_kept(before.question, after.paraphrased_question)
