@@ -12,7 +12,7 @@ from e2u.data.rephrase import check_paraphrase
 from e2u.data.schema import QARecord
 from e2u.data.tofu import subject_from_question
 from e2u.evaluation.evaluate import generate_answers
-from e2u.model.prompts import question_ids
+from e2u.model.prompts import PromptFormat, question_ids, with_prompt_format
 
 
 def test_a_paraphrase_equal_to_its_question_up_to_case_space_and_punctuation_is_dropped_and_counted():
@@ -62,19 +62,27 @@ def test_without_a_subject_the_capitalised_words_of_the_question_must_stay():
     assert check_paraphrase("What is the largest organ of the human body?", None, biggest) == (biggest, None)
 
 
-def test_with_a_chat_template_the_demonstrations_are_earlier_turns_and_without_one_a_single_message():
+def test_with_a_chat_template_the_demonstrations_are_earlier_turns_and_without_one_a_single_message(monkeypatch):
     _, tokenizer = make_tiny_llama()
     request = rephrase.rephrase_request("Who wrote Emma?")
     assert request.startswith(rephrase.INSTRUCTION) and request.endswith("Question: Who wrote Emma?\nRewritten:")
     assert 4 <= len(rephrase.DEMONSTRATIONS) <= 6
     assert all(q in request and p in request for q, p in rephrase.DEMONSTRATIONS)
     assert rephrase.rephrase_ids(tokenizer, "Who wrote Emma?") == question_ids(tokenizer, request)  # no template
+    monkeypatch.setattr(rephrase, "encode_prompt", lambda tokenizer, text: [ord(c) for c in text])
+
+    def rendered():
+        return "".join(map(chr, rephrase.rephrase_ids(tokenizer, "Who wrote Emma?")))
+
     tokenizer.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
                                "{% if add_generation_prompt %}<assistant>{% endif %}")
-    text = tokenizer.decode(rephrase.rephrase_ids(tokenizer, "Who wrote Emma?"))
-    turns = [f"<user>{rephrase.INSTRUCTION}\nQuestion: {q}<assistant>{p}" for q, p in rephrase.DEMONSTRATIONS]
-    assert text == tokenizer.decode(tokenizer("".join(turns) + f"<user>{rephrase.INSTRUCTION}\nQuestion: Who wrote "
-                                              "Emma?<assistant>", add_special_tokens=False)["input_ids"])
+    turns = "".join(f"<user>{rephrase.INSTRUCTION}\nQuestion: {q}<assistant>{p}" for q, p in rephrase.DEMONSTRATIONS)
+    asked = f"<user>{rephrase.INSTRUCTION}\nQuestion: Who wrote Emma?<assistant>"
+    assert rendered() == turns + asked
+    with_prompt_format(tokenizer, PromptFormat(system="Be brief."))  # a system prompt opens the conversation
+    assert rendered() == "<system>Be brief." + turns + asked
+    with_prompt_format(tokenizer, PromptFormat(template="[INST] {question} [/INST]"))  # no turns: one message
+    assert rephrase.rephrase_ids(tokenizer, "Who wrote Emma?") == question_ids(tokenizer, request)
 
 
 def test_demonstrations_are_no_question_of_the_data_sets():
