@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+from claim_results import cell
 from conftest import saved_tiny_model
 
 from e2u.book import external_validity as ev
@@ -18,18 +19,12 @@ FIXTURE = ROOT / "tests" / "data" / "fixtures" / "tofu_style_factual.json"
 NINE = ("rome", "memit", "alphaedit", "grace", "wise", "gradient_ascent", "gradient_difference", "kl", "dpo")
 
 
-def fake_result(method, seed, forget, retain, rephrased=(0.8, 0.4), aligned=0.5, report=None):
-    """The fields of a result file that the external-validity tables read (a pretrained cell)."""
-    before = {"forget": {"rouge1_recall": 0.9}, "forget_paraphrased": {"rouge1_recall": rephrased[0]},
-              "retain": {"rouge1_recall": 0.95}}
-    after = {"forget": {"rouge1_recall": forget}, "forget_paraphrased": {"rouge1_recall": rephrased[1]},
-             "retain": {"rouge1_recall": retain}}
-    return {"cell_id": f"{method}-seed{seed}",
-            "params": {"setting": "pretrained", "method": method, "seed": seed, "merge_group": 0, "chunks": 1,
-                       "refusal": "fixed"},
-            "summary": {"before": before, "after": after},
-            "aggregates": {"after": {"combined_score": {"value": 1 - forget + retain}}},
-            "human_aligned": {"rates": {"aligned": aligned}}, "data_report": report or {}}
+def fake_result(method, seed, forget, retain, aligned=0.5, report=None):
+    """A pretrained cell (`claim_results.cell`: five forget and five retain questions, each at the given Rouge1)."""
+    result = cell("pretrained", method, seed, [forget] * 5, [retain] * 5, rephrased=[min(1.0, forget + 0.1)] * 5,
+                  aligned=[i < 5 * aligned for i in range(5)])
+    result["data_report"] = report or {}
+    return result
 
 
 def write_results(folder: Path, results) -> Path:
@@ -63,7 +58,7 @@ def two_folders(tmp_path):
 
 def test_each_method_has_its_combined_score_and_retain_rouge1_on_both_data_sets(tmp_path):
     embedded, external = two_folders(tmp_path)
-    out = ev.external_validity(external, embedded)
+    out = ev.external_validity(external, embedded, n_resamples=50)
     assert out.ran
     table = out.methods
     assert list(table.index) == ["WISE", "GA", "KL"]  # editors first, then the paper's baselines
@@ -78,24 +73,27 @@ def test_each_method_has_its_combined_score_and_retain_rouge1_on_both_data_sets(
 
 def test_the_claims_comparisons_are_judged_on_each_data_set(tmp_path):
     embedded, external = two_folders(tmp_path)
-    claims = ev.external_validity(external, embedded).claims
-    row = claims.loc[(1, "pretrained: wise - best paper baseline (combined)")]
-    # embedded: WISE 1.8 against the best of GA (1.2, 1.3 by seed) and KL (1.3): 0.5 each; TOFU's file: 1.2 - 1.3
-    assert row["mean difference (embedded set)"] == pytest.approx(0.5) and row["supports (embedded set)"]
-    assert row["mean difference (TOFU's file)"] == pytest.approx(-0.1) and not row["supports (TOFU's file)"]
-    retain = claims.loc[(3, "pretrained: retain Rouge1 after unlearning")]
-    assert retain["mean difference (TOFU's file)"] == pytest.approx(0.5)  # WISE 0.8 - GA 0.3
-    alpha = (1, "pretrained: alphaedit - best paper baseline (combined)")
-    assert alpha not in claims.index  # no AlphaEdit cell on either side: no comparison
+    claims = ev.external_validity(external, embedded, n_resamples=200).claims
+    row = claims.loc[(1, "pretrained: wise - best baseline, combined")]
+    # embedded: WISE 1.8 against the best baseline on the mean, KL (1.3; GA 1.2 and 1.3 by seed); TOFU's file:
+    # WISE 1.2 against GA 1.3. Every question alike: the interval is the point.
+    assert row["estimate (embedded set)"] == pytest.approx(0.5) and row["state (embedded set)"] == "supports"
+    assert row["95% interval (embedded set)"] == "[0.500, 0.500]" and "kl" in row["note (embedded set)"]
+    assert row["estimate (TOFU's file)"] == pytest.approx(-0.1) and row["state (TOFU's file)"] == "contradicts"
+    assert "gradient_ascent" in row["note (TOFU's file)"]
+    kept = claims.loc[(3, "pretrained: AlphaEdit, WISE - GA, KL, ROME, MEMIT (Rouge1 on kept questions)")]
+    assert kept["estimate (TOFU's file)"] == pytest.approx(0.5)  # WISE 0.8 - GA 0.3
+    assert kept["estimate (embedded set)"] == pytest.approx(0.9 - (0.25 + 0.8) / 2)  # GA's two seeds, KL
+    assert not any("alphaedit - best" in name for _, name in claims.index)  # no AlphaEdit cell: no comparison
 
 
 def test_the_sentence_says_where_the_external_numbers_come_from(tmp_path):
     embedded, external = two_folders(tmp_path)
-    sentence = ev.external_validity(external, embedded).sentence
+    sentence = ev.external_validity(external, embedded, n_resamples=50).sentence
     assert sentence.startswith("4 cells on TOFU's factual file (/x/factual_data.json: the model answers 31 of 40")
     assert "0 from the data, 16 written by the model, 20 by rules, 4 of 40 without one" in sentence
     assert "1 of 10 forget questions have no paraphrase" in sentence
-    missing = ev.external_validity(external, tmp_path / "nothing")
+    missing = ev.external_validity(external, tmp_path / "nothing", n_resamples=50)
     assert "The embedded twin has no pretrained cells" in missing.sentence
     assert missing.methods["seeds (TOFU's file)"].eq(2).all()
 
@@ -103,7 +101,7 @@ def test_the_sentence_says_where_the_external_numbers_come_from(tmp_path):
 @pytest.mark.parametrize("folder", [None, "absent"])
 def test_without_external_results_the_sentence_says_not_run_here_and_how_to_run_it(tmp_path, folder):
     embedded, _ = two_folders(tmp_path)
-    out = ev.external_validity(None if folder is None else tmp_path / folder, embedded)
+    out = ev.external_validity(None if folder is None else tmp_path / folder, embedded, n_resamples=50)
     assert not out.ran
     assert out.sentence.startswith("not run here: no copy of TOFU's factual file on this machine")
     assert "to run it: " in out.sentence and "`e2u study run studies/external-factual.yaml`" in out.sentence
@@ -162,7 +160,7 @@ def test_the_whole_path_on_a_tofu_style_file_without_paraphrases(tmp_path, monke
     assert result["data_report"]["known"] == {"known": 40, "asked": 40, "source": str(data)}
 
     embedded, _ = two_folders(tmp_path)
-    out = ev.external_validity(results / "external-factual", embedded)
+    out = ev.external_validity(results / "external-factual", embedded, n_resamples=50)
     assert out.ran and list(out.methods.index) == ["WISE", "GA", "GD", "KL"]
     combined = out.methods.loc["GA", "combined (TOFU's file)"]
     forget, retain = (result["summary"]["after"][s]["rouge1_recall"] for s in ("forget", "retain"))

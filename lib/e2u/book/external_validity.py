@@ -8,18 +8,22 @@ result folders side by side, from the result files only:
 
 * `methods`: per method, the combined score 1 - Rouge1(forget) + Rouge1(retain) and retain Rouge1 after
   unlearning (means over seeds, with the seed counts) on the embedded set and on TOFU's file;
-* `claims`: the claims' comparisons that the pretrained setting has (`claim_tests.claim_differences`: claim 1,
-  WISE and AlphaEdit against the best paper baseline; claim 2, human-aligned refusals; claim 3, rephrasing
-  and retain Rouge1), each comparison's mean difference and whether it supports the claim, on each data set;
+* `claims`: the claims' comparisons that the pretrained setting has (`claim_tests.claim_comparisons` under the
+  chosen reading: claim 1, WISE and AlphaEdit against the best paper baseline; claim 2, human-aligned refusals;
+  claim 3, rephrased forgetting and kept Rouge1), each comparison's point estimate, 95% interval and state
+  (supports / contradicts / straddles / not measured: `claims.state`), on each data set; a comparison is matched
+  across the two by its name with the best baseline's name left out (each data set picks its own, named in
+  the note);
 * `sentence`: where the external numbers come from (questions known of those asked, how the rephrased
   questions were made), or, with no external results, "not run here: ..." and the command that runs them.
 
-Cells with query merging, self-written targets or chunks are left out of `methods` (the claims' own
-filters apply in `claims`), so a method is its plain cell, as in the paper's main table.
+Only plain cells enter `methods` (`claim_cells.recipe_kind`: no query merging, self-written targets or chunks),
+so a method is its plain cell, as in the paper's main table; the claims' own filters apply in `claims`.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +31,12 @@ from typing import Sequence
 
 import pandas as pd
 
-from e2u.book.claim_tests import CLAIMS, EDITORS, PAPER_BASELINES, claim_differences, combined, retain_rouge1
-from e2u.book.claims import compare
+from e2u.book.bootstrap import N_RESAMPLES
+from e2u.book.claim_cells import PLAIN, recipe_kind
+from e2u.book.claim_tests import CLAIMS, claim_comparisons
+from e2u.book.readings import EDITORS, PAPER_BASELINES
 from e2u.errors import E2UError
+from e2u.evaluation.paper_metrics import retain_split
 from e2u.methods import get_method
 from e2u.study.result_files import read_results
 
@@ -39,6 +46,7 @@ EMBEDDED, EXTERNAL = "embedded set", "TOFU's file"
 RUN_COMMAND = (f"put PISTOL's factual_data.json (or a directory of TOFU's real_authors_perturbed / "
                f"world_facts_perturbed files) at data/factual_data.json, or set hub: true in {STUDY_FILE}, then "
                f"`e2u study run {STUDY_FILE}`")
+_BEST = re.compile(r"best baseline \([^)]*\)")  # "best baseline (kl)": each data set picks its own
 NOT_RUN = ("not run here: no copy of TOFU's factual file on this machine (no results of {study} in {where}); "
            "to run it: " + RUN_COMMAND)
 
@@ -46,15 +54,24 @@ NOT_RUN = ("not run here: no copy of TOFU's factual file on this machine (no res
 @dataclass(frozen=True)
 class ExternalValidity:
     methods: pd.DataFrame  # per method: combined score and retain Rouge1 on both data sets
-    claims: pd.DataFrame  # per claim comparison: mean difference and whether it supports the claim, on both
+    claims: pd.DataFrame  # per claim comparison: estimate, 95% interval, state and note, on both data sets
     sentence: str  # where the external numbers come from, or why there are none and how to get them
     ran: bool  # whether external results were found
 
 
 def _plain(result: dict, setting: str) -> bool:
-    params = result["params"]
-    return (params["setting"] == setting and params.get("merge_group", 0) == 0 and params.get("chunks", 1) == 1
-            and params.get("refusal", "fixed") != "self")
+    return result["params"]["setting"] == setting and recipe_kind(result["params"]) == PLAIN
+
+
+def _combined(result: dict) -> float | None:
+    """1 - Rouge1(forget) + Rouge1(retain) after unlearning, as the cell recorded it."""
+    return (result.get("aggregates", {}).get("after", {}).get("combined_score") or {}).get("value")
+
+
+def _retain(result: dict) -> float | None:
+    after = result["summary"]["after"]
+    split = retain_split(after)
+    return after[split].get("rouge1_recall") if split else None
 
 
 def _cells(directory: str | Path | None, setting: str) -> list[dict]:
@@ -73,8 +90,8 @@ def _title(method: str) -> str:
 def _per_method(results: Sequence[dict], setting: str, label: str) -> pd.DataFrame:
     rows = []
     for r in (r for r in results if _plain(r, setting)):
-        rows.append({"method": r["params"]["method"], "seed": r["params"]["seed"], "combined": combined(r),
-                     "retain": retain_rouge1(r)})
+        rows.append({"method": r["params"]["method"], "seed": r["params"]["seed"], "combined": _combined(r),
+                     "retain": _retain(r)})
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows).groupby("method").agg(combined=("combined", "mean"), retain=("retain", "mean"),
@@ -103,27 +120,35 @@ def methods_table(embedded: Sequence[dict], external: Sequence[dict], setting: s
                f"retain Rouge1 ({EMBEDDED})", f"retain Rouge1 ({EXTERNAL})", f"seeds ({EMBEDDED})",
                f"seeds ({EXTERNAL})"]
     table = table.loc[order, columns]
+    for label in (EMBEDDED, EXTERNAL):
+        table[f"seeds ({label})"] = table[f"seeds ({label})"].astype("Int64")  # a count, blank where none ran
     table.index = [_title(m) for m in order]
     table.index.name = "method"
     return table.round(3)
 
 
-def claims_table(embedded: Sequence[dict], external: Sequence[dict], setting: str = SETTING) -> pd.DataFrame:
-    """Per comparison of the claims that the setting has: the mean difference (larger favours the claim) and
-    whether it supports the claim (`claims.compare`, the claim's own margin), on each data set."""
-    rows = []
-    for claim in CLAIMS:
-        found = {label: claim_differences(claim, results, [setting])
-                 for label, results in ((EMBEDDED, embedded), (EXTERNAL, external))}
-        for name in dict.fromkeys([*found[EMBEDDED], *found[EXTERNAL]]):
-            row = {"claim": claim.number, "comparison": name}
-            for label in (EMBEDDED, EXTERNAL):
-                differences = found[label].get(name)
-                judged = compare(name, differences, claim.margin) if differences else None
-                row[f"mean difference ({label})"] = round(judged.mean, 3) if judged else None
-                row[f"supports ({label})"] = judged.supports if judged else None
-            rows.append(row)
-    return pd.DataFrame(rows).set_index(["claim", "comparison"]) if rows else pd.DataFrame()
+def claims_table(embedded: Sequence[dict], external: Sequence[dict], setting: str = SETTING,
+                 n_resamples: int = N_RESAMPLES) -> pd.DataFrame:
+    """Per comparison of the claims that the setting has (under the chosen reading): on each data set the point
+    estimate (larger favours the claim), the 95% interval and the state against the claim's margin, with the
+    note (the best baseline taken, why one is not measured)."""
+    rows: dict[tuple[int, str], dict] = {}
+    for label, results in ((EMBEDDED, embedded), (EXTERNAL, external)):
+        for claim in CLAIMS:
+            for comparison in claim_comparisons(claim, results, [setting], n_resamples=n_resamples):
+                row = rows.setdefault((claim.number, _BEST.sub("best baseline", comparison.name)), {})
+                interval = comparison.interval
+                row[f"estimate ({label})"] = round(interval.point, 3) if interval else None
+                row[f"95% interval ({label})"] = f"[{interval.low:.3f}, {interval.high:.3f}]" if interval else None
+                row[f"state ({label})"] = comparison.state
+                row[f"note ({label})"] = comparison.note
+    if not rows:
+        return pd.DataFrame()
+    columns = [f"{what} ({label})" for label in (EMBEDDED, EXTERNAL)
+               for what in ("estimate", "95% interval", "state", "note")]
+    table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns)
+    table.index = pd.MultiIndex.from_tuples(list(rows), names=["claim", "comparison"])
+    return table.sort_index(level="claim", sort_remaining=False)
 
 
 def data_sentence(external: Sequence[dict]) -> str:
@@ -152,18 +177,20 @@ def data_sentence(external: Sequence[dict]) -> str:
 
 
 def external_validity(external: str | Path | None = "results/external-factual",
-                      embedded: str | Path | None = "results/default", setting: str = SETTING) -> ExternalValidity:
+                      embedded: str | Path | None = "results/default", setting: str = SETTING,
+                      n_resamples: int = N_RESAMPLES) -> ExternalValidity:
     """The embedded set's and TOFU's file's numbers side by side, from the result folders of the default study
     (`embedded`) and of `studies/external-factual.yaml` (`external`; None or a folder without its cells: not
-    run, and the sentence says how to run it). Either table is empty where its side has no cells."""
+    run, and the sentence says how to run it). Either table is empty where its side has no cells; `n_resamples`:
+    the claims' bootstrap replicates (`bootstrap.paired_interval`)."""
     outside = _cells(external, setting)
     inside = _cells(embedded, setting)
     if not outside:
-        return ExternalValidity(methods_table(inside, [], setting), claims_table(inside, [], setting),
+        return ExternalValidity(methods_table(inside, [], setting), claims_table(inside, [], setting, n_resamples),
                                 NOT_RUN.format(study=STUDY_FILE, where=external or "no folder given"), False)
     sentence = data_sentence(outside)
     if not inside:
         sentence += (f" The embedded twin has no {setting} cells in {embedded}: run "
                      "`e2u study run studies/default.yaml`.")
-    return ExternalValidity(methods_table(inside, outside, setting), claims_table(inside, outside, setting),
-                            sentence, True)
+    return ExternalValidity(methods_table(inside, outside, setting),
+                            claims_table(inside, outside, setting, n_resamples), sentence, True)
