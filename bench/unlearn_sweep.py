@@ -30,7 +30,7 @@ from e2u.book.measured import FOLDER, write_measurement
 from e2u.cell.data import load_splits
 from e2u.cell.params import CellParams
 from e2u.cell.run import retain_records
-from e2u.cell.setting_models import setting_models
+from e2u.cell.setting_models import prepare_setting_model, setting_finetune_jobs, setting_models
 from e2u.evaluation.evaluate import generate_answers
 from e2u.evaluation.metrics import is_refusal, mean
 from e2u.evaluation.paper_metrics import rouge1_recall
@@ -50,6 +50,19 @@ def setting_data(setting: str, seed: int) -> dict:
         return {"data_source": "factual", "data_options": {"n_forget": 10, "n_retain": 20, "seed": seed}}
     return {"data_source": "pistol", "data_options": {"seed": 0, "forget_edges": ["A_B"], "forget_questions": 10,
                                                       "forget_sample": seed, "retain_eval": 20}}
+
+
+def target_model(params: CellParams) -> str:
+    """The setting's model to unlearn from: the base model, or the finetuned target (trained unless cached; the
+    retain model, which a sweep does not use, is not trained)."""
+    if params.data_source != "pistol":
+        return setting_models(params.model, params.data_source, params.data_options, params.retain_model, None,
+                              params.finetune, params.data_path).target
+    prepare_setting_model(params.model, params.data_source, params.data_options, "target", params.finetune,
+                          params.data_path)
+    jobs = setting_finetune_jobs(params.model, params.data_source, params.data_options, params.finetune,
+                                 params.data_path)[2]
+    return str(next(job for job in jobs if job.role == "target").path)
 
 
 def score(model, tokenizer, records) -> tuple[float, float]:
@@ -105,9 +118,7 @@ def run_grid(setting: str, method: str, lrs: list[float], seed: int) -> None:
         return
     methods = [method]
     params = CellParams(setting=setting, method="gradient_ascent", **setting_data(setting, seed))
-    models = setting_models(params.model, params.data_source, params.data_options, params.retain_model, None,
-                            params.finetune, params.data_path)
-    model, tokenizer = load_model(models.target)
+    model, tokenizer = load_model(target_model(params))
     splits = load_splits(model, tokenizer, params.data_source, params.data_path or None, params.data_options,
                          params.batch_size)
     forget, retain = list(splits["forget"]), retain_records(splits)
