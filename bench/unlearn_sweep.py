@@ -23,6 +23,9 @@ import fcntl
 import json
 import time
 from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
 
 from tqdm import tqdm
 
@@ -34,13 +37,15 @@ from e2u.cell.setting_models import prepare_setting_model, setting_finetune_jobs
 from e2u.evaluation.evaluate import generate_answers
 from e2u.evaluation.metrics import is_refusal, mean
 from e2u.evaluation.paper_metrics import rouge1_recall
-from e2u.files import SOURCE_ROOT
+from e2u.files import SOURCE_ROOT, atomic_path
+from e2u.hparams import DEFAULTS_DIR
 from e2u.methods import METHODS, method_hparams
 from e2u.model.load import load_model
 from e2u.model.prompts import question_ids
 from e2u.problem import UnlearningProblem
 
 NAME = "lr_sweep"
+MODEL = "smollm2-135m-instruct"
 HELD_OUT_SEED = 3
 
 
@@ -166,6 +171,30 @@ def choose(rows: list[dict]) -> dict:
     return out
 
 
+def apply_choices(rows: list[dict], settings: tuple[str, ...] = ("finetuned", "pretrained")) -> list[Path]:
+    """Write each method's chosen learning rate into `hparams/<method>.yaml` (the embedded model's entry), with a
+    comment citing the sweep; refuse while a choice lacks a setting or lies at its grid's edge."""
+    written = []
+    for method, c in choose(rows).items():
+        if tuple(c["settings"]) != settings or not c["inside"]:
+            raise SystemExit(f"{method}: not applied: chosen over {c['settings']}, inside the grid: {c['inside']} "
+                             f"(grid {c['grid']})")
+    for method, c in choose(rows).items():
+        path = DEFAULTS_DIR / f"{method}.yaml"
+        table = yaml.safe_load(path.read_text()) if path.is_file() else {}
+        table = table or {}
+        table.setdefault("default", {})
+        table.setdefault("model", {}).setdefault(MODEL, {})["lr"] = c["lr"]
+        grid = ", ".join(f"{lr} {m:.3f}" for lr, m in c["grid"].items())
+        header = (f"# {method} on the embedded model: lr {c['lr']:.1e}, the best mean combined score over both settings\n"
+                  f"# on the held-out draw (seed {HELD_OUT_SEED}), inside its grid: `python bench/unlearn_sweep.py "
+                  f"--choose`\n# (bench/results/lr_sweep.json). Mean combined score by lr: {grid}.\n")
+        with atomic_path(path, ".yaml") as tmp:
+            tmp.write_text(header + yaml.safe_dump(table, sort_keys=False))
+        written.append(path)
+    return written
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setting", choices=["pretrained", "finetuned"], default="pretrained")
@@ -174,7 +203,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="the draw (the study reports 0, 1, 2)")
     parser.add_argument("--extend", action="store_true", help="go on past the grid's edge while the best lies there")
     parser.add_argument("--choose", action="store_true", help="print each method's choice from the stored rows")
+    parser.add_argument("--apply", action="store_true", help="write the choices into lib/e2u/hparams/<method>.yaml")
     args = parser.parse_args()
+    if args.apply:
+        for path in apply_choices(stored_rows()):
+            print(f"wrote {path}")
+        return
     if not args.choose:
         sweep(args.setting, args.methods, args.lr, args.seed, args.extend)
     for method, c in choose(stored_rows()).items():
