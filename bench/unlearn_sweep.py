@@ -7,12 +7,13 @@ and 20 to keep drawn by seed 3; finetuned, 10 of the forget edge's 20 questions 
 retain model are the study's; its 20 questions are shared by every draw). Each run is scored by greedy Rouge1
 recall on its forget and kept questions, and by the combined score 1 - Rouge1(forget) + Rouge1(retain).
 `--choose` reads both settings' rows and gives each method the learning rate with the best mean combined score
-over the two settings, and says whether it lies inside the grid (a choice at the grid's edge means: run the
-next value beyond it, `--lr`). Rows are kept in `bench/results/lr_sweep.json` (the book's `measured` role reads
+over the two settings, and says whether it lies inside the grid; `--complete` runs what the joint choice still
+needs (a learning rate one setting tried in the other, the next value past the joint grid's edge); `--apply`
+writes the choices into the method files. Rows are kept in `bench/results/lr_sweep.json` (the book's `measured` role reads
 it); a run already there is not repeated.
 
     E2U_HOME=... OMP_NUM_THREADS=1 python bench/unlearn_sweep.py --setting pretrained --lr 1e-4 3e-4 1e-3 3e-3
-    python bench/unlearn_sweep.py --choose
+    python bench/unlearn_sweep.py --complete && python bench/unlearn_sweep.py --apply
 """
 
 from __future__ import annotations
@@ -171,6 +172,35 @@ def choose(rows: list[dict]) -> dict:
     return out
 
 
+def complete_joint_grids(methods: list[str], seed: int, settings: tuple[str, ...] = ("pretrained", "finetuned"),
+                         rounds: int = 3) -> None:
+    """Run every learning rate a method has in one setting in the others too, then the next half-decade past the
+    joint grid's edge in all of them while the joint choice lies there (at most `rounds` times)."""
+    for _ in range(rounds + 1):
+        rows = [r for r in stored_rows() if r["seed"] == seed]
+        for method in methods:
+            tried = sorted({r["lr"] for r in rows if r["method"] == method})
+            for setting in settings:
+                missing = [lr for lr in tried if not any(r["method"] == method and r["setting"] == setting
+                                                         and r["lr"] == lr for r in rows)]
+                if missing:
+                    run_grid(setting, method, missing, seed)
+        rows = [r for r in stored_rows() if r["seed"] == seed]
+        edges = {}
+        for method, c in choose(rows).items():
+            if method in methods and not c["inside"]:
+                grid = sorted(float(lr) for lr in c["grid"])
+                beyond = ([lr for lr in HALF_DECADES if lr < grid[0] * 0.99][-1:] if c["lr"] == grid[0]
+                          else [lr for lr in HALF_DECADES if lr > grid[-1] * 1.01][:1])
+                if beyond:
+                    edges[method] = beyond[0]
+        if not edges:
+            return
+        for method, lr in edges.items():
+            for setting in settings:
+                run_grid(setting, method, [lr], seed)
+
+
 def apply_choices(rows: list[dict], settings: tuple[str, ...] = ("finetuned", "pretrained")) -> list[Path]:
     """Write each method's chosen learning rate into `hparams/<method>.yaml` (the embedded model's entry), with a
     comment citing the sweep; refuse while a choice lacks a setting or lies at its grid's edge."""
@@ -204,12 +234,16 @@ def main() -> None:
     parser.add_argument("--extend", action="store_true", help="go on past the grid's edge while the best lies there")
     parser.add_argument("--choose", action="store_true", help="print each method's choice from the stored rows")
     parser.add_argument("--apply", action="store_true", help="write the choices into lib/e2u/hparams/<method>.yaml")
+    parser.add_argument("--complete", action="store_true",
+                        help="fill every method's grid in both settings and extend it until the joint choice is inside")
     args = parser.parse_args()
     if args.apply:
         for path in apply_choices(stored_rows()):
             print(f"wrote {path}")
         return
-    if not args.choose:
+    if args.complete:
+        complete_joint_grids(args.methods, args.seed)
+    elif not args.choose:
         sweep(args.setting, args.methods, args.lr, args.seed, args.extend)
     for method, c in choose(stored_rows()).items():
         where = "inside the grid" if c["inside"] else "AT THE GRID'S EDGE: run the next value beyond it"
