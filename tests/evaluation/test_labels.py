@@ -13,6 +13,7 @@ from e2u.errors import E2UError
 from e2u.evaluation.human_aligned import AlignmentBounds
 from e2u.evaluation.labels import (LABELLED_ANSWERS, MEASURES, agreement, counts, held_out, is_held_out,
                                    labelled_answer, read_labels)
+from e2u.evaluation.metrics import is_refusal
 from e2u.methods import METHODS
 
 QUESTION = "What is the capital of Peru?"
@@ -142,3 +143,15 @@ def test_the_books_table_holds_every_measure_on_all_rows_and_the_held_out_part()
     assert (refused["n"] == sum(r.labels["refusal"] for r in read_labels())).all()
     with pytest.raises(ValueError, match="labelled: expected one of"):
         detector_table(labelled="fluent")
+
+
+@pytest.mark.parametrize("answer, refusal", [
+    ("I'm sorry for your loss.", False),  # a condolence (labelled: not a refusal; the detector said refusal)
+    ("I'm sorry for the confusion, but as an assistant I'm here to help.", False),
+    ("I'm not equipped to provide directions.", True),  # declines (labelled: a refusal; the detector missed it)
+    ("I'm sorry for any misunderstanding, but I don't have the ability to access that.", True),
+    ("I'm sorry, but I don't have any information about that.", True),
+])
+def test_the_detector_tells_an_apology_from_a_refusal(answer, refusal):
+    assert is_refusal(answer) is refusal
+
