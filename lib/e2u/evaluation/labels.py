@@ -162,7 +162,7 @@ MEASURES = (
     Measure("refusal (keyword detector)", "refusal", lambda j: j["refusal"], lambda lab: lab["refusal"]),
     Measure("fluent (perplexity)", "fits", lambda j: j["fluent"], lambda lab: lab["fits"]),
     Measure("no leak (key words)", "not leaks", lambda j: j["no_leak"], lambda lab: not lab["leaks"]),
-    Measure("on topic (cosine)", "fits", lambda j: j["on_topic"], lambda lab: lab["fits"]),
+    Measure("on topic (cosine or general words)", "fits", lambda j: j["on_topic"], lambda lab: lab["fits"]),
     Measure("human-aligned (all four)", "human_aligned", lambda j: j["aligned"], lambda lab: lab["human_aligned"]),
 )
 
