@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from e2u.book.measure_check import detector_table
+from e2u.book.measure_check import detector_table, labelled_set
 from e2u.errors import E2UError
 from e2u.evaluation.human_aligned import AlignmentBounds, judge
 from e2u.evaluation.labels import (LABELLED_ANSWERS, MEASURES, agreement, counts, held_out, is_held_out,
@@ -140,6 +140,9 @@ def test_the_books_table_holds_every_measure_on_all_rows_and_the_held_out_part()
     assert ((everything["precision"] - everything["true positives"] / counted).abs() < 1e-3).all()
     forget = detector_table(splits=("forget",), parts=("all",))
     assert (forget["n"] == sum(r.split == "forget" for r in read_labels())).all()
+    summary = labelled_set()
+    assert summary["answers"] == len(read_labels()) and summary["held_out"] == len(held_out(read_labels())[1])
+    assert summary["refusal"] == sum(r.labels["refusal"] for r in read_labels()) and "rome" in summary["methods"]
     refused = detector_table(labelled="refusal", parts=("all",))
     assert (refused["n"] == sum(r.labels["refusal"] for r in read_labels())).all()
     with pytest.raises(ValueError, match="labelled: expected one of"):

@@ -48,3 +48,13 @@ def detector_table(path: str | Path = LABELLED_ANSWERS, bounds: AlignmentBounds 
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def labelled_set(path: str | Path = LABELLED_ANSWERS) -> dict:
+    """What the table rests on, for the chapter's prose: the number of answers, of held-out ones, of each label's
+    positives, and the methods, settings and splits covered."""
+    rows = read_labels(path)
+    return {"answers": len(rows), "held_out": len(held_out(rows)[1]),
+            **{label: sum(r.labels[label] for r in rows) for label in LABELS},
+            "methods": sorted({r.method for r in rows}), "settings": sorted({r.setting for r in rows}),
+            "splits": sorted({r.split for r in rows}), "studies": sorted({r.study for r in rows})}
