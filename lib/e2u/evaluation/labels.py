@@ -91,7 +91,7 @@ def labelled_answer(obj, where: str) -> LabelledAnswer:
     for name in TEXT_FIELDS:
         if not isinstance(obj.get(name), str):
             raise E2UError(f"{where}: field {name!r}: expected a string, got {obj.get(name)!r}")
-        if name not in ("answer",) and not obj[name].strip():
+        if name != "answer" and not obj[name].strip():  # an empty answer is an answer (the model said nothing)
             raise E2UError(f"{where}: field {name!r}: expected a non-empty string")
     if obj["split"] not in SPLITS:
         raise E2UError(f"{where}: field 'split': expected one of {list(SPLITS)}, got {obj['split']!r}")
