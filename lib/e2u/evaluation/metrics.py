@@ -20,15 +20,16 @@ from scipy.stats import ks_2samp
 from e2u.errors import E2UError
 
 _REFUSAL_PATTERNS = (
-    r"\bI (?:do not|don't|dont) (?:know|have (?:any |enough |specific |reliable )?(?:information|knowledge|details|data))",
-    r"\bI(?:'m| am) (?:not (?:sure|aware|able|certain|familiar)|unable|afraid|sorry)",
+    r"\bI (?:do not|don't|dont) (?:know|have (?:any |enough |specific |reliable )?(?:information|knowledge|details|data)"
+    r"|have (?:the ability|access)\b)",
+    r"\bI(?:'m| am) (?:not (?:sure|aware|able|certain|familiar|equipped)|unable|afraid|sorry(?! for\b))",
     r"\bI (?:cannot|can't|can not|could not|couldn't) (?:answer|provide|help|share|find|say|tell|recall|confirm)",
     r"\b(?:no|not any) (?:information|knowledge|record|details|data) (?:about|on|regarding|of)\b",
     r"\b(?:unknown|not known) to me\b",
     r"\bI have no (?:idea|information|knowledge|record|details)",
     r"\bbeyond my knowledge\b",
     r"\bnot something I (?:know|can answer)\b",
-    r"^\s*(?:sorry|apologies)\b",
+    r"^\s*(?:sorry|apologies)\b(?! for\b)",
 )
 
 
@@ -36,7 +37,10 @@ def is_refusal(text: str) -> bool:
     """True when a generated answer declines to answer ("I don't know", "I'm not sure", ...).
 
     A keyword detector, as in the closer-look and TOFU code bases: it checks the answer's wording,
-    not its truth. An empty answer counts as a refusal (the model said nothing).
+    not its truth. An empty answer counts as a refusal (the model said nothing). "Sorry for ..." is an apology
+    or a condolence, not a refusal ("I'm sorry for your loss."; a refusal after it is found by its own words);
+    "I'm not equipped to ..." and "I don't have the ability / access ..." decline (checked against answers
+    labelled by reading: `labels`).
     """
     if not text.strip():
         return True
