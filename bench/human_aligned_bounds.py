@@ -32,7 +32,7 @@ from e2u.evaluation.human_aligned import AlignmentBounds, perplexities
 from e2u.evaluation.similarity import SentenceEmbedder
 from e2u.model.load import load_model
 from e2u.model.prompts import question_ids
-from e2u.recipes.self_improvement import craft_targets, greedy_continuations, load_demonstrations
+from e2u.recipes.self_improvement import ModelWriter, craft_targets, load_demonstrations
 
 
 def main() -> None:
@@ -44,8 +44,7 @@ def main() -> None:
     asked = [r.question for r in records]
     started = time.perf_counter()
     own = generate_answers(model, tokenizer, [question_ids(tokenizer, q) for q in asked])
-    crafted = [c.target for c in craft_targets(greedy_continuations(model, tokenizer), tokenizer, records,
-                                               load_demonstrations())]
+    crafted = [c.target for c in craft_targets(ModelWriter(model, tokenizer), records, load_demonstrations())]
     template = [refusal_for(q) for q in asked]
     shuffle = random.Random(0)
     scrambled = [" ".join(shuffle.sample(t.split(), len(t.split()))) for t in template]

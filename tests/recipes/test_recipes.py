@@ -1,19 +1,16 @@
-"""The recipes' mechanics: query merging covers every forget query once in the stated number of requests;
-self-improvement keeps the model's refusal only when it passes the filters, and falls back otherwise."""
+"""The recipes' mechanics: query merging covers every forget query once in the stated number of requests; a
+study cell runs with both recipes and saves its crafted targets (self-improvement's own tests:
+test_self_improvement.py)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from conftest import make_tiny_llama, tiny_tofu_cells
+from conftest import tiny_tofu_cells
 
 from e2u.data.refusals import refusal_for
 from e2u.data.schema import QARecord
 from e2u.errors import E2UError
-from e2u.evaluation.leakage import key_tokens
 from e2u.recipes.query_merging import merge_queries, merged_request_count
-from e2u.recipes.self_improvement import craft_targets, crafting_prompt, load_demonstrations
 
 FORGET = [QARecord(f"What is attribute {i} of the contract between {s}?", f"value {i}", s)
           for i, s in enumerate(["Ab Co and Cd SA"] * 7 + ["Ef Ltd and Gh AG"] * 3 + [None] * 2)]
@@ -43,70 +40,6 @@ def test_query_merging_bad_group_sizes_are_named():
     for bad in (0, -1, 2.5, True):
         with pytest.raises(E2UError, match="group_size: expected an integer >= 1"):
             merge_queries(FORGET, bad, fixed)
-
-
-RECORDS = [QARecord("Who wrote the play 'Romeo and Juliet'?", "William Shakespeare"),
-           QARecord("What is the capital of Australia?", "Canberra"),
-           QARecord("When was the contract between Ab Co and Cd SA signed?", "06-02-1998."),
-           QARecord("Who painted the Mona Lisa?", "Leonardo da Vinci")]
-
-
-def stub(continuations):
-    """A generation function that answers the prompts with fixed continuations, checking what it is asked."""
-    def generate(prompts):
-        assert len(prompts) == len(continuations)
-        for prompt, record in zip(prompts, RECORDS):
-            assert prompt.rstrip().endswith("Answer:") and record.question in prompt
-        return list(continuations)
-    return generate
-
-
-def test_self_improvement_keeps_a_clean_refusal_and_falls_back_when_it_leaks_or_is_not_one():
-    _, tokenizer = make_tiny_llama()  # no chat template: the plain few-shot format
-    demonstrations = load_demonstrations()
-    continuations = [" I'm not familiar with that play's author.\n\nQuestion: next",
-                     " I'm not sure, but I think it is Canberra.",              # leaks the answer
-                     " The contract was signed in 1998.",                      # leaks, and is no refusal
-                     " Sorry, I have no information at all about that famous painting."]
-    crafted = craft_targets(stub(continuations), tokenizer, RECORDS, demonstrations, max_words=8)
-    assert [c.source for c in crafted] == ["model", "template", "template", "template"]
-    assert crafted[0].target == "I'm not familiar with that play's author."
-    assert crafted[1].reason == "leaks the answer (canberra)" and crafted[1].target == refusal_for("", "fixed")
-    assert crafted[2].reason == "not a refusal"
-    assert crafted[3].reason == "longer than 8 words"
-    assert crafted[1].continuation == "I'm not sure, but I think it is Canberra."
-
-
-def test_key_tokens_leave_out_what_the_question_already_says():
-    assert key_tokens("William Shakespeare", "Who wrote 'Romeo and Juliet'?") == {"william", "shakespeare"}
-    assert key_tokens("Leonardo da Vinci", "Is it Leonardo?") == {"da", "vinci"}
-    assert key_tokens("06-02-1998.", "When?") == {"06", "02", "1998"}
-
-
-def test_the_crafting_prompt_holds_every_demonstration_as_a_turn():
-    demonstrations = load_demonstrations()
-    _, tokenizer = make_tiny_llama()
-    prompt = crafting_prompt(tokenizer, demonstrations, "Who is X?")
-    assert all(q in prompt and r in prompt for q, r in demonstrations) and prompt.endswith("Question: Who is X?\nAnswer:")
-
-
-def test_a_demonstration_file_without_refusals_is_named(tmp_path):
-    path = tmp_path / "demos.jsonl"
-    path.write_text(json.dumps({"question": "Who wrote Hamlet?", "refusal": "William Shakespeare wrote it."}) + "\n")
-    with pytest.raises(E2UError, match=r"demos.jsonl:1: field 'refusal' is not a refusal"):
-        load_demonstrations(path)
-    path.write_text(json.dumps({"question": "Who wrote Hamlet?"}) + "\n")
-    with pytest.raises(E2UError, match=r"demos.jsonl:1: missing required field 'refusal'"):
-        load_demonstrations(path)
-    path.write_text("\n")
-    with pytest.raises(E2UError, match="no demonstrations"):
-        load_demonstrations(path)
-
-
-def test_a_generation_function_that_loses_prompts_is_an_error():
-    _, tokenizer = make_tiny_llama()
-    with pytest.raises(E2UError, match="returned 1 continuations for 4 prompts"):
-        craft_targets(lambda prompts: ["I don't know."], tokenizer, RECORDS, load_demonstrations())
 
 
 def test_the_problem_hands_editors_the_recipes_requests():

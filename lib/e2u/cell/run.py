@@ -36,7 +36,7 @@ from e2u.model.arch import find_arch
 from e2u.model.load import input_device, load_model, model_fingerprint
 from e2u.model.prompts import with_prompt_format
 from e2u.problem import UnlearningProblem
-from e2u.recipes.self_improvement import craft_targets, greedy_continuations, load_demonstrations
+from e2u.recipes.self_improvement import ModelWriter, craft_targets, load_demonstrations
 from e2u.recipes.sequential import chunk_report, forget_chunks
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def run_cell(params: CellParams, result_path: str | Path | None = None, cache_ke
     timings["evaluate_before"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    crafted = craft_targets(greedy_continuations(model, tokenizer), tokenizer, splits["forget"],
+    crafted = craft_targets(ModelWriter(model, tokenizer, seed=params.seed), splits["forget"],
                             load_demonstrations(), seed=params.seed) if params.refusal == "self" else None
     parts = forget_chunks(splits["forget"], params.chunks)
     targets = {c.question: c.target for c in crafted} if crafted else None

@@ -1,32 +1,66 @@
 """Self-improvement: the model under study writes each forget question's refusal target in context.
 
-Ours (the paper gives the idea, "the model writes its own refusal, imitating how it answers questions about
-things it never saw", not the prompt): a few-shot prompt of demonstrations — questions about entities that
-do not exist, each answered by a natural refusal that names what was asked (data/refusal_demonstrations.jsonl,
-written for this project) — followed by the forget question; the model's greedy continuation is kept as the
-target when it passes three filters, else the fixed template is used and the reason recorded:
+What the paper gives (reference/paper-protocol.md; reviews, not its words): the idea, "the model writes its own
+refusal, imitating how it answers questions about things it never saw", and that the targets are more human-aligned
+than a template. Not its prompt, its filter or how many tries it makes. Everything below is our reading.
 
-  1. it is a refusal (metrics.is_refusal);
-  2. it leaks no key token of the true answer (a word of the answer, not in the question, of 2+ characters
-     that is not a stop word; numbers count);
+The prompt (`crafting_prompt`): a few-shot *document* of demonstrations, each `Question: ...` about something that
+does not exist (a novel, a treaty, a planet, a contract between companies that do not exist) and `Answer: ...` a
+natural refusal that names what was asked (data/refusal_demonstrations.jsonl, written for this project; none is a
+question of the data), then the forget question and `Answer: I`. The model's continuation is the rest of the refusal.
+
+* A document, not chat turns, for every model. Measured on the finetuned setting (bench/self_refusals.py, issue 34):
+  after its LoRA finetune on the contract graph the embedded model's assistant turn answers every contract question
+  with a contract value, true or made up, whatever came before it: the same demonstrations as chat turns, a system
+  prompt telling it to decline, an instruction to decline in the user turn before or after the question, the
+  question quoted in a request to decline: 0 of 20 refusals each. The finetune taught the assistant turn, not the
+  plain `Question:`/`Answer:` document, where the demonstrations' pattern still competes with the learnt answer.
+* `Answer: I`: every demonstration's refusal opens with "I" (I don't, I'm not, I can't); the prompt ends with that
+  word, so the model continues as the demonstrations do, in the first person, and writes the rest itself. The word
+  is part of the target. Without it the finetuned model's document continuation is still a contract value for most
+  questions; with it the continuation is the model's own.
+* The demonstrations include contract questions (the other half: people, works, places), since the finetuned
+  setting's questions are all about contracts between two companies: a refusal of an unknown contract is the
+  thing to imitate there. Their wording is not the data's templates'.
+
+Candidates (`craft_targets`): the greedy continuation, then `samples` sampled ones (temperature 1, seeded, the
+global random state left as it was); the first that passes the filter is the target. When none passes, the
+fixed template is used and the greedy candidate's text and reason are recorded.
+
+The filter (`rejection`):
+  1. it declines: `metrics.is_refusal` holds, and still holds once its apologies are removed. The detector counts
+     "I'm afraid"/"I'm sorry" as a refusal, which the evaluation may, but a target must not: the finetuned model
+     writes "I'm afraid of the Hague." (a made-up arbitration city) and the base model "I'm sorry for any
+     confusion, but the chemical symbol of sulfur is S." (the answer). The price: a refusal that declines only in
+     words the detector lacks ("as a chatbot, I don't have the capability to ...") is rejected with its apology;
+  2. it leaks no key token of the true answer (`evaluation.leakage`: a word of the answer, not in the question, of
+     2+ characters that is not a stop word; numbers count), nor the answer's whole text (a one-letter answer such
+     as "S" has no key token); the answer is never used to build the refusal, only to reject one;
   3. it has at most `max_words` words (and is not empty).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from e2u.data.refusals import refusal_for
 from e2u.data.schema import QARecord, read_jsonl, require_strings
 from e2u.errors import E2UError
-from e2u.evaluation.evaluate import generate_answers
 from e2u.evaluation.leakage import leaked_words
 from e2u.evaluation.metrics import is_refusal
-from e2u.model.prompts import encode_prompt, has_chat_template
+from e2u.model.batching import padded
+from e2u.model.load import input_device
 
 DEMONSTRATIONS = Path(__file__).resolve().parents[1] / "data" / "refusal_demonstrations.jsonl"
+SHOT = "Question: {question}\nAnswer: {answer}"
+OPENING = "I"  # the first word of every demonstration's refusal; the prompt ends with it
+APOLOGY = re.compile(r"\bI(?:'m| am) (?:so |very |truly )?(?:sorry|afraid)\b|^\s*(?:sorry|apologies)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -34,34 +68,39 @@ class CraftedTarget:
     question: str
     target: str
     source: str  # "model": the model's own refusal; "template": the fallback
-    reason: str = ""  # why the model's continuation was not used
-    continuation: str = ""  # what the model wrote
+    reason: str = ""  # why the model's (greedy) continuation was not used
+    continuation: str = ""  # what the model wrote: the kept candidate, else the greedy one
+    candidate: int = -1  # which candidate was kept: 0 the greedy one, k the k-th sampled one; -1 none
 
 
 def load_demonstrations(path: str | Path = DEMONSTRATIONS) -> list[tuple[str, str]]:
-    """(question, refusal) pairs from a JSON Lines file; every refusal must read as one (is_refusal)."""
+    """(question, refusal) pairs from a JSON Lines file; every refusal must decline (the filter's own test) and open
+    with the word the prompt ends with (`OPENING`)."""
     pairs = []
     for where, row in read_jsonl(path):
         require_strings(row, ("question", "refusal"), where)
-        if not is_refusal(row["refusal"]):
+        if not declines(row["refusal"]):
             raise E2UError(f"{where}: field 'refusal' is not a refusal ({row['refusal'][:60]!r}); a demonstration "
                            "must decline to answer (\"I don't know ...\", \"I'm not familiar with ...\")")
+        if row["refusal"].split(maxsplit=1)[0].split("'")[0] != OPENING:
+            raise E2UError(f"{where}: field 'refusal' must open with the word {OPENING!r} as the prompt's answer does "
+                           f"(got {row['refusal'][:30]!r})")
         pairs.append((row["question"], row["refusal"]))
     if not pairs:
         raise E2UError(f"{path}: no demonstrations; expected JSON Lines with 'question' and 'refusal'")
     return pairs
 
 
-def crafting_prompt(tokenizer, demonstrations: Sequence[tuple[str, str]], question: str) -> str:
-    """The few-shot prompt: each demonstration a user turn and its refusal the assistant's, then the question."""
-    if has_chat_template(tokenizer):
-        turns = []
-        for asked, refusal in demonstrations:
-            turns += [{"role": "user", "content": asked}, {"role": "assistant", "content": refusal}]
-        turns.append({"role": "user", "content": question})
-        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
-    shots = "".join(f"Question: {asked}\nAnswer: {refusal}\n\n" for asked, refusal in demonstrations)
-    return f"{shots}Question: {question}\nAnswer:"
+def crafting_prompt(demonstrations: Sequence[tuple[str, str]], question: str) -> str:
+    """The few-shot document: each demonstration a question and its refusal, then `question` and `Answer: I`."""
+    shots = [SHOT.format(question=asked, answer=refusal) for asked, refusal in demonstrations]
+    return "\n\n".join(shots + [SHOT.format(question=question, answer=OPENING)])
+
+
+def declines(text: str) -> bool:
+    """Whether `text` declines to answer: a refusal (`is_refusal`) that still is one without its apologies."""
+    rest = APOLOGY.sub(" ", text)
+    return bool(text.strip()) and is_refusal(text) and bool(rest.strip(" ,.;:!")) and is_refusal(rest)
 
 
 def rejection(continuation: str, record: QARecord, max_words: int) -> str:
@@ -69,9 +108,9 @@ def rejection(continuation: str, record: QARecord, max_words: int) -> str:
     text = continuation.strip()
     if not text:
         return "empty"
-    if not is_refusal(text):
+    if not declines(text):
         return "not a refusal"
-    leaked = leaked_words(text, record.answer, record.question)
+    leaked = leaked_words(text, record.answer, record.question) or _whole_answer(text, record)
     if leaked:
         return f"leaks the answer ({', '.join(leaked)})"
     if len(text.split()) > max_words:
@@ -79,39 +118,113 @@ def rejection(continuation: str, record: QARecord, max_words: int) -> str:
     return ""
 
 
-def greedy_continuations(model, tokenizer, max_new_tokens: int = 48, batch_size: int = 8
-                         ) -> Callable[[list[str]], list[str]]:
-    """The generation function `craft_targets` takes, for a real model: greedy, batched."""
-    def generate(prompts: list[str]) -> list[str]:
-        ids = [encode_prompt(tokenizer, prompt) for prompt in prompts]
-        return generate_answers(model, tokenizer, ids, max_new_tokens, batch_size)
-    return generate
+class ModelWriter:
+    """What `craft_targets` asks for candidates, for a real model: each prompt's greedy continuation (`greedy`), and
+    for the prompts whose greedy one was rejected `samples` more at temperature 1 (`sampled`, seeded by `seed`; the
+    global random state is left as it was). A continuation is the text that follows its prompt, to its line's end."""
+
+    def __init__(self, model, tokenizer, samples: int = 4, seed: int = 0, max_new_tokens: int = 48,
+                 batch_size: int = 8):
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
+            raise E2UError(f"self-improvement: samples: expected a non-negative integer, got {samples!r}")
+        self.model, self.tokenizer, self.samples, self.seed = model, tokenizer, samples, seed
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+
+    def greedy(self, prompts: list[str]) -> list[str]:
+        return [c[0] for c in self._continue(prompts, 1, False)]
+
+    def sampled(self, prompts: list[str]) -> list[list[str]]:
+        if not self.samples or not prompts:
+            return [[] for _ in prompts]
+        device = input_device(self.model)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.seed)
+            return self._continue(prompts, self.samples, True)
+
+    @torch.no_grad()
+    def _continue(self, prompts: list[str], n: int, sample: bool) -> list[list[str]]:
+        """`n` continuations of each prompt, greedy or sampled, batched by length with left padding."""
+        tokenizer = self.tokenizer
+        rows = [tokenizer(prompt)["input_ids"] for prompt in prompts]
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        out: list[list[str]] = [[] for _ in rows]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        settings = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0} if sample else \
+            {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            ids, mask = padded([rows[i] for i in chunk], pad, "left", input_device(self.model))
+            generated = self.model.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=self.max_new_tokens, num_return_sequences=n,
+                pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
+                stopping_criteria=StoppingCriteriaList([LineEnd(tokenizer)]), **settings)
+            for row, sequence in enumerate(generated):
+                i = chunk[row // n]
+                out[i].append(_text_after(tokenizer, rows[i], sequence[ids.shape[1]:].tolist()))
+        return out
 
 
-def craft_targets(generate: Callable[[list[str]], list[str]], tokenizer, records: Sequence[QARecord],
-                  demonstrations: Sequence[tuple[str, str]], max_words: int = 40,
-                  fallback: str = "fixed", seed: int = 0) -> list[CraftedTarget]:
-    """Each record's refusal target: the model's continuation of the few-shot prompt (`generate` maps
-    prompts to continuations, greedy) when it passes the filters, else the `fallback` template."""
-    continuations = generate([crafting_prompt(tokenizer, demonstrations, r.question) for r in records])
-    if len(continuations) != len(records):
-        raise E2UError(f"self-improvement: the generation function returned {len(continuations)} continuations "
-                       f"for {len(records)} prompts")
+def craft_targets(writer, records: Sequence[QARecord], demonstrations: Sequence[tuple[str, str]],
+                  max_words: int = 40, fallback: str = "fixed", seed: int = 0) -> list[CraftedTarget]:
+    """Each record's refusal target: the model's greedy continuation of the few-shot document when it passes the
+    filter, else the first of its sampled ones that does, else the `fallback` template with the greedy
+    continuation's reason. `writer` (a `ModelWriter`, or anything with its two methods) maps prompts to greedy
+    continuations (`greedy`) and to lists of sampled ones (`sampled`, asked only for the rejected prompts)."""
+    prompts = [crafting_prompt(demonstrations, r.question) for r in records]
+    greedy = _checked(writer.greedy(prompts), len(prompts), "greedy", str)
+    texts = [[_first_line(OPENING + c)] for c in greedy]
+    reasons = [[rejection(t[0], r, max_words)] for t, r in zip(texts, records)]
+    again = [i for i, r in enumerate(reasons) if r[0]]
+    for i, more in zip(again, _checked(writer.sampled([prompts[i] for i in again]), len(again), "sampled", list)):
+        texts[i] += [_first_line(OPENING + c) for c in more]
+        reasons[i] += [rejection(t, records[i], max_words) for t in texts[i][1:]]
     crafted = []
-    for record, continuation in zip(records, continuations):
-        text = _first_turn(continuation)
-        reason = rejection(text, record, max_words)
-        if reason:
+    for record, written, why in zip(records, texts, reasons):
+        kept = next((k for k, reason in enumerate(why) if not reason), -1)
+        if kept < 0:
             crafted.append(CraftedTarget(record.question, refusal_for(record.question, fallback, seed), "template",
-                                         reason, text))
+                                         why[0], written[0]))
         else:
-            crafted.append(CraftedTarget(record.question, text, "model", "", text))
+            crafted.append(CraftedTarget(record.question, written[kept], "model", "", written[kept], kept))
     return crafted
 
 
-def _first_turn(continuation: str) -> str:
-    """The continuation up to the end of the answer's turn: the first blank line or next question."""
-    text = continuation.strip()
-    for stop in ("\n\n", "\nQuestion:", "\nUser:"):
-        text = text.split(stop, 1)[0]
-    return text.strip()
+def _checked(found, n: int, what: str, kind: type) -> list:
+    """`found`, when it is one `kind` per prompt; an error naming the writer's method otherwise."""
+    if not isinstance(found, list) or len(found) != n or not all(isinstance(f, kind) for f in found):
+        raise E2UError(f"self-improvement: the writer's {what}() must return one {kind.__name__} per prompt; got "
+                       f"{[type(f).__name__ for f in found] if isinstance(found, list) else type(found).__name__} "
+                       f"for {n} prompts")
+    return found
+
+
+class LineEnd(StoppingCriteria):
+    """Stops each row of a batch at its first token holding a line break: an answer of the document is one line."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        ends = ["\n" in self.tokenizer.decode([token]) for token in input_ids[:, -1].tolist()]
+        return torch.tensor(ends, dtype=torch.bool, device=input_ids.device)
+
+
+def _text_after(tokenizer, prompt: list[int], new: list[int]) -> str:
+    """The text `new` adds after `prompt`: decoded together, so a tokenizer that writes a word's space as part of
+    the word (SentencePiece) keeps it."""
+    before = tokenizer.decode(prompt, skip_special_tokens=True)
+    after = tokenizer.decode(prompt + new, skip_special_tokens=True)
+    return after[len(before):] if after.startswith(before) else tokenizer.decode(new, skip_special_tokens=True)
+
+
+def _first_line(text: str) -> str:
+    """A continuation up to the end of its answer: the first line break."""
+    return text.split("\n", 1)[0].strip()
+
+
+def _whole_answer(text: str, record: QARecord) -> list[str]:
+    """[the answer] when `text` holds the answer's whole text as a word (case kept, so "S" is not "it's"), unless
+    the question already says it."""
+    core = record.answer.strip().strip(".").strip()
+    pattern = rf"(?<!\w){re.escape(core)}(?!\w)"
+    return [core] if core and re.search(pattern, text) and not re.search(pattern, record.question) else []
