@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
-
 from tqdm import tqdm
 
 from e2u.book.measured import FOLDER, write_measurement

@@ -8,9 +8,9 @@ import json
 
 import pytest
 import torch
+from conftest import make_tiny_llama
 from safetensors import safe_open
 from safetensors.torch import load_file
-from conftest import make_tiny_llama
 
 from e2u import api
 from e2u.errors import E2UError

@@ -11,8 +11,16 @@ import pytest
 from e2u.book.measure_check import detector_table, labelled_set
 from e2u.errors import E2UError
 from e2u.evaluation.human_aligned import AlignmentBounds, judge
-from e2u.evaluation.labels import (LABELLED_ANSWERS, MEASURES, agreement, counts, held_out, is_held_out,
-                                   labelled_answer, read_labels)
+from e2u.evaluation.labels import (
+    LABELLED_ANSWERS,
+    MEASURES,
+    agreement,
+    counts,
+    held_out,
+    is_held_out,
+    labelled_answer,
+    read_labels,
+)
 from e2u.evaluation.metrics import is_refusal
 from e2u.methods import METHODS
 

@@ -16,7 +16,6 @@ from e2u.data.refusals import refusal_for
 from e2u.data.schema import QARecord
 from e2u.errors import E2UError
 from e2u.evaluation.leakage import key_tokens
-from e2u.evaluation.metrics import is_refusal
 from e2u.recipes.self_improvement import (
     LineEnd,
     ModelWriter,
@@ -84,8 +83,8 @@ def test_samples_are_asked_only_where_the_greedy_candidate_failed_and_the_first_
 @pytest.mark.parametrize("text", ["I'm afraid of the Hague.", "I'm sorry for any confusion, but it was in 1998.",
                                   "Sorry!", "I am sorry to say it was signed."])
 def test_an_apology_that_declines_nothing_is_not_a_refusal(text):
-    assert is_refusal(text)  # the evaluation's detector counts it ...
-    assert not declines(text) and rejection(text, RECORDS[2], 40) == "not a refusal"  # ... the filter does not
+    # (the evaluation's detector is checked against labelled answers: tests/evaluation/test_labels.py)
+    assert not declines(text) and rejection(text, RECORDS[2], 40) == "not a refusal"
 
 
 @pytest.mark.parametrize("text", ["I'm sorry, but I don't have any information about that.",

@@ -6,6 +6,7 @@ from functools import partial
 import pytest
 import torch
 from conftest import make_tiny_llama
+from test_unlearning_loop import FORGET, RETAIN
 
 from e2u.hparams import build_hparams
 from e2u.methods import get_method
@@ -15,7 +16,6 @@ from e2u.training.frozen_blocks import frozen_lower_blocks
 from e2u.unlearning import dpo, gradient_ascent, kl, npo, rmu, simnpo
 from e2u.unlearning.batches import UnlearningData
 from e2u.unlearning.loop import unlearn
-from test_unlearning_loop import FORGET, RETAIN
 
 LOSSES = {"gradient_ascent": gradient_ascent.loss, "kl": kl.loss, "dpo": dpo.loss, "npo": npo.loss,
           "simnpo": simnpo.loss}
