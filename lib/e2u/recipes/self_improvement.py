@@ -7,25 +7,29 @@ than a template. Not its prompt, its filter or how many tries it makes. Everythi
 The prompt (`crafting_prompt`): a few-shot *document* of demonstrations, each `Question: ...` about something that
 does not exist (a novel, a treaty, a planet, a contract between companies that do not exist) and `Answer: ...` a
 natural refusal that names what was asked (data/refusal_demonstrations.jsonl, written for this project; none is a
-question of the data), then the forget question and `Answer: I`. The model's continuation is the rest of the refusal.
+question of the data or names its parties), then the forget question and `Answer: I`. The model writes the rest.
 
-* A document, not chat turns, for every model. Measured on the finetuned setting (bench/self_refusals.py, issue 34):
-  after its LoRA finetune on the contract graph the embedded model's assistant turn answers every contract question
-  with a contract value, true or made up, whatever came before it: the same demonstrations as chat turns, a system
-  prompt telling it to decline, an instruction to decline in the user turn before or after the question, the
-  question quoted in a request to decline: 0 of 20 refusals each. The finetune taught the assistant turn, not the
-  plain `Question:`/`Answer:` document, where the demonstrations' pattern still competes with the learnt answer.
+* A document, not chat turns, for every model. After its LoRA finetune on the contract graph the embedded model's
+  assistant turn answers every contract question with a contract value, true or made up, whatever the turns before
+  it say. Measured on the 20 questions of the forget contract (issue 34): the demonstrations as chat turns, with a
+  system prompt telling it to decline, with an instruction to decline in the user turn before or after the
+  question, or the question quoted in a request to decline: 0 of 20 refusals each. The finetune taught the
+  assistant turn, not the plain `Question:`/`Answer:` document, where the demonstrations still compete with it.
 * `Answer: I`: every demonstration's refusal opens with "I" (I don't, I'm not, I can't); the prompt ends with that
-  word, so the model continues as the demonstrations do, in the first person, and writes the rest itself. The word
-  is part of the target. Without it the finetuned model's document continuation is still a contract value for most
-  questions; with it the continuation is the model's own.
-* The demonstrations include contract questions (the other half: people, works, places), since the finetuned
-  setting's questions are all about contracts between two companies: a refusal of an unknown contract is the
-  thing to imitate there. Their wording is not the data's templates'.
+  word and the target keeps it. In the finetuned document the model's first word is a contract value more often
+  than "I" (P("I") 0.03 to 0.59 on ten questions); given "I", it goes on as the demonstrations do. Forcing "I" in
+  the chat turn instead gives "I'm afraid of the unknown." for most questions (which the filter below rejects).
+* Half the demonstrations are about contracts (the finetuned setting asks about nothing else): a refusal of an
+  unknown contract is the thing to imitate there. One of the first eight has a data question's form with other
+  names ("What was the effective date of the contract between Qorvane Ltd and Pellisto AG?"); the rest do not.
 
-Candidates (`craft_targets`): the greedy continuation, then `samples` sampled ones (temperature 1, seeded, the
-global random state left as it was); the first that passes the filter is the target. When none passes, the
-fixed template is used and the greedy candidate's text and reason are recorded.
+bench/self_refusals.py measures the share of targets the model wrote (seeds 0, 1, 2 of the default study; the
+numbers are in its docstring's last paragraph): finetuned, 0 of 30 with the chat prompt used before, 3 of 30 with
+the document without "I", 23 of 30 from the greedy candidate with it; pretrained, 18 of 20 before, 20 of 20 now.
+
+Candidates (`craft_targets`, `ModelWriter`): the greedy continuation; where the filter rejects it, `samples` sampled
+ones (temperature 1, seeded, the global random state left as it was), tried in turn; the first that passes is the
+target. When none passes, the fixed template is used and the greedy candidate's text and reason are recorded.
 
 The filter (`rejection`):
   1. it declines: `metrics.is_refusal` holds, and still holds once its apologies are removed. The detector counts
