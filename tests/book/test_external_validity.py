@@ -90,11 +90,14 @@ def test_the_claims_comparisons_are_judged_on_each_data_set(tmp_path):
 def test_the_sentence_says_where_the_external_numbers_come_from(tmp_path):
     embedded, external = two_folders(tmp_path)
     sentence = ev.external_validity(external, embedded, n_resamples=50).sentence
-    assert sentence.startswith("4 cells on TOFU's factual file (/x/factual_data.json: the model answers 31 of 40")
+    assert sentence.startswith("4 cells on TOFU's factual file (factual_data.json: the model answers 31 of 40")
     assert "0 from the data, 16 written by the model, 20 by rules, 4 of 40 without one" in sentence
     assert "1 of 10 forget questions have no paraphrase" in sentence
     missing = ev.external_validity(external, tmp_path / "nothing", n_resamples=50)
-    assert "The embedded twin has no pretrained cells" in missing.sentence
+    assert "The embedded twin has no pretrained cells in " + f"{tmp_path.name}/nothing:" in missing.sentence
+    assert str(tmp_path) not in missing.sentence + sentence  # the page shows no path of the build machine
+    not_run = ev.external_validity(tmp_path / "results" / "external-factual", embedded, n_resamples=50)
+    assert "in results/external-factual)" in not_run.sentence and str(tmp_path) not in not_run.sentence
     assert missing.methods["seeds (TOFU's file)"].eq(2).all()
 
 
@@ -165,5 +168,5 @@ def test_the_whole_path_on_a_tofu_style_file_without_paraphrases(tmp_path, monke
     combined = out.methods.loc["GA", "combined (TOFU's file)"]
     forget, retain = (result["summary"]["after"][s]["rouge1_recall"] for s in ("forget", "retain"))
     assert combined == pytest.approx(round(1 - forget + retain, 3))
-    assert out.sentence.startswith(f"2 cells on TOFU's factual file ({data}: the model answers 40 of 40")
+    assert out.sentence.startswith(f"2 cells on TOFU's factual file ({data.name}: the model answers 40 of 40")
     assert "0 from the data" in out.sentence and "0 of 8 without one" in out.sentence

@@ -151,6 +151,14 @@ def claims_table(embedded: Sequence[dict], external: Sequence[dict], setting: st
     return table.sort_index(level="claim", sort_remaining=False)
 
 
+def _shown(folder: str | Path | None) -> str:
+    """A result folder as a reader can use it: its last two parts (`results/external-factual`), never the build
+    machine's absolute path, which the published page must not carry."""
+    if folder is None:
+        return "no folder given"
+    return "/".join(Path(folder).parts[-2:])
+
+
 def data_sentence(external: Sequence[dict]) -> str:
     """Where the external numbers come from: the questions the model knew of those asked, the source, and how
     the rephrased forget questions were made (summed over cells), with any cell's note about missing ones."""
@@ -158,7 +166,9 @@ def data_sentence(external: Sequence[dict]) -> str:
     known = next((rep["known"] for rep in reports if (rep.get("known") or {}).get("asked")), None)
     text = f"{len(external)} cells on TOFU's factual file"
     if known:
-        text += (f" ({known.get('source', 'a local file')}: the model answers {known['known']} of "
+        source = known.get("source", "a local file")
+        source = Path(source).name if Path(source).is_absolute() else source  # a hub name as is; a file by its name
+        text += (f" ({source}: the model answers {known['known']} of "
                  f"{known['asked']} questions correctly; only those are unlearned or kept)")
     paraphrases = [rep["paraphrases"] for rep in reports if rep.get("paraphrases")]
     if paraphrases:
@@ -187,10 +197,10 @@ def external_validity(external: str | Path | None = "results/external-factual",
     inside = _cells(embedded, setting)
     if not outside:
         return ExternalValidity(methods_table(inside, [], setting), claims_table(inside, [], setting, n_resamples),
-                                NOT_RUN.format(study=STUDY_FILE, where=external or "no folder given"), False)
+                                NOT_RUN.format(study=STUDY_FILE, where=_shown(external)), False)
     sentence = data_sentence(outside)
     if not inside:
-        sentence += (f" The embedded twin has no {setting} cells in {embedded}: run "
+        sentence += (f" The embedded twin has no {setting} cells in {_shown(embedded)}: run "
                      "`e2u study run studies/default.yaml`.")
     return ExternalValidity(methods_table(inside, outside, setting),
                             claims_table(inside, outside, setting, n_resamples), sentence, True)
