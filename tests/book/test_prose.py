@@ -91,9 +91,9 @@ def words(sentence: str) -> int:
 
 def sentences(unit: str) -> list[str]:
     """`unit` cut after '.', '?' or '!' (closing quotes and brackets included) where the next word starts with a
-    capital letter, a quote, a bracket or emphasis, outside code spans and inline math."""
-    masked = re.sub(r"`[^`]*`|\$[^$]+\$", lambda m: "x" * len(m.group(0)), unit)
-    cuts = [m.end() for m in re.finditer(r"(?<!\be\.g)(?<!\bi\.e)(?<!\bal)(?<!\bvs)[.?!][\"')\]*]*\s+(?=[A-Z\"'(*])",
+    capital letter, a quote, a bracket, emphasis, code or math; never inside a code span or inline math."""
+    masked = re.sub(r"`[^`]*`|\$[^$]+\$", lambda m: m.group(0)[0] + "x" * (len(m.group(0)) - 2) + m.group(0)[-1], unit)
+    cuts = [m.end() for m in re.finditer(r"(?<!\be\.g)(?<!\bi\.e)(?<!\bal)(?<!\bvs)[.?!][\"')\]*]*\s+(?=[A-Z\"'(*`$])",
                                          masked)]
     bounds = [0, *cuts, len(unit)]
     return [unit[a:b].strip() for a, b in zip(bounds, bounds[1:]) if unit[a:b].strip()]
@@ -131,6 +131,7 @@ def test_a_long_sentence_is_found_and_lists_tables_code_and_math_are_not_sentenc
     assert long_sentences(two) == []  # cut at the full stop
     assert sentences("Use one, e.g. This one. Li et al. (2025) agree.") == ["Use one, e.g. This one.",
                                                                            "Li et al. (2025) agree."]
+    assert sentences("Run `make. Book` now. `e2u` runs it.") == ["Run `make. Book` now.", "`e2u` runs it."]
 
 
 # ---- the book ---------------------------------------------------------------------------------------------------
