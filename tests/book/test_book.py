@@ -29,7 +29,7 @@ def build_tiny_book(tmp_path, api: bool = False):
         shutil.copy(ROOT / name, site / name)
     shutil.copytree(ROOT / "_static", site / "_static")
     shutil.copytree(ROOT / "_extra", site / "_extra")
-    for page in (ROOT / "book").glob("*.md"):
+    for page in [*(ROOT / "book").glob("*.md"), ROOT / "book" / "references.bib"]:  # chapters, their references
         shutil.copy(page, site / "book" / page.name)
     shutil.copytree(ROOT / "book" / "assignments", site / "book" / "assignments")
     (site / "lib").symlink_to(ROOT / "lib")  # the methods chapter shows the library's code (literalinclude)

@@ -40,6 +40,8 @@ def build_math_book(tmp_path: Path) -> Path:
     root = tmp_path / "mathbook"
     root.mkdir()
     shutil.copy(ROOT / "_config.yml", root / "_config.yml")
+    (root / "book").mkdir()
+    shutil.copy(ROOT / "book" / "references.bib", root / "book" / "references.bib")  # _config.yml's bibtex_bibfiles
     shutil.copytree(ROOT / "_static", root / "_static")
     shutil.copytree(ROOT / "_extra", root / "_extra")
     (root / "_toc.yml").write_text("format: jb-book\nroot: equations\nchapters:\n- file: notebook\n- file: plain\n")
