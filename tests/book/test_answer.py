@@ -150,3 +150,9 @@ def test_the_intro_runs_on_result_files_and_opens_with_the_answer(tmp_path):
     text = "\n".join(outputs)
     assert len(re.findall(r"- \*\*Claim \d\.\*\*", text)) == 4 and "Of the paper's 4 claims" in text
     assert text.count('"image/png"') == 1 and "10 forget and 20 kept questions per seed, 3 seeds" in text
+
+
+def test_a_comparison_on_one_seed_says_its_interval_is_over_that_seeds_questions_only():
+    one = judged(result_set(editors_win=True, seeds=(5,)))
+    line = answer.interval_text(one[0].comparisons[0])
+    assert line.endswith(", supports (questions of seed 5 only)"), line

@@ -48,8 +48,8 @@ def interval_text(comparison: Comparison) -> str:
     i = comparison.interval
     if i is None:
         return f"{comparison.name}: not measured" + (f" ({comparison.note})" if comparison.note else "")
-    return (f"{comparison.name}: {i.point:+.3f} [{i.low:+.3f}, {i.high:+.3f}], {comparison.state} "
-            f"({len(i.seeds)} seed{'s' if len(i.seeds) != 1 else ''})")
+    drawn = f"{len(i.seeds)} seeds" if len(i.seeds) > 1 else i.resampled  # one seed: its questions only
+    return f"{comparison.name}: {i.point:+.3f} [{i.low:+.3f}, {i.high:+.3f}], {comparison.state} ({drawn})"
 
 
 def claim_sentence(verdict: ClaimVerdict) -> str:
