@@ -23,15 +23,15 @@ from e2u.study.scaling import scaling_dir
 from e2u.study.variants import split_variant
 
 # notebooks/<name>.ipynb executed into book/<name>.ipynb from the results
-GENERATED_CHAPTERS = ("summary", "claims", "cost", "reproducibility")
+GENERATED_CHAPTERS = ("intro", "summary", "claims", "cost", "reproducibility")  # intro: the root page, the answer
 API_CHAPTER = "api"  # notebooks/api.ipynb: the Python API on the embedded model, executed on its own (no results)
 API_MODULE = PACKAGE / "api.py"
 
 
 def build_book(study_file: str | Path, results_dir: str | Path, book: str | Path, root: str | Path | None = None,
                no_build: bool = False, api: bool = True) -> Path | None:
-    """Execute the generated chapters (summary, claims, cost, reproducibility, one per setting, and with `api` the
-    Python API's, minutes on the embedded model) into `book`, then build the Jupyter Book project at `root` (by default `files.book_root()`: its `_config.yml` and `_toc.yml`,
+    """Execute the generated chapters (intro, summary, claims, cost, reproducibility, one per setting, and with
+    `api` the Python API's, minutes on the embedded model) into `book`, then build the Jupyter Book project at `root` (by default `files.book_root()`: its `_config.yml` and `_toc.yml`,
     which read the chapters from `<root>/book`); return the built site's index page (None with `no_build`)."""
     study = load_study(study_file)
     book = Path(book)
