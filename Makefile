@@ -88,7 +88,7 @@ assignments: $(STAMP)
 	@set -eo pipefail; kept=$$(mktemp); trap 'rm -f "$$kept"' EXIT; \
 	$(PYTHON) -m pip freeze --exclude-editable | grep -E '^[A-Za-z0-9._-]+==' > "$$kept"; \
 	$(PIP) install -q -c "$$kept" jupyterlab $(QUIET_PIP); \
-	$(call PIP_CHECK,$(PYTHON)) || { echo "make assignments: the environment is inconsistent (pip check above)"; exit 1; }; \
+	$(call PIP_CHECK,$(PYTHON)) || { echo "make assignments: pip check found the problems above"; exit 1; }; \
 	echo "make assignments: open them with"; echo "  $(dir $(PYTHON))jupyter lab book/assignments"
 
 # e2u installed (not editable) into a new environment holding the newest torch, its other dependencies resolved from
