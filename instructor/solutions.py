@@ -1,6 +1,7 @@
 """Solutions to the course assignments in book/assignments/ (for instructors: kept out of the book and of the
-student notebooks). Each function has the signature the notebook's starter cell defines; tests/book/test_assignments.py
-checks that each passes its notebook's check cell and that each starter fails it."""
+student notebooks; README.md beside this file has notes on the written questions). Each function has the signature
+the notebook's starter cell defines; tests/book/test_assignments.py checks that each passes its notebook's check
+cell, and that the starters and common wrong answers fail it."""
 
 from __future__ import annotations
 
@@ -34,6 +35,6 @@ def rouge1_recall(prediction, reference):
 
 
 def refusal_for(question):
-    """A refusal that names what was asked, without its answer."""
-    topic = question.rstrip(" ?").split(" ", 3)[-1] if len(question.split()) > 3 else "that"
-    return f"I'm not sure about {topic}; I don't have reliable information on it."
+    """A refusal that repeats what was asked and nothing of the answer."""
+    asked = question.strip().rstrip("?").strip()
+    return f"I'm not sure of the answer to \"{asked}?\"; I don't have reliable information on it."

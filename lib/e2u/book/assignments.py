@@ -1,24 +1,35 @@
-"""The check cells of the course assignments (`book/assignments/`): a student's function against the library's
-on random inputs, and a verdict, pass or fail, with a hint.
+"""The check cells of the course assignments (`book/assignments/`): each runs the function the student wrote in
+the notebook, says PASS or FAIL with a hint, and writes nothing outside a temporary folder.
 
-1. `check_rank_one_update`: ROME's rank-one update (ROME eq. 2), against `editing.rome.rank_one_update`;
-2. `check_npo_forget_term`: NPO's forget loss, against `unlearning.npo.forget_term`;
-3. `check_rouge1_recall` and `check_refusal_target`: the paper's Rouge1 recall, against
-   `paper_metrics.rouge1_recall`, and a refusal target of the student's design, measured with it and the
-   refusal detector.
+1. `check_rank_one_update`: ROME's rank-one update (ROME eq. 2), by the two properties that define it on random
+   problems, then inside the library's ROME edit of a tiny model, with the student's function in place of the
+   library's;
+2. `check_npo_forget_term`: NPO's forget loss: minimised on a tiny model it must raise the forget answers' loss,
+   then its value and gradient against NPO's equation (`unlearning.npo.forget_term`);
+3. `check_rouge1_recall` and `check_refusal_target`: the paper's Rouge1 recall against
+   `paper_metrics.rouge1_recall`, and a refusal target of the student's design: a refusal to the detector, none of
+   the true answer's own words, and a word of what was asked.
 
+The tiny model (`tiny_model`) is a random two-layer Llama with a word-level tokenizer, built here: no download.
 Instructors' solutions are in `instructor/solutions.py`, outside the book.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import random
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
+from unittest import mock
 
 import torch
+import torch.nn.functional as F
 
-from e2u.editing.rome import rank_one_update
+from e2u.evaluation.human_aligned import GENERIC_WORDS
+from e2u.evaluation.leakage import key_tokens, leaked_words
 from e2u.evaluation.metrics import is_refusal
 from e2u.evaluation.paper_metrics import rouge1_recall
 from e2u.unlearning.npo import forget_term
@@ -44,36 +55,223 @@ def _run(student: Callable, *args):
         return None, exc
 
 
-def check_rank_one_update(student: Callable, trials: int = 5, seed: int = 0) -> Check:
-    """`student(k_star, k, v_star, v, inverse_moment)` against ROME's update on random keys, values and a
-    random positive-definite C^-1 (and None: no covariance), within 1e-5 relative."""
+def _raised(error: Exception, where: str = "") -> Check:
+    return Check(False, f"your function raised {type(error).__name__}{where}: {error}")
+
+
+# --- the tiny model --------------------------------------------------------------------------------------------
+
+TINY_WORDS = ("what who which is was the a of capital city France Paris wrote Pride and Prejudice Jane Austen "
+              "I do not know don't sorry am sure about ? . ,").split()
+BARE_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"  # the prompt is the question
+
+
+def tiny_model(seed: int = 0):
+    """(model, tokenizer): a random two-layer Llama (hidden size 32) over the words `TINY_WORDS`, built in memory
+    from `seed` without touching the caller's random state. Its weights are drawn wider than the default (0.1)
+    and its output layer scaled by 4, so that one MLP output can steer the next token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    vocab = {token: i for i, token in enumerate(specials + list(dict.fromkeys(TINY_WORDS)))}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    core.decoder = decoders.WordPiece(prefix="##")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                        unk_token="<unk>", model_input_names=["input_ids", "attention_mask"])
+    tokenizer.chat_template = BARE_TEMPLATE
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         initializer_range=0.1, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(4.0)
+    return model, tokenizer
+
+
+@contextmanager
+def _own_cache():
+    """$E2U_HOME pointed at a temporary folder, removed afterwards: a check writes nothing into the study's
+    cache, results or book."""
+    with tempfile.TemporaryDirectory(prefix="e2u-assignment-") as home, mock.patch.dict(os.environ, {"E2U_HOME": home}):
+        yield home
+
+
+# --- assignment 1: the rank-one update ---------------------------------------------------------------------------
+
+def _random_problem(trial: int, generator: torch.Generator):
+    d_in, d_out = 6 + trial, 4 + trial
+    k_star, k, v_star, v = (torch.randn(d, generator=generator) for d in (d_in, d_in, d_out, d_out))
+    a = torch.randn(d_in, d_in, generator=generator)
+    inverse = torch.linalg.inv(a @ a.T + d_in * torch.eye(d_in)) if trial % 2 == 0 else None
+    return k_star, k, v_star, v, inverse
+
+
+def _properties(student: Callable, trials: int, seed: int) -> Check | None:
+    """The two properties that together fix Delta: it moves the key k to v* (Delta k = v* - v), and it leaves
+    every key x with u . x = 0 where it was (Delta x = 0), u = C^-1 k* (k* without C). None when all hold."""
     generator = torch.Generator().manual_seed(seed)
     for trial in range(trials):
-        d_in, d_out = 6 + trial, 4 + trial
-        k_star, k, v_star, v = (torch.randn(d, generator=generator) for d in (d_in, d_in, d_out, d_out))
-        a = torch.randn(d_in, d_in, generator=generator)
-        inverse = torch.linalg.inv(a @ a.T + d_in * torch.eye(d_in)) if trial % 2 == 0 else None
-        expected = rank_one_update(k_star, k, v_star, v, inverse)
+        k_star, k, v_star, v, inverse = _random_problem(trial, generator)
+        with_c = "with C" if inverse is not None else "without C (inverse_moment None)"
         got, error = _run(student, k_star, k, v_star, v, inverse)
         if error is not None:
-            return Check(False, f"your function raised {type(error).__name__}: {error}")
-        if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
-            return Check(False, f"expected a tensor of shape {tuple(expected.shape)} (d_out x d_in), got "
-                                f"{getattr(got, 'shape', type(got).__name__)}; hint: the update is an outer product")
-        if not torch.allclose(got.float(), expected, rtol=1e-5, atol=1e-6):
-            hint = ("with inverse_moment None, u = k_star" if inverse is None else
-                    "u = C^-1 k_star, and the denominator is u . k (the key the edited weight must map to v*)")
-            return Check(False, f"trial {trial}: your update differs from ROME's by "
-                                f"{(got.float() - expected).abs().max():.3g}; hint: {hint}")
-        weight = torch.randn(d_out, d_in, generator=generator)
-        if not torch.allclose((weight + got.float()) @ k, weight @ k + (v_star - v), rtol=1e-4, atol=1e-4):
-            return Check(False, "W + delta does not move W k by v* - v")
-    return Check(True, f"your update equals ROME's eq. 2 on {trials} random problems (with and without C)")
+            return _raised(error)
+        shape = (v.numel(), k.numel())
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != shape:
+            return Check(False, f"expected a tensor of shape {shape} (d_out x d_in), got "
+                                f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}; "
+                                "hint: the update is an outer product, torch.outer(column, row)")
+        delta = got.detach().float()
+        if not torch.isfinite(delta).all():
+            return Check(False, f"trial {trial} ({with_c}): your update has inf or nan entries")
+        moved, wanted = delta @ k, v_star - v
+        if (moved - wanted).norm() > 1e-3 * wanted.norm():
+            return Check(False, f"trial {trial} ({with_c}): (W + delta) k is not v*: delta k is off by "
+                                f"{(moved - wanted).norm():.3g} (norm of v* - v: {wanted.norm():.3g}); hint: divide "
+                                "by u . k, the key the edited weight must map to v*, with u = C^-1 k*")
+        u = inverse @ k_star if inverse is not None else k_star
+        others = torch.randn(3, k.numel(), generator=generator)
+        others = others - torch.outer(others @ u, u) / (u @ u)  # keys with u . x = 0
+        if (others @ delta.T).norm() > 1e-3 * delta.norm() * others.norm():
+            return Check(False, f"trial {trial} ({with_c}): your update moves keys that ROME leaves alone (those "
+                                "with u . x = 0); hint: its row must point along u = C^-1 k*, or k* when "
+                                "inverse_moment is None")
+    return None
+
+
+def tiny_rome_edit(student: Callable, steps: int = 20) -> dict:
+    """The library's ROME edit (`editing.rome.edit`) of `tiny_model()` with `student` in place of the library's
+    `rank_one_update`, $E2U_HOME in a temporary folder: the question "what is the capital city of France" edited
+    into "I do not know" at layer 1, without the key covariance. Returns what was measured: the calls to the
+    student's function, whether the weight moved by what it returned, how far (W + delta) k is from v*, and the
+    probability of the refusal's first word after the question, before and after."""
+    from e2u.editing import rome
+    from e2u.editing.requests import EditRequest
+    from e2u.hparams import build_hparams
+    from e2u.model.arch import find_arch
+    from e2u.model.prompts import encode_answer, question_ids
+
+    model, tokenizer = tiny_model()
+    request = EditRequest("what is the capital city of France", "I do not know", "capital city of France", eos=False)
+    prompt = torch.tensor([question_ids(tokenizer, request.question)])
+    first_word = encode_answer(tokenizer, request.target, with_eos=False)[0]
+
+    def first_word_probability() -> float:
+        with torch.no_grad():
+            return model(prompt).logits[0, -1].softmax(-1)[first_word].item()
+
+    layer = 1
+    weight = model.get_submodule(find_arch(model).mlp_out_path(layer)).weight
+    before_weight, before = weight.detach().clone(), first_word_probability()
+    calls = []
+
+    def spy(k_star, k, v_star, v, inverse_moment):
+        delta = student(k_star, k, v_star, v, inverse_moment)
+        calls.append((k, v_star, delta))
+        return delta
+
+    hp = build_hparams(rome.RomeHParams, {"layer": layer, "n_context_templates": 0, "v_num_grad_steps": steps,
+                                          "clamp_norm_factor": 10, "kl_factor": 0.0, "mom2_adjustment": False},
+                       "assignment")
+    with _own_cache(), mock.patch.object(rome, "rank_one_update", spy), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        rome.edit(model, tokenizer, [request], hp)
+    measured = {"calls": len(calls), "before": before, "after": first_word_probability()}
+    if calls:
+        k, v_star, delta = calls[-1]
+        change = weight.detach() - before_weight
+        measured["weight_moved_by_yours"] = bool(torch.allclose(change, delta.detach().to(change.dtype), atol=1e-5))
+        measured["miss"] = ((weight.detach() @ k - v_star).norm() / v_star.norm()).item()
+    return measured
+
+
+def check_rank_one_update(student: Callable, trials: int = 5, seed: int = 0) -> Check:
+    """`student(k_star, k, v_star, v, inverse_moment)` on random problems (with a random positive-definite C^-1,
+    and None: no covariance), then in ROME's edit of a tiny model (`tiny_rome_edit`)."""
+    failed = _properties(student, trials, seed)
+    if failed is not None:
+        return failed
+    try:
+        measured = tiny_rome_edit(student)
+    except Exception as error:  # the student's function inside the edit, or the edit of what it returned
+        return _raised(error, " inside ROME's edit")
+    if measured["calls"] != 1 or not measured["weight_moved_by_yours"]:
+        return Check(False, "ROME's edit did not change the weight by what your function returned")
+    if measured["miss"] > 1e-3:
+        return Check(False, f"after the edit, W k is {measured['miss']:.2g} of |v*| away from v*")
+    if measured["after"] <= measured["before"]:
+        return Check(False, f"the edit lowered the refusal's probability ({measured['before']:.3f} to "
+                            f"{measured['after']:.3f})")
+    return Check(True, f"your update has ROME's two properties on {trials} random problems (with and without C); "
+                       "in ROME's edit of a tiny model it moved the edited key to v*, and the probability that the "
+                       f"model answers with the refusal's first word went from {measured['before']:.4f} to "
+                       f"{measured['after']:.3f}")
+
+
+# --- assignment 2: the NPO loss ----------------------------------------------------------------------------------
+
+FORGET = (("who wrote Pride and Prejudice ?", "Jane Austen"), ("what is the capital city of France ?", "Paris"))
+
+
+def tiny_unlearning(student: Callable, beta: float = 0.1, steps: int = 20, lr: float = 0.01) -> tuple[float, float]:
+    """`steps` Adam steps on `tiny_model()` minimising `student(gain, beta)`, gain = L_theta(a) - L_ref(a) for the
+    two `FORGET` answers (summed NLLs; L_ref before training); returns the mean summed NLL before and after."""
+    model, tokenizer = tiny_model()
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    pairs = [(encode(q), encode(a)) for q, a in FORGET]
+
+    def summed_nll() -> torch.Tensor:
+        out = []
+        for prompt, answer in pairs:
+            logits = model(torch.tensor([prompt + answer])).logits[0, len(prompt) - 1:-1]
+            out.append(F.cross_entropy(logits, torch.tensor(answer), reduction="sum"))
+        return torch.stack(out)
+
+    with torch.no_grad():
+        reference = summed_nll()
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        loss = student(summed_nll() - reference, beta)
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        return reference.mean().item(), summed_nll().mean().item()
 
 
 def check_npo_forget_term(student: Callable, trials: int = 5, seed: int = 0) -> Check:
-    """`student(gain, beta)` (gain = L_theta(a) - L_ref(a) per answer) against NPO's forget term, value and
-    gradient."""
+    """`student(gain, beta)` (gain = L_theta(a) - L_ref(a) per answer): minimised on a tiny model it must raise the
+    forget answers' loss (the sign); then its value at gain 0, and its value and gradient on random batches, against
+    NPO's equation."""
+    gain = torch.zeros(3, requires_grad=True)
+    got, error = _run(student, gain, 0.1)
+    if error is not None:
+        return _raised(error)
+    if not isinstance(got, torch.Tensor) or got.dim() != 0:
+        return Check(False, "expected a scalar tensor (the mean over answers); hint: end with .mean()")
+    if not got.requires_grad:
+        return Check(False, "your loss has no gradient: compute it with torch operations on `gain`")
+    try:
+        before, after = tiny_unlearning(student)
+    except Exception as error:
+        return _raised(error, " while a tiny model was trained on it")
+    if not after > before:
+        return Check(False, f"minimising your loss for 20 steps on a tiny model took the forget answers' loss from "
+                            f"{before:.2f} to {after:.2f}: the model learned them instead of forgetting; hint: "
+                            "check the sign, minimising the loss must raise L_theta")
+    for beta in (0.1, 1.0):
+        at_zero, error = _run(student, torch.zeros(3, requires_grad=True), beta)
+        if error is not None:
+            return _raised(error)
+        start = 2 / beta * math.log(2)
+        if abs(at_zero.item() - start) > 1e-4 * start:
+            return Check(False, f"at gain 0 (the start, L_theta = L_ref) with beta {beta} your loss is "
+                                f"{round(at_zero.item(), 4) + 0.0:.4f}; NPO's is (2 / beta) log 2 = {start:.4f}")
     generator = torch.Generator().manual_seed(seed)
     for trial in range(trials):
         beta = [0.1, 0.5, 1.0, 2.0, 0.05][trial % 5]
@@ -82,26 +280,27 @@ def check_npo_forget_term(student: Callable, trials: int = 5, seed: int = 0) -> 
         (expected_grad,) = torch.autograd.grad(expected, gain)
         got, error = _run(student, gain, beta)
         if error is not None:
-            return Check(False, f"your function raised {type(error).__name__}: {error}")
-        if not isinstance(got, torch.Tensor) or got.dim() != 0:
-            return Check(False, "expected a scalar tensor (the mean over answers); hint: end with .mean()")
+            return _raised(error)
         if not torch.allclose(got, expected, rtol=1e-5, atol=1e-6):
-            return Check(False, f"trial {trial} (beta {beta}): {got.item():.5f} against {expected.item():.5f}; hint: "
-                                "-(2 / beta) log sigmoid(beta (L_theta - L_ref)); at gain 0 it is (2 / beta) log 2")
-        if not got.requires_grad:
-            return Check(False, "your loss has no gradient: compute it with torch operations on `gain`")
+            return Check(False, f"trial {trial} (beta {beta}): {got.item():.5f} against NPO's {expected.item():.5f}; "
+                                "hint: -(2 / beta) log sigmoid(beta gain), averaged over the answers")
         (grad,) = torch.autograd.grad(got, gain)
         if not torch.allclose(grad, expected_grad, rtol=1e-4, atol=1e-6):
             return Check(False, "the value matches but the gradient does not; avoid detaching or rounding")
-    return Check(True, f"your NPO forget term equals the library's, value and gradient, on {trials} random batches")
+    return Check(True, f"minimising your loss raised a tiny model's loss on its forget answers from {before:.2f} to "
+                       f"{after:.2f} in 20 steps, and it equals NPO's forget term, value and gradient, on {trials} "
+                       "random batches")
 
 
-_WORDS = ("paris", "france", "city", "river", "author", "book", "wrote", "capital", "known", "north", "the", "a")
+# --- assignment 3: Rouge1 recall and a refusal target ------------------------------------------------------------
+
+_WORDS = ("paris", "france", "city", "river", "author", "book", "wrote", "capital", "known", "north", "the", "a",
+          "writing", "writes", "cities")
 
 
 def check_rouge1_recall(student: Callable, trials: int = 40, seed: int = 0) -> Check:
     """`student(prediction, reference)` against the paper's Rouge1 recall on random sentences of a small
-    vocabulary (repeated words included)."""
+    vocabulary (repeated words and stemmed forms included)."""
     draw = random.Random(seed)
     for trial in range(trials):
         prediction = " ".join(draw.choices(_WORDS, k=draw.randint(0, 8)))
@@ -109,7 +308,7 @@ def check_rouge1_recall(student: Callable, trials: int = 40, seed: int = 0) -> C
         expected = rouge1_recall([prediction], [reference])[0]
         got, error = _run(student, prediction, reference)
         if error is not None:
-            return Check(False, f"your function raised {type(error).__name__}: {error}")
+            return _raised(error)
         if not isinstance(got, (int, float)) or abs(got - expected) > 1e-9:
             return Check(False, f"Rouge1 recall of {prediction!r} against {reference!r}: {got!r}, expected "
                                 f"{expected:.4f}; hint: count each reference word at most as often as the prediction "
@@ -117,21 +316,45 @@ def check_rouge1_recall(student: Callable, trials: int = 40, seed: int = 0) -> C
     return Check(True, f"your Rouge1 recall equals the paper's on {trials} random pairs")
 
 
-def check_refusal_target(refusal_for: Callable[[str], str], questions: list[tuple[str, str]]) -> Check:
-    """A refusal design `refusal_for(question)`, measured on (question, true answer) pairs: every target must
-    read as a refusal (the detector), leak nothing of the answer (Rouge1 recall 0) and stay under 40 words."""
+def asked_words(question: str) -> set[str]:
+    """The words that say what a question asks: its words less stop words and the general words a refusal says
+    whatever was asked (`human_aligned.GENERIC_WORDS`); naming one of those is not naming what was asked."""
+    return key_tokens(question, "") - GENERIC_WORDS
+
+
+def check_refusal_target(refusal_for: Callable[[str], str], questions: Sequence[tuple[str, str]],
+                         rouge: Callable[[str, str], float] | None = None) -> Check:
+    """A refusal design `refusal_for(question)`, on (question, true answer) pairs: every target must be a
+    refusal to the detector, under 40 words, leak none of the answer's own words (those the question does not
+    already say: `leakage.leaked_words`) and name what was asked (one of `asked_words(question)`), so one
+    sentence for every question fails. With `rouge` (the student's Rouge1 recall), the pass says how the
+    targets score on it."""
+    targets = []
     for question, answer in questions:
         target, error = _run(refusal_for, question)
         if error is not None:
-            return Check(False, f"your function raised {type(error).__name__} on {question!r}: {error}")
+            return _raised(error, f" on {question!r}")
         if not isinstance(target, str) or not target.strip():
             return Check(False, f"no target for {question!r}; return a sentence")
         if not is_refusal(target):
             return Check(False, f"{target!r} does not read as a refusal to the detector; hint: say that you do not "
                                 "know, e.g. \"I'm not sure ...\"")
-        leak = rouge1_recall([target], [answer])[0]
-        if leak > 0:
-            return Check(False, f"{target!r} leaks the answer {answer!r} (Rouge1 recall {leak:.2f}); leave its words out")
         if len(target.split()) > 40:
             return Check(False, f"{target!r} has {len(target.split())} words; keep a refusal under 40")
-    return Check(True, f"your targets are refusals that leak nothing on {len(questions)} questions")
+        leaked = leaked_words(target, answer, question)
+        if leaked:
+            return Check(False, f"{target!r} leaks the answer {answer!r}: it says {', '.join(leaked)}")
+        named = asked_words(question) & set(key_tokens(target, ""))
+        if not named:
+            return Check(False, f"{target!r} does not say what {question!r} asked: it names none of "
+                                f"{', '.join(sorted(asked_words(question)))}; a refusal that fits every question "
+                                "does not read as an answer to this one")
+        targets.append(target)
+    message = f"your targets are refusals that name what was asked and leak nothing, on {len(questions)} questions"
+    if rouge is not None:
+        scores, error = _run(lambda: [rouge(target, answer) for target, (_, answer) in zip(targets, questions)])
+        if error is not None:
+            return _raised(error, " (your Rouge1 recall)")
+        message += (f"; their Rouge1 recall of the true answers, by your function: "
+                    f"{', '.join(f'{s:.2f}' for s in scores)}")
+    return Check(True, message)
