@@ -129,3 +129,17 @@ def test_the_results_templates_prose_has_no_tex_no_dates_or_issue_numbers_and_sh
         prose = re.sub(r"^#.*$", "", text, flags=re.MULTILINE)
         for sentence in re.split(r"(?<=[.!?])\s+", prose):
             assert len(sentence.split()) <= 40, sentence
+
+
+def test_the_checks_judge_locality_as_a_share_of_the_unedited_models_kept_rouge1():
+    kept = cell("pretrained", "rome", 0, [0.0, 0.0], [0.8, 0.8, 0.8], kept_split="neighbour")
+    nothing_kept = cell("pretrained", "memit", 0, [0.0, 0.0], [0.0, 0.0, 0.0], kept_split="neighbour")
+    for r, refused in ((kept, 0.9), (nothing_kept, 0.9)):
+        r["summary"]["after"]["forget"]["refusal_rate"] = refused
+        r["summary"]["unchanged"] = {"neighbour": 1.0}
+    kept["summary"]["before"]["neighbour"]["rouge1_recall"] = 1.0  # after 0.8: a share of 80%, at the floor
+    rows = report.checks_markdown([kept, nothing_kept]).splitlines()[2:]
+    assert rows[0] == "| pretrained/rome-seed0 | 90% (floor 80%) | 80% (floor 80%) | 100% | holds |"
+    assert rows[1] == "| pretrained/memit-seed0 | 90% (floor 80%) | – (unedited: 0) (floor 80%) | 100% | not judged |"
+    nothing_kept["summary"]["after"]["forget"]["refusal_rate"] = 0.5
+    assert report.checks_markdown([nothing_kept]).endswith("| does not hold |")

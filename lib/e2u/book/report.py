@@ -247,7 +247,8 @@ def finetuned_models_table(results: list[dict]) -> pd.DataFrame:
 def checks_markdown(results: list[dict], refusal_floor: float = 0.8, locality_floor: float = 0.8) -> str:
     """Measured verdicts for every cell: forget refusals, and locality judged by the kept split's Rouge1 recall
     after unlearning relative to the unedited model's (the leakage of word-for-word unchanged answers is
-    reported beside it, not judged)."""
+    reported beside it, not judged). Where the unedited model's kept Rouge1 is 0 there is no share: the cell is
+    "not judged" unless its refusals already miss their floor."""
     lines = ["| cell | forget refusal rate | kept Rouge1, after / before | kept answers unchanged | verdict |",
              "|---|---|---|---|---|"]
     for r in results:
@@ -255,11 +256,15 @@ def checks_markdown(results: list[dict], refusal_floor: float = 0.8, locality_fl
         refused = r["summary"]["after"]["forget"]["refusal_rate"]
         before = r["summary"]["before"][keep].get("rouge1_recall")
         after = r["summary"]["after"][keep].get("rouge1_recall")
-        kept = after / before if before else float("nan")
         unchanged = r["summary"]["unchanged"].get(keep, float("nan"))
-        ok = refused >= refusal_floor and kept >= locality_floor
-        lines.append(f"| {_cell_name(r)} | {refused:.0%} (floor {refusal_floor:.0%}) | {kept:.0%} "
-                     f"(floor {locality_floor:.0%}) | {unchanged:.0%} | {'holds' if ok else 'does not hold'} |")
+        if before and after is not None:
+            kept = after / before
+            shown, verdict = f"{kept:.0%}", refused >= refusal_floor and kept >= locality_floor
+        else:  # the unedited model recalled nothing of the kept answers: there is no share to judge
+            shown, verdict = "– (unedited: 0)", None if refused >= refusal_floor else False
+        lines.append(f"| {_cell_name(r)} | {refused:.0%} (floor {refusal_floor:.0%}) | {shown} "
+                     f"(floor {locality_floor:.0%}) | {unchanged:.0%} | "
+                     f"{'not judged' if verdict is None else 'holds' if verdict else 'does not hold'} |")
     if len(lines) == 2:
         return "No results."
     return "\n".join(lines)
