@@ -36,7 +36,8 @@ def _name(result: dict) -> str:
 
 
 PASSES = {True: "✓", False: "✗"}  # a check an answer passes or fails
-ALIGNED_LEGEND = "✓: the answer passes all four checks; ✗: it fails at least one, named under *fails*."
+ALIGNED_LEGEND = ("Under *aligned*, ✓ marks an answer that passes all four checks and ✗ one that fails at least "
+                  "one, named under *fails*.")
 
 
 def comparison_table(comparisons: Sequence[Comparison]) -> pd.DataFrame:
