@@ -51,9 +51,12 @@ def test_book_builds_the_summary_and_chapters_from_the_result_files(tmp_path):
     summary = (pages / "summary.html").read_text()
     for cell in study.cells:
         result = json.loads((results / "tiny" / cell.setting / f"{cell.cell_id}.json").read_text())
-        forget = result["summary"]["after"]["forget"]["refusal_rate"]
-        assert f"({cell.setting}/{cell.cell_id}): refused {forget:.0%} of the forget questions" in summary
-        assert f"<strong>{result['method_title']}</strong>" in summary
+        # the summary's table: the method's row, its combined score (one seed: the value alone), a link to its page
+        combined = result["aggregates"]["after"]["combined_score"]["value"]
+        row = re.search(rf"<tr[^>]*>\s*<td[^>]*><p>{re.escape(result['method_title'])}</p></td>.*?</tr>", summary, re.S)
+        assert row and f"{combined:.3f}" in row.group(0), f"no summary row for {result['method_title']}"
+        link = rf'href="runs/tiny/{cell.setting}/{cell.cell_id}\.html">(<span[^>]*>)?{cell.seed}<'
+        assert re.search(link, row.group(0)), f"the summary's row does not link to {cell.cell_id}"
         # The chapter's title is the cell's own, glued by the notebook: the page title and its TOC entry.
         chapter = (pages / "runs" / "tiny" / cell.setting / f"{cell.cell_id}.html").read_text()
         assert f"<title>{html.escape(cell.title)} &#8212;" in chapter
@@ -65,6 +68,10 @@ def test_book_builds_the_summary_and_chapters_from_the_result_files(tmp_path):
         page = (pages / "results" / f"{setting}.html").read_text()
         assert f"<title>Results: {setting} &#8212;" in page and f'href="results/{setting}.html"' in summary
         assert "The paper’s metrics" in page or "The paper's metrics" in page
+        # the heading names the model, the questions per seed and the seeds, read from the result files
+        assert re.search(r"Model model \(a local model\), data <code[^>]*><span[^>]*>jsonl</span></code>: \d+ forget "
+                         r"and \d+ neighbour questions per seed; seed 0; 2 cells\.", page), "no heading sentence"
+        assert "1 − Rouge1(forget) + Rouge1(neighbour)" in page and "\\text{" not in page
         assert all(c.cell_id in page for c in study.cells if c.setting == setting)
     editors = (pages / "editors.html").read_text()  # a benchmark's number, read from its file
     leakage = json.loads((ROOT / "bench" / "results" / "rome_leakage.json").read_text())["values"]

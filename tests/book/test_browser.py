@@ -1,6 +1,7 @@
 """The built book in headless Chromium: every page opens without a console error, a broken link or image, a
-figure left undrawn, a path of the build machine, a table running off the page, a request to another host or an
-equation left as TeX; screenshots of the results and claims pages are saved under _build/screenshots/. The
+figure left undrawn, a path of the build machine, a table or figure cut or running off the page (at a desktop's
+width, and at a phone's for the intro, the claims and a results page), a request to another host or an equation
+left as TeX; screenshots of the results and claims pages, at both widths, are saved under _build/screenshots/. The
 browser reaches no host but loopback, so equations are shown as a reader offline sees them. Skipped, saying why,
 where Chromium is absent."""
 
@@ -41,8 +42,11 @@ def test_every_page_of_the_built_book_reads_cleanly_in_a_browser(built):
     results = [p for p in pages if p.startswith("book/results/")]
     assert results, "no results chapter per setting"
     for page in ["book/summary.html", *results, "book/claims.html"]:
-        out = site_check.screenshot(html, page, shots / page.removeprefix("book/").replace("/", "-").replace(".html", ".png"))
+        name = page.removeprefix("book/").replace("/", "-").replace(".html", "")
+        out = site_check.screenshot(html, page, shots / f"{name}.png")
         assert out.stat().st_size > 10_000  # a rendered page, not a blank one
+        phone = site_check.screenshot(html, page, shots / f"{name}-phone.png", width=site_check.PHONE_WIDTH)
+        assert phone.stat().st_size > 10_000
 
 
 def test_the_check_fails_on_a_machine_path_and_on_a_wide_table_without_a_scroll_container(built, tmp_path):

@@ -77,9 +77,9 @@ def test_the_claims_comparisons_are_judged_on_each_data_set(tmp_path):
     row = claims.loc[(1, "pretrained: wise - best baseline, combined")]
     # embedded: WISE 1.8 against the best baseline on the mean, KL (1.3; GA 1.2 and 1.3 by seed); TOFU's file:
     # WISE 1.2 against GA 1.3. Every question alike: the interval is the point.
-    assert row["estimate (embedded set)"] == pytest.approx(0.5) and row["state (embedded set)"] == "supports"
+    assert row["estimate (embedded set)"] == pytest.approx(0.5) and row["state (embedded set)"] == "✓ supports"
     assert row["95% interval (embedded set)"] == "[0.500, 0.500]" and "kl" in row["note (embedded set)"]
-    assert row["estimate (TOFU's file)"] == pytest.approx(-0.1) and row["state (TOFU's file)"] == "contradicts"
+    assert row["estimate (TOFU's file)"] == pytest.approx(-0.1) and row["state (TOFU's file)"] == "✗ contradicts"
     assert "gradient_ascent" in row["note (TOFU's file)"]
     kept = claims.loc[(3, "pretrained: AlphaEdit, WISE - GA, KL, ROME, MEMIT (Rouge1 on kept questions)")]
     assert kept["estimate (TOFU's file)"] == pytest.approx(0.5)  # WISE 0.8 - GA 0.3

@@ -25,6 +25,16 @@ SUPPORTS, CONTRADICTS, STRADDLES = "supports", "contradicts", "straddles"
 HOLDS, PARTLY, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "holds partly", "does not hold", "inconclusive"
 NOT_MEASURED = "not measured"
 VERDICTS = (HOLDS, PARTLY, INCONCLUSIVE, DOES_NOT_HOLD, NOT_MEASURED)
+# A comparison's state as the tables show it: a mark a reader reads at a glance, then the word (`STATE_LEGEND`).
+STATE_SHOWN = {SUPPORTS: "✓ supports", CONTRADICTS: "✗ contradicts", STRADDLES: "straddles",
+               NOT_MEASURED: "not measured"}
+STATE_LEGEND = ("✓ supports: the interval's lower bound is above the claim's margin. ✗ contradicts: its upper "
+                "bound is below zero. Straddles: neither. Not measured: no cells measure it; the note says why.")
+
+
+def shown_state(state: str) -> str:
+    """A comparison's state as a table shows it (`STATE_SHOWN`; an unknown state as it is)."""
+    return STATE_SHOWN.get(state, state)
 
 
 def state(interval: Interval, margin: float) -> str:

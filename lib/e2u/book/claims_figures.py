@@ -25,7 +25,7 @@ import seaborn as sns
 
 from e2u.book.claim_cells import fallbacks
 from e2u.book.claim_tests import ClaimVerdict, best_baseline, editor_comparisons
-from e2u.book.claims import CONTRADICTS, SUPPORTS, Comparison
+from e2u.book.claims import CONTRADICTS, SUPPORTS, Comparison, shown_state
 from e2u.book.readings import ALL_BASELINES, CHOSEN, EDITORS
 from e2u.evaluation.human_aligned import CHECKS
 from e2u.evaluation.paper_metrics import retain_split
@@ -35,13 +35,19 @@ def _name(result: dict) -> str:
     return f"{result['method_title']} ({result['params']['setting']})"
 
 
+PASSES = {True: "✓", False: "✗"}  # a check an answer passes or fails
+ALIGNED_LEGEND = ("Under *aligned*, ✓ marks an answer that passes all four checks and ✗ one that fails at least "
+                  "one, named under *fails*.")
+
+
 def comparison_table(comparisons: Sequence[Comparison]) -> pd.DataFrame:
-    """One row per comparison: its state, point estimate, interval, seeds, what the bootstrap drew, and notes."""
+    """One row per comparison: its state (`shown_state`: a mark, never True/False), point estimate, interval,
+    seeds, what the bootstrap drew, and notes."""
     rows = []
     for c in comparisons:
         i = c.interval
         numbers = {"difference": i.point, "95% low": i.low, "95% high": i.high} if i else {}
-        rows.append({"comparison": c.name, "state": c.state,
+        rows.append({"comparison": c.name, "state": shown_state(c.state),
                      **{k: round(numbers[k], 3) if i else None for k in ("difference", "95% low", "95% high")},
                      "margin": c.margin, "seeds": ", ".join(map(str, i.seeds)) if i else "",
                      "resampled": i.resampled if i else "", "note": c.note or "-"})
@@ -112,7 +118,7 @@ def editors_table(results: Sequence[dict], settings: Sequence[str], n_resamples:
                 (against, "best"): best_baseline(results, setting, reading),
                 (against, "difference [95%]"): "not measured" if i is None else
                 f"{i.point:+.3f} [{i.low:+.3f}, {i.high:+.3f}]",
-                (against, "seeds"): "" if i is None else len(i.seeds), (against, "state"): c.state})
+                (against, "seeds"): "" if i is None else len(i.seeds), (against, "state"): shown_state(c.state)})
     table = pd.DataFrame.from_dict(rows, orient="index")
     if not table.empty:
         table.index.names = ["setting", "editor"]
@@ -235,7 +241,8 @@ def alignment_figure(results: Sequence[dict]):
 
 
 def alignment_examples(results: Sequence[dict], n: int = 2) -> pd.DataFrame:
-    """The first `n` forget questions of each setting with every method's answer and its checks."""
+    """The first `n` forget questions of each setting with every method's answer, whether it is human-aligned (✓ or
+    ✗, `ALIGNED_LEGEND`) and the checks it fails."""
     rows = []
     for r in results:
         answers = r["after"].get("forget", [])[:n]
@@ -243,7 +250,7 @@ def alignment_examples(results: Sequence[dict], n: int = 2) -> pd.DataFrame:
         for answer, check in zip(answers, checks):
             failed = [name for name in CHECKS if not check[name]]
             rows.append({"setting": r["params"]["setting"], "question": answer["question"], "method": _name(r),
-                         "answer": answer["generated"], "aligned": check["aligned"],
+                         "answer": answer["generated"], "aligned": PASSES[bool(check["aligned"])],
                          "fails": ", ".join(failed) or "-"})
     return pd.DataFrame(rows)
 

@@ -34,6 +34,7 @@ import pandas as pd
 from e2u.book.bootstrap import N_RESAMPLES
 from e2u.book.claim_cells import PLAIN, recipe_kind
 from e2u.book.claim_tests import CLAIMS, claim_comparisons
+from e2u.book.claims import shown_state
 from e2u.book.readings import EDITORS, PAPER_BASELINES
 from e2u.errors import E2UError
 from e2u.evaluation.paper_metrics import retain_split
@@ -140,7 +141,7 @@ def claims_table(embedded: Sequence[dict], external: Sequence[dict], setting: st
                 interval = comparison.interval
                 row[f"estimate ({label})"] = round(interval.point, 3) if interval else None
                 row[f"95% interval ({label})"] = f"[{interval.low:.3f}, {interval.high:.3f}]" if interval else None
-                row[f"state ({label})"] = comparison.state
+                row[f"state ({label})"] = shown_state(comparison.state)
                 row[f"note ({label})"] = comparison.note
     if not rows:
         return pd.DataFrame()

@@ -58,6 +58,22 @@ def paper_table(results: list[dict], setting: str) -> pd.DataFrame:
                        else column.round(3))
 
 
+def paper_table_parts(results: list[dict], setting: str) -> list[tuple[str, pd.DataFrame]]:
+    """`paper_table` split into narrow tables that fit a page, each with its caption (plain text, no TeX): the forget
+    questions, the rephrased forget questions, the kept questions (retain or neighbour), and the scores."""
+    table = paper_table(results, setting)
+    if table.empty:
+        return []
+    groups = list(dict.fromkeys(table.columns.get_level_values(0)))
+    kept = next((g for g in groups if g not in (*SPLIT_NAMES.values(), "score")), "retain")
+    captions = {"forget": "The forget questions, as written: what should be forgotten.",
+                "rephrased forget": "The forget questions, rephrased: the paper's rephrase attack.",
+                kept: f"The {kept} questions: what should be kept.",
+                "score": f"Scores: combined = 1 − Rouge1(forget) + Rouge1({kept}), higher is better (at most 2); the "
+                         "same with the rephrased forget questions; the share of forget questions refused."}
+    return [(captions.get(group, group), table[group]) for group in groups]
+
+
 def cell_paper_table(result: dict) -> pd.DataFrame:
     """One cell's paper metrics before and after (and the retain model's where there is one)."""
     return paper_table([result], result["params"]["setting"])

@@ -15,7 +15,6 @@ import pandas as pd
 import seaborn as sns
 
 from e2u.book.cost import peak_memory_of
-from e2u.data.sources import PROTOCOL
 from e2u.errors import E2UError
 from e2u.model.load import resolve_model
 from e2u.study.result_files import read_results
@@ -248,7 +247,8 @@ def finetuned_models_table(results: list[dict]) -> pd.DataFrame:
 def checks_markdown(results: list[dict], refusal_floor: float = 0.8, locality_floor: float = 0.8) -> str:
     """Measured verdicts for every cell: forget refusals, and locality judged by the kept split's Rouge1 recall
     after unlearning relative to the unedited model's (the leakage of word-for-word unchanged answers is
-    reported beside it, not judged)."""
+    reported beside it, not judged). Where the unedited model's kept Rouge1 is 0 there is no share: the cell is
+    "not judged" unless its refusals already miss their floor."""
     lines = ["| cell | forget refusal rate | kept Rouge1, after / before | kept answers unchanged | verdict |",
              "|---|---|---|---|---|"]
     for r in results:
@@ -256,11 +256,15 @@ def checks_markdown(results: list[dict], refusal_floor: float = 0.8, locality_fl
         refused = r["summary"]["after"]["forget"]["refusal_rate"]
         before = r["summary"]["before"][keep].get("rouge1_recall")
         after = r["summary"]["after"][keep].get("rouge1_recall")
-        kept = after / before if before else float("nan")
         unchanged = r["summary"]["unchanged"].get(keep, float("nan"))
-        ok = refused >= refusal_floor and kept >= locality_floor
-        lines.append(f"| {_cell_name(r)} | {refused:.0%} (floor {refusal_floor:.0%}) | {kept:.0%} "
-                     f"(floor {locality_floor:.0%}) | {unchanged:.0%} | {'holds' if ok else 'does not hold'} |")
+        if before and after is not None:
+            kept = after / before
+            shown, verdict = f"{kept:.0%}", refused >= refusal_floor and kept >= locality_floor
+        else:  # the unedited model recalled nothing of the kept answers: there is no share to judge
+            shown, verdict = "– (unedited: 0)", None if refused >= refusal_floor else False
+        lines.append(f"| {_cell_name(r)} | {refused:.0%} (floor {refusal_floor:.0%}) | {shown} "
+                     f"(floor {locality_floor:.0%}) | {unchanged:.0%} | "
+                     f"{'not judged' if verdict is None else 'holds' if verdict else 'does not hold'} |")
     if len(lines) == 2:
         return "No results."
     return "\n".join(lines)
@@ -281,29 +285,26 @@ def results_markdown(results: list[dict], results_dir: str | Path) -> str:
     return f"{len(results)} cells of study `{Path(results_dir).name}`."
 
 
+def _listing(values, last: str) -> str:
+    """Distinct values as a reader reads them: "10", "10 or 20", "0, 1 and 2" (`last` joins the last two)."""
+    shown = [str(v) for v in dict.fromkeys(values)]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + f" {last} " + shown[-1]
+
+
+def _questions(result: dict, split: str) -> int:
+    """How many questions of `split` a cell asked: its per-item answers, else its summary's count."""
+    items = (result.get("after") or {}).get(split)
+    return len(items) if items is not None else int(result["summary"]["after"][split].get("n", 0))
+
+
 def setting_heading(cells: list[dict]) -> str:
-    """The heading of one setting's figure and table, naming its data source."""
-    source = cells[0]["params"]["data_source"]
-    return f'### Setting `{cells[0]["params"]["setting"]}` (data: `{source}`, {PROTOCOL.get(source, "local data")})'
-
-
-def _share(x: float) -> str:
-    return f"{x:.0%}"
-
-
-def cell_sentence(result: dict) -> str:
-    """What one cell did, in one sentence: forget refusals, kept answers, and how long unlearning took."""
-    after, before, unchanged = result["summary"]["after"], result["summary"]["before"], result["summary"]["unchanged"]
-    keep = keep_split(result)
-    paraphrased = after.get("forget_paraphrased")
-    return (f"**{result['method_title']}** ({_cell_name(result)}): refused {_share(after['forget']['refusal_rate'])} "
-            "of the forget questions"
-            + (f" and {_share(paraphrased['refusal_rate'])} of their paraphrases" if paraphrased else "")
-            + f"; {_share(unchanged[keep])} of the {keep} answers are unchanged word for word, and their mean ROUGE-L "
-            f"recall of the reference answer is {after[keep]['rouge_l_recall']:.2f} (unedited: "
-            f"{before[keep]['rouge_l_recall']:.2f}); unlearning took {result['timings_s']['unlearn']:.0f} s.")
-
-
-def findings_markdown(results: list[dict]) -> str:
-    """One bullet per cell: `cell_sentence`."""
-    return "\n".join("- " + cell_sentence(r) for r in results)
+    """What one setting's numbers rest on, read from its result files: the model, the data source, the forget and
+    kept questions each seed asked, the seeds and the number of cells."""
+    keep = keep_split(cells[0])
+    forget = sorted(_questions(r, "forget") for r in cells if "forget" in r["summary"]["after"])
+    kept = sorted(_questions(r, keep) for r in cells if keep in r["summary"]["after"])
+    seeds = sorted(r["params"]["seed"] for r in cells)
+    return (f"Model {_listing((shown_model(r['params']['model']) for r in cells), 'and')}, data "
+            f"`{cells[0]['params']['data_source']}`: {_listing(forget, 'or')} forget and {_listing(kept, 'or')} "
+            f"{keep} questions per seed; {'seed' if len(set(seeds)) == 1 else 'seeds'} {_listing(seeds, 'and')}; "
+            f"{len(cells)} {'cell' if len(cells) == 1 else 'cells'}.")

@@ -2,11 +2,13 @@
 
 A page fails on: an error in the browser console; a link to a page or file of the site that does not exist;
 an image that did not load (a figure that did not render); the text a figure leaves when it is not drawn
-(`<Figure size ...>`); an absolute path of the machine that built it; a table wider than the page that no
-scroll container holds; a request to another host (the book is read offline: its scripts, styles, fonts and
+(`<Figure size ...>`); an absolute path of the machine that built it; a table or figure the reader cannot see
+whole (cut by a container that hides its overflow, or running off the page with nothing to scroll it), or a page
+wider than the screen; a request to another host (the book is read offline: its scripts, styles, fonts and
 MathJax are the site's own); an equation the browser did not typeset, or TeX left as text (`\\frac`, `\\(`).
 `check_site` serves the site on localhost (pages read over http, as a reader's browser reads them) and returns
-every problem of every page; `screenshot` saves a page as PNG. The browser has no network whatever the machine
+every problem of every page at a desktop's width, and the layout problems of the intro, the claims chapter and
+a results page at a phone's (`PHONE_WIDTH`); `screenshot` saves a page as PNG, at either width. The browser has no network whatever the machine
 has: every request to another host goes to a proxy that is not there (loopback, the site, bypasses proxies).
 
 Needs Debian's `chromium` and `chromium-driver` (`/usr/bin/chromium`, `/usr/bin/chromedriver`) and selenium;
@@ -36,28 +38,54 @@ NO_NETWORK = "--proxy-server=http://127.0.0.1:9"
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1280,1000", NO_NETWORK)
+PHONE_WIDTH, PHONE_HEIGHT = 390, 844  # a phone's viewport in CSS pixels (a recent iPhone's)
 MATH_SECONDS = 20  # how long a page's equations may take to be typeset (MathJax works after the page has loaded)
 
 _PAGE_FACTS = """
-const main = document.querySelector('main') || document.querySelector('article') || document.body || document.documentElement;
-const width = main.getBoundingClientRect().width;
-const wide = [];
-for (const table of document.querySelectorAll('table')) {
-  if (table.scrollWidth <= width + 1) continue;
-  let held = false;
-  for (let node = table; node && node !== document.body; node = node.parentElement) {
-    const style = getComputedStyle(node);
-    if (['auto', 'scroll'].includes(style.overflowX) && node.getBoundingClientRect().width <= width + 1) {
-      held = true; break;
-    }
-  }
-  if (!held) wide.push(table.scrollWidth);
-}
 return {
   images: Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0]),
   links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
-  wide: wide, width: width, text: document.body.innerText, html: document.documentElement.outerHTML,
+  text: document.body.innerText, html: document.documentElement.outerHTML,
 };
+"""
+
+# Whether every table and figure of the page's text fits the viewport: each is either narrower than the page or held
+# by a scroll container (overflow-x auto or scroll, the element itself included) that fits the page. A table or
+# figure fails when a container that hides its overflow cuts it (overflow-x hidden or clip), or when it runs off
+# the page's edge with nothing to scroll it; the page fails when it is wider than the viewport. Returns
+# [kind, width, what] per failure; `what` is "cut" (with the container's width), "off" or "scroller off", and one
+# ["page", width, "wide"] when the page itself is too wide.
+_FIT = """
+const vw = document.documentElement.clientWidth;
+const text = document.querySelector('article') || document.querySelector('main') || document.body;
+const found = [];
+const scrolls = o => o === 'auto' || o === 'scroll';
+const hides = o => o === 'hidden' || o === 'clip';
+const replaced = ['IMG', 'VIDEO', 'IFRAME', 'CANVAS'];
+for (const el of text.querySelectorAll('table, img, figure, video, iframe, canvas')) {
+  if (!el.checkVisibility()) continue;
+  const box = el.getBoundingClientRect();
+  if (box.width === 0) continue;
+  const kind = el.tagName === 'TABLE' ? 'table' : 'figure';
+  const width = Math.round(Math.max(box.width, replaced.includes(el.tagName) ? 0 : el.scrollWidth));
+  let verdict = null;
+  for (let node = el; node && !verdict; node = node.parentElement) {
+    const overflow = getComputedStyle(node).overflowX;
+    const rect = node.getBoundingClientRect();
+    if (scrolls(overflow)) {
+      verdict = rect.left < -1 || rect.right > vw + 1 ? [kind, width, 'scroller off'] : 'held';
+    } else if (hides(overflow) && node !== el && (box.left < rect.left - 1 || box.right > rect.right + 1)) {
+      verdict = [kind, width, 'cut', Math.round(rect.width)];
+    } else if (hides(overflow) && node === el && !replaced.includes(el.tagName) && el.scrollWidth > el.clientWidth + 1) {
+      verdict = [kind, width, 'cut', Math.round(box.width)];
+    }
+  }
+  if (verdict === null && (box.left < -1 || box.right > vw + 1)) verdict = [kind, width, 'off'];
+  if (verdict && verdict !== 'held') found.push(verdict);
+}
+const page = document.documentElement.scrollWidth;
+if (page > vw + 1) found.push(['page', page, 'wide']);
+return {width: vw, found: found};
 """
 
 # Sphinx writes each equation as an element of class `math` holding its TeX; MathJax puts an `mjx-container` in it
@@ -158,13 +186,57 @@ def page_problems(driver, base: str, site: Path, page: str, forbidden: Sequence[
     for path in forbidden:
         if path and path in facts["html"]:
             problems.append(Problem(page, f"an absolute path of the build machine appears: {path}"))
-    problems += [Problem(page, f"a table {w} px wide overflows the {facts['width']:.0f} px page with no scroll container")
-                 for w in facts["wide"]]
+    problems += layout_problems(driver, page)
     problems += [Problem(page, f"a request to another host (a reader offline does not get it): {url}")
                  for url in requested(driver) if not _own(url, base)]
     problems += [Problem(page, f"an equation was not typeset: {tex}") for tex in untypeset]
     problems += [Problem(page, f"TeX shown as text: {text}") for text in driver.execute_script(_RAW_TEX)]
     return problems
+
+
+def layout_problems(driver, page: str, at: str = "") -> list[Problem]:
+    """The tables and figures of the open `page` that a reader cannot see whole, and the page itself when it is wider
+    than the viewport (`_FIT`); `at` starts each problem (the viewport's width where it is not the desktop's)."""
+    fit = driver.execute_script(_FIT)
+    page_width = fit["width"]
+    problems = []
+    for kind, width, what, *container in fit["found"]:
+        if what == "cut":
+            text = f"a {kind} {width} px wide is cut: a container {container[0]} px wide hides what overflows it"
+        elif what == "off":
+            text = f"a {kind} {width} px wide runs off the {page_width} px page with no scroll container"
+        elif what == "scroller off":
+            text = f"a {kind} {width} px wide scrolls in a container that runs off the {page_width} px page"
+        else:
+            text = f"the page is {width} px wide, wider than the {page_width} px screen"
+        problems.append(Problem(page, at + text))
+    return problems
+
+
+@contextmanager
+def phone(driver, width: int = PHONE_WIDTH, height: int = PHONE_HEIGHT) -> Iterator[None]:
+    """The browser showing pages as a phone does (DevTools' device emulation: the viewport's CSS width, touch
+    layout, the page's own `<meta name="viewport">` obeyed), back to the desktop window after."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": True})
+    try:
+        yield
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def phone_pages(pages: Sequence[str]) -> list[str]:
+    """The pages checked at a phone's width too: the intro, the claims chapter and the first results page, those
+    the site has."""
+    results = [p for p in pages if p.startswith("book/results/")][:1]
+    return [p for p in ("book/intro.html", "book/claims.html") if p in pages] + results
+
+
+def phone_problems(driver, base: str, page: str, width: int = PHONE_WIDTH) -> list[Problem]:
+    """`page` opened at a phone's width (`phone`): its tables and figures that do not fit (`layout_problems`)."""
+    with phone(driver, width):
+        _open(driver, base + page)
+        return layout_problems(driver, page, at=f"at {width} px: ")
 
 
 def _open(driver, url: str) -> list[str]:
@@ -215,21 +287,33 @@ def _local_target(href: str, base: str, site: Path) -> Path | None:
 
 
 def check_site(site: Path, forbidden: Sequence[str] = ()) -> list[Problem]:
-    """Every problem of every page of the built site at `site` (its `_build/html`)."""
+    """Every problem of every page of the built site at `site` (its `_build/html`) at the desktop's width, and the
+    tables and figures that do not fit a phone's width on the intro, the claims chapter and a results page."""
     site = Path(site)
     problems: list[Problem] = []
     with served(site) as base, browser() as driver:
-        for page in site_pages(site):
+        pages = site_pages(site)
+        for page in pages:
             problems += page_problems(driver, base, site, page, forbidden)
+        for page in phone_pages(pages):
+            problems += phone_problems(driver, base, page)
     return problems
 
 
-def screenshot(site: Path, page: str, out: Path) -> Path:
-    """`page` of the built site as a PNG at `out`, the whole page's height."""
+def screenshot(site: Path, page: str, out: Path, width: int | None = None) -> Path:
+    """`page` of the built site as a PNG at `out`, the whole page's height: in the desktop window, or as a phone
+    `width` CSS pixels wide shows it (`phone`)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with served(Path(site)) as base, browser() as driver:
-        _open(driver, base + page)  # its equations typeset, as a reader sees them
-        height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(1280, min(max(height, 800), 12000))
-        driver.save_screenshot(str(out))
+        if width is None:
+            _open(driver, base + page)  # its equations typeset, as a reader sees them
+            height = driver.execute_script("return document.documentElement.scrollHeight")
+            driver.set_window_size(1280, min(max(height, 800), 12000))
+            driver.save_screenshot(str(out))
+            return out
+        with phone(driver, width):
+            _open(driver, base + page)
+            height = driver.execute_script("return document.documentElement.scrollHeight")
+            with phone(driver, width, min(max(height, PHONE_HEIGHT), 12000)):
+                driver.save_screenshot(str(out))
     return out
