@@ -43,6 +43,7 @@ def build_tiny_book(tmp_path, api: bool = False):
 
 
 @pytest.mark.slow
+@pytest.mark.site
 def test_book_builds_the_summary_and_chapters_from_the_result_files(tmp_path):
     before = _repository_outputs()
     study, results, site = build_tiny_book(tmp_path, api=True)

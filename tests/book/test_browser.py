@@ -20,7 +20,7 @@ from e2u.book import site_check
 from e2u.files import SOURCE_ROOT as ROOT
 from e2u.files import e2u_home
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.site,
               pytest.mark.skipif(bool(site_check.browser_missing()), reason=site_check.browser_missing() or "-")]
 
 

@@ -15,6 +15,8 @@ import pytest
 
 from e2u.files import SOURCE_ROOT as ROOT
 
+pytestmark = pytest.mark.site
+
 # The equations of the fixture, as the reader should see them typeset (the browser test counts them).
 MARKDOWN = r"""# Equations
 

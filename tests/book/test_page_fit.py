@@ -11,7 +11,8 @@ import pytest
 from e2u.book import site_check
 from e2u.files import SOURCE_ROOT as ROOT
 
-pytestmark = pytest.mark.skipif(bool(site_check.browser_missing()), reason=site_check.browser_missing() or "-")
+pytestmark = [pytest.mark.site,
+              pytest.mark.skipif(bool(site_check.browser_missing()), reason=site_check.browser_missing() or "-")]
 
 TABLE = "<table><tr>" + "".join(f"<td>column{i:02d}_with_a_long_name</td>" for i in range(30)) + "</tr></table>"
 FIGURE = ('<img alt="a wide figure" src="data:image/svg+xml;utf8,<svg xmlns=%22http://www.w3.org/2000/svg%22 '
