@@ -1,9 +1,13 @@
 """Hand-built result files for the claims' tests: a cell's per-item values after unlearning (what the claims
 resample), its summary, and the fields that say which recipe it ran."""
 
+import json
 from statistics import mean
 
+import papermill
+
 from e2u.evaluation.human_aligned import rates
+from e2u.files import SOURCE_ROOT as ROOT
 
 
 def cell(setting, method, seed, forget, kept, rephrased=None, aligned=None, merge_group=0, chunks=1,
@@ -84,3 +88,14 @@ def default_like_study(folder):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(r))
     return written
+
+
+def run_chapter_on_default_like_study(chapter: str, tmp_path) -> list[dict]:
+    """The cells of `notebooks/<chapter>.ipynb` executed by papermill on `default_like_study` result files."""
+    study = tmp_path / "results" / "s"
+    default_like_study(study)
+    out = tmp_path / f"{chapter}.ipynb"
+    papermill.execute_notebook(str(ROOT / "notebooks" / f"{chapter}.ipynb"), str(out), kernel_name="python3",
+                               progress_bar=False, parameters={"results_dir": str(study), "study_name": "s"},
+                               cwd=str(ROOT / "notebooks"))
+    return json.loads(out.read_text())["cells"]

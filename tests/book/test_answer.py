@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 import yaml
-from claim_results import cell, default_like_study
+from claim_results import cell, run_chapter_on_default_like_study
 
 from e2u.book import answer, claim_tests, headline, scope
 from e2u.book.build import GENERATED_CHAPTERS
@@ -135,15 +135,7 @@ def test_the_intro_is_generated_and_the_claims_chapter_follows_the_protocol():
 
 @pytest.mark.slow
 def test_the_intro_runs_on_result_files_and_opens_with_the_answer(tmp_path):
-    import papermill
-
-    study = tmp_path / "results" / "s"
-    default_like_study(study)
-    out = tmp_path / "intro.ipynb"
-    papermill.execute_notebook(str(ROOT / "notebooks" / "intro.ipynb"), str(out), kernel_name="python3",
-                               progress_bar=False, parameters={"results_dir": str(study), "study_name": "s"},
-                               cwd=str(ROOT / "notebooks"))
-    cells = json.loads(out.read_text())["cells"]
+    cells = run_chapter_on_default_like_study("intro", tmp_path)
     outputs = [json.dumps(c.get("outputs", [])) for c in cells]
     first = next(k for k, text in enumerate(outputs) if "Claim 1." in text)
     assert first < next(k for k, c in enumerate(cells) if "What this book is" in "".join(c["source"]))

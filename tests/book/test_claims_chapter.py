@@ -3,22 +3,13 @@
 import json
 
 import pytest
-from claim_results import default_like_study
-
-from e2u.files import SOURCE_ROOT as ROOT
+from claim_results import run_chapter_on_default_like_study
 
 
 @pytest.mark.slow
 def test_the_claims_chapter_runs_on_result_files_and_shows_each_claims_interval_and_robustness(tmp_path):
-    import papermill
-
-    study = tmp_path / "results" / "s"
-    default_like_study(study)
-    out = tmp_path / "claims.ipynb"
-    papermill.execute_notebook(str(ROOT / "notebooks" / "claims.ipynb"), str(out), kernel_name="python3",
-                               progress_bar=False, parameters={"results_dir": str(study), "study_name": "s"},
-                               cwd=str(ROOT / "notebooks"))
-    text = "\n".join(json.dumps(c.get("outputs", [])) for c in json.loads(out.read_text())["cells"])  # outputs only
+    cells = run_chapter_on_default_like_study("claims", tmp_path)
+    text = "\n".join(json.dumps(c.get("outputs", [])) for c in cells)  # outputs only
     assert text.count("Verdict: **") == 4 and text.count("Verdict under the chosen reading") == 4
     assert "failed edits left out" in text and "(changed)" in text  # WISE's finetuned edits are flagged failed
     assert "the self-improvement recipe produced no self-written targets here: 10 of 10 fell back" in text

@@ -23,13 +23,13 @@ the rows, so that a measure improved by looking at the labels is also reported o
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
+from e2u.data.schema import read_jsonl
 from e2u.errors import E2UError
 from e2u.evaluation.human_aligned import AlignmentBounds, judge, perplexities
 
@@ -65,20 +65,12 @@ def read_labels(path: str | Path = LABELLED_ANSWERS) -> list[LabelledAnswer]:
     if not path.is_file():
         raise E2UError(f"labelled answers {path} do not exist")
     rows, seen = [], {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise E2UError(f"{where}: not valid JSON ({exc.msg})") from None
-            row = labelled_answer(obj, where)
-            if row.id in seen:
-                raise E2UError(f"{where}: field 'id': {row.id!r} is also the id of line {seen[row.id]}")
-            seen[row.id] = number
-            rows.append(row)
+    for where, obj in read_jsonl(path):
+        row = labelled_answer(obj, where)
+        if row.id in seen:
+            raise E2UError(f"{where}: field 'id': {row.id!r} is also the id of line {seen[row.id]}")
+        seen[row.id] = where.rsplit(":", 1)[1]
+        rows.append(row)
     if not rows:
         raise E2UError(f"labelled answers {path}: no rows")
     return rows
