@@ -49,14 +49,14 @@ def test_every_page_of_the_built_book_reads_cleanly_in_a_browser(built):
         assert phone.stat().st_size > 10_000
 
 
-def test_the_check_fails_on_a_machine_path_and_on_a_wide_table_without_a_scroll_container(built, tmp_path):
+def test_the_check_fails_on_a_machine_path_and_on_a_wide_table_cut_by_its_container(built, tmp_path):
     html, forbidden = built
     broken = tmp_path / "html"
     shutil.copytree(html, broken)
     page = broken / "book" / "summary.html"
     wide = "<table><tr>" + "".join(f"<td>column{i:03d}_with_a_long_name</td>" for i in range(80)) + "</tr></table>"
-    text = page.read_text().replace("</main>", f'<div style="overflow: visible">{wide}</div>'
-                                               f"<p>results in {forbidden[0]}/results</p></main>", 1)
+    text = page.read_text().replace("</article>", f'<div style="overflow: hidden; max-width: 400px">{wide}</div>'
+                                               f"<p>results in {forbidden[0]}/results</p></article>", 1)
     page.write_text(text)
     (broken / "book" / "claims.html").write_text('<html><body><main><a href="nowhere.html">x</a>'
                                                 '<img src="missing.png"></main></body></html>')
