@@ -3,8 +3,9 @@ with the verdict `claim_tests.judge_claims` reached here and each comparison's 9
 
 Nothing here judges anything: the verdicts and intervals are the claims chapter's, computed from the result files,
 so the answer changes when they do. The paper's words are its abstract's where the abstract states the claim; the
-rephrasing claim is not in the abstract, and its words are those the reviews of the paper's experiments report
-(the protocol chapter says what is known of the paper and from where).
+rephrasing claim is not in the abstract, and its words are those of two third-party, AI-written summaries of the
+paper's experiments (the paper's body was not available to us; the protocol chapter says what is known and from
+where).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class PaperClaim:
     source: str
 
 
-ABSTRACT, REVIEWS = "the paper's abstract", "the paper's experiments, as reviews report them"
+ABSTRACT, REVIEWS = "the paper's abstract", "the paper's experiments, as two third-party AI-written summaries report them"
 PAPER_CLAIMS = (
     PaperClaim(1, "certain editing methods, notably WISE and AlphaEdit, are effective unlearning baselines, "
                   "especially for pretrained knowledge", ABSTRACT),
