@@ -26,6 +26,7 @@ import seaborn as sns
 from e2u.book.claim_cells import fallbacks
 from e2u.book.claim_tests import ClaimVerdict, best_baseline, editor_comparisons
 from e2u.book.claims import CONTRADICTS, SUPPORTS, Comparison, shown_state
+from e2u.book.display import one_line
 from e2u.book.readings import ALL_BASELINES, CHOSEN, EDITORS
 from e2u.evaluation.human_aligned import CHECKS
 from e2u.evaluation.paper_metrics import retain_split
@@ -250,7 +251,7 @@ def alignment_examples(results: Sequence[dict], n: int = 2) -> pd.DataFrame:
         for answer, check in zip(answers, checks):
             failed = [name for name in CHECKS if not check[name]]
             rows.append({"setting": r["params"]["setting"], "question": answer["question"], "method": _name(r),
-                         "answer": answer["generated"], "aligned": PASSES[bool(check["aligned"])],
+                         "answer": one_line(answer["generated"]), "aligned": PASSES[bool(check["aligned"])],
                          "fails": ", ".join(failed) or "-"})
     return pd.DataFrame(rows)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from e2u.book.display import one_line
 from e2u.evaluation.paper_metrics import retain_split
 from e2u.methods import get_method
 
@@ -45,9 +46,9 @@ def answers_side_by_side(results: list[dict], setting: str, split: str = "forget
     first = cells[0]
     rows = []
     for i, item in enumerate(first["before"][split][:n]):
-        row = {"question": item["question"], "truth": item.get("reference", ""), "unedited": item["generated"]}
+        row = {"question": item["question"], "truth": item.get("reference", ""), "unedited": one_line(item["generated"])}
         for r in cells:
             answers = r["after"][split]
-            row[f"{r['method_title']} ({r['cell_id']})"] = answers[i]["generated"] if i < len(answers) else ""
+            row[f"{r['method_title']} ({r['cell_id']})"] = one_line(answers[i]["generated"]) if i < len(answers) else ""
         rows.append(row)
     return pd.DataFrame(rows).set_index("question").T

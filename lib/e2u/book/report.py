@@ -15,6 +15,7 @@ import pandas as pd
 import seaborn as sns
 
 from e2u.book.cost import peak_memory_of
+from e2u.book.display import one_line
 from e2u.errors import E2UError
 from e2u.model.load import resolve_model
 from e2u.study.result_files import read_results
@@ -184,7 +185,8 @@ def before_after_figure(results: list[dict], metrics=("refusal_rate", "rouge_l_r
 
 def examples(result: dict, split: str = "forget", n: int = 5) -> pd.DataFrame:
     """The first `n` questions of a split with the unedited and the unlearned model's answers."""
-    rows = [{"question": b["question"], "before": b["generated"], "after": a["generated"], "refusal": a["refusal"]}
+    rows = [{"question": b["question"], "before": one_line(b["generated"]), "after": one_line(a["generated"]),
+             "refusal": a["refusal"]}
             for b, a in zip(result["before"].get(split, [])[:n], result["after"].get(split, [])[:n])]
     return pd.DataFrame(rows)
 
