@@ -69,3 +69,18 @@ def test_the_phone_pages_are_the_intro_the_claims_and_one_results_page():
     pages = ["book/claims.html", "book/intro.html", "book/results/finetuned.html", "book/results/pretrained.html",
              "book/summary.html", "index.html"]
     assert site_check.phone_pages(pages) == ["book/intro.html", "book/claims.html", "book/results/finetuned.html"]
+
+
+def test_a_line_break_pandas_wrote_in_an_answer_is_not_tex_but_a_formula_in_a_cell_is(tmp_path):
+    cells = {"answer.html": "<table><tr><td>ability\\nedayeday and\\tmore</td></tr></table>",
+             "formula.html": "<table><tr><td>\\(1 - \\text{Rouge1}\\)</td></tr></table>",
+             "prose.html": "<p>the key \\frac{1}{N} in a sentence</p>"}
+    for name, body in cells.items():
+        (tmp_path / name).write_text(f"<!DOCTYPE html><html><body><main><article>{body}</article></main></body></html>")
+    with site_check.served(tmp_path) as base, site_check.browser() as driver:
+        found = {}
+        for name in cells:
+            driver.get(base + name)
+            found[name] = site_check.raw_tex_problems(driver, name)
+    assert found["answer.html"] == [], found
+    assert found["formula.html"] and found["prose.html"], found

@@ -104,7 +104,10 @@ const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
 const found = [];
 for (let node = walker.nextNode(); node; node = walker.nextNode()) {
   const parent = node.parentElement;
-  if (!parent || parent.closest(skip) || !tex.test(node.textContent) || !parent.checkVisibility()) continue;
+  if (!parent || parent.closest(skip)) continue;
+  // pandas writes a line break, a tab or a carriage return inside a table cell as \\n, \\t or \\r: not TeX
+  const text = parent.closest('td, th') ? node.textContent.replace(/\\[ntr]/g, ' ') : node.textContent;
+  if (!tex.test(text) || !parent.checkVisibility()) continue;
   found.push(node.textContent.trim().slice(0, 80));
 }
 return found;
@@ -190,8 +193,13 @@ def page_problems(driver, base: str, site: Path, page: str, forbidden: Sequence[
     problems += [Problem(page, f"a request to another host (a reader offline does not get it): {url}")
                  for url in requested(driver) if not _own(url, base)]
     problems += [Problem(page, f"an equation was not typeset: {tex}") for tex in untypeset]
-    problems += [Problem(page, f"TeX shown as text: {text}") for text in driver.execute_script(_RAW_TEX)]
+    problems += raw_tex_problems(driver, page)
     return problems
+
+
+def raw_tex_problems(driver, page: str) -> list[Problem]:
+    """TeX a reader sees as text on the page the driver shows: a control word or a math delimiter outside code."""
+    return [Problem(page, f"TeX shown as text: {text}") for text in driver.execute_script(_RAW_TEX)]
 
 
 def layout_problems(driver, page: str, at: str = "") -> list[Problem]:
