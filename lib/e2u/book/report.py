@@ -287,13 +287,13 @@ def results_markdown(results: list[dict], results_dir: str | Path) -> str:
     return f"{len(results)} cells of study `{Path(results_dir).name}`."
 
 
-def _listing(values, last: str) -> str:
+def listing(values, last: str) -> str:
     """Distinct values as a reader reads them: "10", "10 or 20", "0, 1 and 2" (`last` joins the last two)."""
     shown = [str(v) for v in dict.fromkeys(values)]
     return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + f" {last} " + shown[-1]
 
 
-def _questions(result: dict, split: str) -> int:
+def questions_asked(result: dict, split: str) -> int:
     """How many questions of `split` a cell asked: its per-item answers, else its summary's count."""
     items = (result.get("after") or {}).get(split)
     return len(items) if items is not None else int(result["summary"]["after"][split].get("n", 0))
@@ -303,10 +303,10 @@ def setting_heading(cells: list[dict]) -> str:
     """What one setting's numbers rest on, read from its result files: the model, the data source, the forget and
     kept questions each seed asked, the seeds and the number of cells."""
     keep = keep_split(cells[0])
-    forget = sorted(_questions(r, "forget") for r in cells if "forget" in r["summary"]["after"])
-    kept = sorted(_questions(r, keep) for r in cells if keep in r["summary"]["after"])
+    forget = sorted(questions_asked(r, "forget") for r in cells if "forget" in r["summary"]["after"])
+    kept = sorted(questions_asked(r, keep) for r in cells if keep in r["summary"]["after"])
     seeds = sorted(r["params"]["seed"] for r in cells)
-    return (f"Model {_listing((shown_model(r['params']['model']) for r in cells), 'and')}, data "
-            f"`{cells[0]['params']['data_source']}`: {_listing(forget, 'or')} forget and {_listing(kept, 'or')} "
-            f"{keep} questions per seed; {'seed' if len(set(seeds)) == 1 else 'seeds'} {_listing(seeds, 'and')}; "
+    return (f"Model {listing((shown_model(r['params']['model']) for r in cells), 'and')}, data "
+            f"`{cells[0]['params']['data_source']}`: {listing(forget, 'or')} forget and {listing(kept, 'or')} "
+            f"{keep} questions per seed; {'seed' if len(set(seeds)) == 1 else 'seeds'} {listing(seeds, 'and')}; "
             f"{len(cells)} {'cell' if len(cells) == 1 else 'cells'}.")

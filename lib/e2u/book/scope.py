@@ -10,16 +10,11 @@ from typing import Sequence
 
 from e2u.book.claim_cells import PLAIN, kept_split, recipe_kind
 from e2u.book.readings import CHOSEN
-from e2u.book.report import shown_model
+from e2u.book.report import listing, questions_asked, shown_model
 from e2u.model.source import EMBEDDED_MODEL
 
 EMBEDDED_TITLE = "SmolLM2-135M-Instruct, the embedded default"  # how the caveat names `EMBEDDED_MODEL`
 UNNAMED = "a model its result files do not name"
-
-
-def _span(values) -> str:
-    low, high = min(values), max(values)
-    return str(low) if low == high else f"{low} to {high}"
 
 
 def scope(results: Sequence[dict]) -> dict:
@@ -36,8 +31,8 @@ def scope(results: Sequence[dict]) -> dict:
             models.append(name)
         after, entry = r.get("after", {}), settings[params["setting"]]
         kept = kept_split(after, CHOSEN)
-        entry["forget"].add(len(after.get("forget", [])))
-        entry["kept"].add(len(after.get(kept, [])) if kept else 0)
+        entry["forget"].add(questions_asked(r, "forget") if "forget" in after else 0)
+        entry["kept"].add(questions_asked(r, kept) if kept else 0)
         entry["seeds"].add(params["seed"])
     return {"models": models, "settings": dict(settings)}
 
@@ -49,7 +44,8 @@ def caveat_markdown(results: Sequence[dict]) -> str:
     if not found["settings"]:
         return "*Caveat:* no plain cell of this study has a result yet, so nothing above is measured."
     per_setting = "; ".join(
-        f"{setting}: {_span(s['forget'])} forget and {_span(s['kept'])} kept questions per seed, "
+        f"{setting}: {listing(sorted(s['forget']), 'or')} forget and {listing(sorted(s['kept']), 'or')} kept "
+        f"questions per seed, "
         f"{len(s['seeds'])} seed{'s' if len(s['seeds']) != 1 else ''}" for setting, s in sorted(
             found["settings"].items(), key=lambda item: not item[0].startswith("pretrained")))  # as the paper
     models = found["models"]

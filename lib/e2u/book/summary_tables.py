@@ -51,7 +51,7 @@ def cell_measures(result: dict) -> dict[str, float]:
             "combined (rephrased)": value((aggregates.get("combined_score_rephrased") or {}).get("value"))}
 
 
-def kept_split(results: Sequence[dict], setting: str) -> str:
+def setting_kept_split(results: Sequence[dict], setting: str) -> str:
     """The kept questions' split in `setting` (retain or neighbour), as its cells name it."""
     splits = {retain_split(r["summary"]["after"]) for r in results if r["params"]["setting"] == setting}
     splits.discard(None)
@@ -106,7 +106,7 @@ def method_markdown(results: Sequence[dict], setting: str, study: str) -> str:
     table = method_table(results, setting)
     if table.empty:
         return f"No cell of setting `{setting}` has a result yet."
-    keep = kept_split(results, setting)
+    keep = setting_kept_split(results, setting)
     header = ["method", "recipe", "combined", "forget Rouge1", f"{keep} Rouge1", "combined (rephrased)",
               "seeds (cell pages)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
