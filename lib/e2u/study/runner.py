@@ -31,6 +31,12 @@ from e2u.study.run_lock import study_run_lock
 log = logging.getLogger(__name__)
 
 
+# How papermill (nbclient) ends a notebook's kernel once every cell has run: at once, not by a shutdown request it
+# then waits ~2 s on (29.4 s against 32.1 s for a quick-study cell; `bench/kernel_environment_bench.py`). The
+# notebook has written its result and papermill holds every output by then, so nothing is lost.
+KERNEL_SHUTDOWN = "immediate"
+
+
 @dataclass
 class CellOutcome:
     cell_id: str
@@ -63,7 +69,7 @@ def run_cell_notebook(cell: CellParams, result: Path, notebook: Path, key: str, 
         try:
             papermill.execute_notebook(
                 str(TEMPLATE), str(tmp), parameters=notebook_parameters(cell, result, key, rerun),
-                kernel_name=kernel, progress_bar=False, cwd=str(TEMPLATE.parent),
+                kernel_name=kernel, progress_bar=False, cwd=str(TEMPLATE.parent), shutdown_kernel=KERNEL_SHUTDOWN,
             )
             if not result.is_file():
                 raise E2UError(f"cell {cell.cell_id}: the notebook finished without writing {result}")
