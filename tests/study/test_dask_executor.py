@@ -208,3 +208,73 @@ def test_a_step_starts_after_every_step_it_needs_and_their_failure_fails_its_cel
             else:
                 assert [(o.status, "no disk left" in o.error) for o in outcomes] == [("failed", True)]
                 assert "setting" not in started and not [e for e in events if e[0] == "cell"]
+
+
+def _environment_variable(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def test_local_workers_leave_out_dasks_trim_threshold_that_slows_every_cells_kernel(monkeypatch):
+    """The Nanny exports MALLOC_TRIM_THRESHOLD_=65536 by default and each cell's kernel inherits its worker's
+    environment; the local cluster leaves it out, unless the user exported it."""
+    import dask
+    from distributed import Client
+
+    from e2u.study.cluster import local_cluster
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 65536}):  # Dask's default
+        with local_cluster(workers=1) as cluster, Client(cluster) as client:
+            assert client.submit(_environment_variable, "MALLOC_TRIM_THRESHOLD_", pure=False).result() is None
+            assert client.submit(_environment_variable, "OMP_NUM_THREADS", pure=False).result() == "1"
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")  # the user's own value is passed on
+    with local_cluster(workers=1) as cluster, Client(cluster) as client:
+        assert client.submit(_environment_variable, "MALLOC_TRIM_THRESHOLD_", pure=False).result() == "131072"
+
+
+class _FinishedFuture:
+    """What the fake client hands back: a task that has run."""
+    def __init__(self, key: str, value):
+        self.key, self._value = key, value
+
+    def result(self):
+        return self._value
+
+
+class _OneWorkerThreadPerSlotClient:
+    """A client of `threads` worker threads that records how many submitted jobs were unfinished at each submit."""
+    def __init__(self, threads: int):
+        self.threads, self.submitted, self.finished, self.in_flight = threads, [], set(), []
+
+    def nthreads(self):
+        return {f"worker-{i}": 1 for i in range(self.threads)}
+
+    def submit(self, function, *arguments, key, priority, **options):
+        value = {"step": arguments[0].name, "seconds": 0.0, "lines": []} if function.__name__ == "run_shared_step" \
+            else (1.0, "", "")
+        self.submitted.append((key, priority))
+        self.in_flight.append(len(self.submitted) - len(self.finished))
+        return _FinishedFuture(key, value)
+
+
+def test_jobs_are_submitted_only_while_a_worker_thread_is_free_highest_priority_first(tiny_study, monkeypatch):
+    """Dask places a task when it is submitted: with every released cell submitted at once, one worker kept a queue
+    while the other idled. The executor holds them back until a thread is free, the costliest first."""
+    from e2u.study import executor
+
+    study, root = tiny_study
+    plan = plan_study(study, root / "results", root / "book", gpus=False)
+    client = _OneWorkerThreadPerSlotClient(threads=1)
+
+    def first_completed(futures, timeout, return_when):  # the oldest unfinished job ends first
+        oldest = min(futures, key=lambda f: [k for k, _ in client.submitted].index(f.key))
+        client.finished.add(oldest.key)
+        return {oldest}, set(futures) - {oldest}
+
+    monkeypatch.setattr(executor, "wait", first_completed)
+    outcomes, steps = run_plan(client, plan, progress=False)
+    assert sorted(o.status for o in outcomes) == ["ran", "ran"]
+    assert [s["step"] for s in steps] == [s.name for s in plan.steps]
+    assert max(client.in_flight) == 1  # one thread: never a second job waiting on a worker
+    cells = [priority for key, priority in client.submitted if key.startswith("cell")]
+    assert cells == sorted(cells, reverse=True) and cells[0] > cells[-1]  # ROME (ranked 1) before GA (0)

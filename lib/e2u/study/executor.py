@@ -3,6 +3,8 @@
 1. Cells whose result file carries their key are `cached` and not submitted.
 2. The work they share (`shared_work`) is submitted first, each step once, after the steps it needs; steps
    start before any cell, finetuning first (the longest chain), so that two workers never sit on one chain.
+   Jobs are submitted only while a worker thread is free, the highest priority first (`job_priority`), so no
+   worker holds a queue while another idles.
 3. Every other cell is a task that waits for its setting's last shared step and runs the cell's
    notebook through papermill on a worker (`runner.run_cell_notebook`); results come back as
    files, so a cluster run and a local run build the same book.
@@ -19,15 +21,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 
 from distributed import KilledWorker, wait
 from tqdm import tqdm
 
 from e2u.cell.params import CellParams
 from e2u.errors import E2UError
-from e2u.study.cluster import dashboard_address, has_gpu_workers, study_client
+from e2u.study.cluster import dashboard_address, has_gpu_workers, study_client, worker_threads
 from e2u.study.grid import Study, cell_key, is_done, notebook_path, result_path
+from e2u.study.priority import STEP_PRIORITY, cost_rank
 from e2u.study.run_lock import study_run_lock
 from e2u.study.runner import CellOutcome, error_frames, error_line, failure_details, run_cell_notebook
 from e2u.study.scaling import is_measured, measure_in_subprocess, scaling_dir
@@ -114,23 +116,6 @@ def _plan_points(study: Study, results_dir: Path, steps: list[SharedStep], gpus:
     return points, measured
 
 
-# Which cells start first among those ready: the slowest kinds (measured in the default build on 2 cores: MEMIT
-# and AlphaEdit ~210 s a cell, WISE ~190 s, GRACE ~100 s, ROME and the training baselines 50-90 s), so that the
-# last cells to run are short ones and no worker idles through a long tail.
-SLOW_METHODS = MappingProxyType({"memit": 3, "alphaedit": 3, "wise": 2, "grace": 1})
-
-
-# Steps before cells (a cell's rank is below 10), finetuning first: the finetuned settings' cells wait for it.
-STEP_PRIORITY = MappingProxyType({"model": 1000, "finetune": 2000, "setting": 1000, "statistics": 1000})
-
-
-def cost_rank(cell: CellParams) -> int:
-    """The dask priority of a cell (higher starts first): its method's rank, raised by chunks (an evaluation per
-    chunk) and by a larger forget set."""
-    n_forget = cell.data_options.get("n_forget") or cell.data_options.get("forget_questions") or 20
-    return SLOW_METHODS.get(cell.method, 0) + (cell.chunks > 1) + (n_forget > 10) * 2
-
-
 def _run_cell_task(cell_json: str, result: str, notebook: str, key: str) -> tuple[float, str, str]:
     """On a worker: one cell's notebook. Returns (seconds, error, its details: `runner.failure_details`); an error
     is the notebook's, not the worker's."""
@@ -173,14 +158,25 @@ def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcom
         key = f"{job.name}-{id(plan)}-{job.attempts}".replace(" ", "_")
         if job.step is not None:
             return client.submit(run_shared_step, job.step, key=key, resources=resources,
-                                 priority=STEP_PRIORITY[job.step.kind], pure=False)
-        if job.point is not None:  # behind the cells; among points the largest first, so none runs alone at the end
+                                 priority=job_priority(job), pure=False)
+        if job.point is not None:
             return client.submit(_measure_point_task, job.point.point, str(job.point.path), key=key,
-                                 priority=job.point.point.n_forget - 10_000,
-                                 resources=job.point.resources or None, pure=False)
+                                 priority=job_priority(job), resources=job.point.resources or None, pure=False)
         p = job.cell
         return client.submit(_run_cell_task, p.cell.to_json(), str(p.result), str(p.notebook), p.key, key=key,
-                             resources=p.resources or None, priority=cost_rank(p.cell), pure=False)
+                             resources=p.resources or None, priority=job_priority(job), pure=False)
+
+    running: dict = {}  # future -> the job it runs
+    ready: list[_Job] = []  # released, not yet submitted: at most one job per worker thread is in flight
+
+    def fill() -> None:
+        """Submit the ready jobs, highest priority first, while a worker thread is free: Dask places a task on a
+        worker when it is submitted, and with all of them submitted at once one worker kept a queue while the
+        other idled (230 of 1,380 worker-seconds idle in a quick study on two workers)."""
+        ready.sort(key=job_priority, reverse=True)
+        while ready and len(running) < worker_threads(client):
+            job = ready.pop(0)
+            running[submit(job)] = job
 
     done: set[str] = set()  # the steps that succeeded
     failed: set[str] = set()  # the jobs failed because a step they need failed
@@ -205,15 +201,15 @@ def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcom
             return [CellOutcome(_job_id(job), "failed", 0.0, why, attempts=job.attempts)]
         return [o for waiting in waiting_for(job.step.name) for o in fail_all(waiting, why)]
 
-    first = [_Job(f"shared {s.name}", step=s) for s in plan.steps if not s.after]
-    running = {submit(job): job for job in first}
+    ready += [_Job(f"shared {s.name}", step=s) for s in plan.steps if not s.after]
+    fill()
     outcomes = [CellOutcome(c.cell_id, "cached", 0.0) for c in plan.cached] + \
                [CellOutcome(name, "cached", 0.0) for name in plan.measured]
     steps: list[dict] = []
     counts = {"done": 0, "failed": 0, "cached": len(outcomes)}
     bar = tqdm(total=len(plan.cells) + len(plan.points) + len(outcomes), initial=len(outcomes), desc="cells",
                unit="cell", disable=not progress)
-    while running:
+    while running or ready:
         try:
             finished, _ = wait(list(running), timeout=5, return_when="FIRST_COMPLETED")
         except TimeoutError:
@@ -222,7 +218,7 @@ def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcom
             job = running.pop(future)
             value, error, lost = _collect(future)
             if lost and job.attempts <= RETRIES_AFTER_A_LOST_WORKER:
-                running[submit(job)] = job
+                ready.append(job)
                 continue
             if lost:
                 error = f"its worker died {job.attempts} times while running it"
@@ -230,7 +226,7 @@ def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcom
             if job.step is not None and not error:
                 steps.append(value)
                 done.add(job.step.name)
-                running.update({submit(waiting): waiting for waiting in release(job.step.name)})
+                ready.extend(release(job.step.name))
             elif job.step is not None:
                 new = fail_all(job, f"shared step {job.step.name!r} failed: {error}")
             else:
@@ -241,9 +237,20 @@ def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcom
                 counts["done" if outcome.status == "ran" else "failed"] += 1
             outcomes += new
             bar.update(len(new))
+        fill()
         bar.set_postfix(running=_running_cells(client, running), **counts, refresh=True)
     bar.close()
     return outcomes, steps
+
+
+def job_priority(job: _Job) -> int:
+    """Higher starts first: steps (finetuning first), then cells by `cost_rank`, then scaling points (behind the
+    cells; among them the largest first, so that none runs alone at the end)."""
+    if job.step is not None:
+        return STEP_PRIORITY[job.step.kind]
+    if job.point is not None:
+        return job.point.point.n_forget - 10_000
+    return cost_rank(job.cell.cell)
 
 
 def _job_id(job: _Job) -> str:
