@@ -4,11 +4,15 @@ all), the table of contents pointed at this study's chapters, then `jupyter-book
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Callable
 
 import papermill
 import yaml
@@ -17,8 +21,9 @@ from e2u.errors import E2UError
 from e2u.files import TEMPLATES, atomic_path, book_root, sha256_of_file, sha256_of_json
 from e2u.provenance import PACKAGE, closure, code_digest
 from e2u.study.grid import load_study, notebook_path, result_path
+from e2u.study.cluster import machine_cores
 from e2u.study.run_lock import study_run_lock
-from e2u.study.runner import hide_injected_parameters
+from e2u.study.runner import KERNEL_SHUTDOWN, hide_injected_parameters
 from e2u.study.scaling import scaling_dir
 from e2u.study.variants import split_variant
 
@@ -26,15 +31,17 @@ from e2u.study.variants import split_variant
 GENERATED_CHAPTERS = ("intro", "summary", "claims", "cost", "reproducibility")  # intro: the root page, the answer
 API_CHAPTER = "api"  # notebooks/api.ipynb: the Python API on the embedded model, executed on its own (no results)
 API_MODULE = PACKAGE / "api.py"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # what torch reads at start-up
 
 
 def build_book(study_file: str | Path, results_dir: str | Path, book: str | Path, root: str | Path | None = None,
                no_build: bool = False, api: bool = True) -> Path | None:
     """Execute the generated chapters (intro, summary, claims, cost, reproducibility, one per setting, and with
-    `api` the Python API's, minutes on the embedded model) into `book`, then build the Jupyter Book project at `root` (by default `files.book_root()`: its `_config.yml` and `_toc.yml`,
-    which read the chapters from `<root>/book`); return the built site's index page (None with `no_build`)."""
+    `api` the Python API's, a minute on the embedded model) into `book`, one per core at a time, then build the
+    Jupyter Book project at `root` (by default `files.book_root()`: its `_config.yml` and `_toc.yml`, which read
+    the chapters from `<root>/book`); return the built site's index page (None with `no_build`)."""
     study = load_study(study_file)
-    book = Path(book)
+    book = Path(book).resolve()  # the chapters' processes run papermill, which changes directory
     root = Path(root).resolve() if root else book_root()
     results = Path(results_dir).resolve() / study.name
     if not results.is_dir():
@@ -53,14 +60,7 @@ def build_book(study_file: str | Path, results_dir: str | Path, book: str | Path
     for stale in stale_outputs(study, Path(results_dir), book):
         print(f"removing {stale}: not a cell of study {study.name}")
         stale.unlink()
-    for chapter in GENERATED_CHAPTERS:
-        started = time.perf_counter()
-        execute_chapter(chapter, book / f"{chapter}.ipynb", {"results_dir": str(results), "study_name": study.name})
-        print(f"{chapter} notebook executed in {time.perf_counter() - started:.1f} s")
-    setting_chapters(study, results, book)
-    started = time.perf_counter()
-    if api and api_chapter(book):
-        print(f"{API_CHAPTER} notebook executed in {time.perf_counter() - started:.1f} s")
+    run_side_by_side(chapter_jobs(study, results, book, api))
     if no_build:
         return None
     started = time.perf_counter()
@@ -79,6 +79,56 @@ def build_book(study_file: str | Path, results_dir: str | Path, book: str | Path
     return index
 
 
+def chapter_jobs(study, results: Path, book: Path, api: bool) -> list[tuple[str, Callable, tuple]]:
+    """The chapters to execute, each (name, function, its arguments): the API's first (the longest, on the embedded
+    model), then the generated chapters and one per setting."""
+    parameters = {"results_dir": str(results), "study_name": study.name}
+    jobs = [(API_CHAPTER, api_chapter, (book,))] if api else []
+    jobs += [(chapter, execute_chapter, (chapter, book / f"{chapter}.ipynb", parameters)) for chapter in GENERATED_CHAPTERS]
+    folder = book / SETTING_CHAPTERS
+    jobs += [(f"{SETTING_CHAPTERS}/{setting}", execute_chapter,
+              ("setting", folder / f"{setting}.ipynb", {**parameters, "setting": setting}))
+             for setting in setting_names(study, results, folder)]
+    return jobs
+
+
+def run_side_by_side(jobs: list[tuple[str, Callable, tuple]], workers: int | None = None) -> None:
+    """Run the chapter jobs in `workers` processes (default: one per core; processes, not threads, since papermill
+    changes the working directory while it runs a notebook), printing each one's time as it ends; the first error
+    is raised once every job has ended (each chapter is written whole or not at all, so the others are kept)."""
+    workers = min(workers or machine_cores(), len(jobs)) or 1
+    threads = max(1, machine_cores() // workers)
+    started, errors = time.perf_counter(), []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_share_of_the_cores, initargs=(threads,)) as pool:
+        futures = {pool.submit(_timed, function, *arguments): name for name, function, arguments in jobs}
+        for future in as_completed(futures):
+            try:
+                ran, seconds = future.result()
+                print(f"{futures[future]} notebook {'executed' if ran is not False else 'unchanged, kept'} "
+                      f"in {seconds:.1f} s", flush=True)
+            except Exception as exc:  # the others go on; reported below
+                print(f"{futures[future]} notebook failed: {exc}", flush=True)
+                errors.append(exc)
+    print(f"{len(jobs)} chapters in {time.perf_counter() - started:.1f} s, {workers} at a time")
+    if errors:
+        raise errors[0]
+
+
+def _share_of_the_cores(threads: int) -> None:
+    """In a new chapter process: the kernels it starts use `threads` threads each, so that the chapters running
+    side by side do not ask for more threads than there are cores (two kernels of two threads on two cores made the
+    API chapter 2.5 times slower). A value the user exported is kept."""
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, str(threads))
+
+
+def _timed(function: Callable, *arguments) -> tuple[object, float]:
+    """In a worker process: what `function(*arguments)` returned, and its seconds."""
+    started = time.perf_counter()
+    return function(*arguments), time.perf_counter() - started
+
+
 SITE_STUDY_FILE = ".e2u-study"  # in the built site: which study it shows
 SETTING_CHAPTERS = "results"  # book/results/<setting>.ipynb: one results chapter per setting (notebooks/setting.ipynb)
 
@@ -88,7 +138,8 @@ def execute_chapter(template: str, out: Path, parameters: dict) -> None:
     parameter cells removed from the page."""
     with atomic_path(out, ".ipynb") as tmp:
         papermill.execute_notebook(str(TEMPLATES / f"{template}.ipynb"), str(tmp), kernel_name="python3",
-                                   progress_bar=False, parameters=parameters, cwd=str(TEMPLATES))
+                                   progress_bar=False, parameters=parameters, cwd=str(TEMPLATES),
+                                   shutdown_kernel=KERNEL_SHUTDOWN)
         hide_injected_parameters(tmp)
 
 
@@ -108,21 +159,16 @@ def api_chapter(book: Path) -> bool:
     return True
 
 
-def setting_chapters(study, results: Path, book: Path) -> None:
-    """Execute notebooks/setting.ipynb once per setting of the study into `book/results/<setting>.ipynb`, and
-    remove the chapters of settings the study no longer has (the table of contents reads the folder)."""
-    folder = book / SETTING_CHAPTERS
+def setting_names(study, results: Path, folder: Path) -> list[str]:
+    """The study's settings that have results (one chapter each under `folder`); the chapters of settings the
+    study no longer has are removed (the table of contents reads the folder)."""
     folder.mkdir(parents=True, exist_ok=True)
     settings = list(dict.fromkeys(c.setting for c in study.cells if any((results / c.setting).glob("*.json"))))
     for stale in sorted(folder.glob("*.ipynb")):
         if stale.stem not in settings:
             print(f"removing {stale}: not a setting of study {study.name}")
             stale.unlink()
-    started = time.perf_counter()
-    for setting in settings:
-        execute_chapter("setting", folder / f"{setting}.ipynb",
-                         {"results_dir": str(results), "study_name": study.name, "setting": setting})
-    print(f"{len(settings)} setting chapters executed in {time.perf_counter() - started:.1f} s")
+    return settings
 
 
 def study_toc(root: Path, book: Path, study: str) -> Path:
