@@ -141,6 +141,7 @@ bench: $(STAMP)
 	$(PYTHON) bench/memory_bench.py
 	$(PYTHON) bench/dask_bench.py
 	$(PYTHON) bench/lora_bench.py
+	OMP_NUM_THREADS=1 $(PYTHON) bench/kernel_environment_bench.py
 
 clean:
 	rm -rf _build book/runs book/results book/summary.ipynb book/claims.ipynb book/cost.ipynb book/reproducibility.ipynb book/api.ipynb results

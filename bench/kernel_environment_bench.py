@@ -57,7 +57,9 @@ def main() -> None:
     parser.add_argument("--method", default="gradient_ascent")
     args = parser.parse_args()
     study = load_study(args.study)
-    cell = next(c for c in study.cells if c.setting == args.setting and c.method == args.method)
+    cell = next((c for c in study.cells if c.setting == args.setting and c.method == args.method), None)
+    if cell is None:
+        parser.error(f"{args.study} has no cell of method {args.method!r} in setting {args.setting!r}")
     for step in plan_shared_steps([cell]):  # cached after the first time: a study of the same file shares them
         print(f"shared step {step.name}: {run_shared_step(step)['seconds']} s", flush=True)
     ways = {"before (Dask's trim threshold, graceful shutdown)": (DASK_TRIM, "graceful"),

@@ -174,7 +174,8 @@ def run_plan(client, plan: Plan, progress: bool = True) -> tuple[list[CellOutcom
         worker when it is submitted, and with all of them submitted at once one worker kept a queue while the
         other idled (230 of 1,380 worker-seconds idle in a quick study on two workers)."""
         ready.sort(key=job_priority, reverse=True)
-        while ready and len(running) < worker_threads(client):
+        threads = worker_threads(client)  # one question to the scheduler per fill, not per job
+        while ready and len(running) < threads:
             job = ready.pop(0)
             running[submit(job)] = job
 
